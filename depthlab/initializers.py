@@ -1,0 +1,227 @@
+"""Weight and bias samplers, one function per scheme.
+
+Every scheme draws a weight matrix W of shape ``(*stack, n_out, n_in)`` and a bias
+vector b of shape ``(*stack, n_out)`` (``stack`` is a tuple of leading dimensions,
+empty for a single network). ``sigma_w`` and ``sigma_b`` are standard deviations.
+Biases are ``N(0, sigma_b^2)`` in every scheme except ``higham``.
+
+The variance each scheme gives (n_in = n_{l-1} is the fan-in, n_out = n_l):
+
+================  ==========================================================
+scheme            Var(W_ij)
+================  ==========================================================
+gaussian          sigma_w^2 / n_in                          (default sigma_w 1)
+orthogonal        sigma_w * Q, Q Haar-random with orthonormal rows or columns:
+                  Var = sigma_w^2 / max(n_in, n_out)        (default sigma_w 1)
+xavier_normal     sigma_w^2 * 2 / (n_in + n_out), sigma_w is the gain (default 1)
+xavier_uniform    U[-a, a], a = sigma_w * sqrt(6 / (n_in + n_out)): as above
+he_normal         sigma_w^2 / n_in                   (default sigma_w sqrt(2))
+lecun_normal      sigma_w^2 / n_in                          (default sigma_w 1)
+uniform           U[-a, a], a = sigma_w * sqrt(3 / n_in): Var = sigma_w^2/n_in;
+                  the default sigma_w = 1/sqrt(3) is Glorot & Bengio's
+                  "standard" U[-1/sqrt(n_in), 1/sqrt(n_in)]
+higham            W_ij ~ N(0, sigma_w^2), b_i ~ N(0, sigma_b^2), no fan-in
+                  scaling (defaults 0.5, 0.5: the paper's ``0.5 * randn``)
+================  ==========================================================
+
+Mean-field theory only needs ``n_in * Var(W_ij)``, the *effective* fan-in
+sigma_w^2 of a layer: :func:`effective_sigma_w` gives it for every scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+Array = np.ndarray
+Sampler = Callable[..., Array]
+
+
+def _gaussian_weights(
+    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+) -> Array:
+    return rng.standard_normal((*stack, n_out, n_in)) * (sigma_w / np.sqrt(n_in))
+
+
+def _orthogonal_weights(
+    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+) -> Array:
+    # Haar measure: QR of a Gaussian matrix with the signs of diag(R) fixed.
+    tall = n_out >= n_in
+    rows, cols = (n_out, n_in) if tall else (n_in, n_out)
+    g = rng.standard_normal((*stack, rows, cols))
+    q, r = np.linalg.qr(g)
+    signs = np.sign(np.diagonal(r, axis1=-2, axis2=-1))
+    signs[signs == 0] = 1.0
+    q = q * signs[..., None, :]
+    if not tall:
+        q = np.swapaxes(q, -1, -2)
+    return sigma_w * q
+
+
+def _xavier_normal_weights(
+    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+) -> Array:
+    std = sigma_w * np.sqrt(2.0 / (n_in + n_out))
+    return rng.standard_normal((*stack, n_out, n_in)) * std
+
+
+def _xavier_uniform_weights(
+    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+) -> Array:
+    a = sigma_w * np.sqrt(6.0 / (n_in + n_out))
+    return rng.uniform(-a, a, size=(*stack, n_out, n_in))
+
+
+def _uniform_weights(
+    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+) -> Array:
+    a = sigma_w * np.sqrt(3.0 / n_in)
+    return rng.uniform(-a, a, size=(*stack, n_out, n_in))
+
+
+def _higham_weights(
+    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+) -> Array:
+    return rng.standard_normal((*stack, n_out, n_in)) * sigma_w
+
+
+@dataclass(frozen=True)
+class Initializer:
+    """A weight initialization scheme.
+
+    Attributes
+    ----------
+    name : str
+        Name used in configs and results.
+    sample_weights : callable
+        ``(n_out, n_in, sigma_w, rng, stack) -> W``.
+    default_sigma_w, default_sigma_b : float
+        The defaults a config file of this scheme carries.
+    fan_in_variance : callable
+        ``(n_out, n_in) -> n_in * Var(W_ij) / sigma_w^2``.
+    """
+
+    name: str
+    sample_weights: Sampler
+    default_sigma_w: float
+    default_sigma_b: float
+    fan_in_variance: Callable[[int, int], float]
+
+
+def _one(n_out: int, n_in: int) -> float:
+    return 1.0
+
+
+INITIALIZERS: dict[str, Initializer] = {
+    i.name: i
+    for i in (
+        Initializer("gaussian", _gaussian_weights, 1.0, 0.0, _one),
+        Initializer(
+            "orthogonal",
+            _orthogonal_weights,
+            1.0,
+            0.0,
+            lambda n_out, n_in: n_in / max(n_in, n_out),
+        ),
+        Initializer(
+            "xavier_normal",
+            _xavier_normal_weights,
+            1.0,
+            0.0,
+            lambda n_out, n_in: 2.0 * n_in / (n_in + n_out),
+        ),
+        Initializer(
+            "xavier_uniform",
+            _xavier_uniform_weights,
+            1.0,
+            0.0,
+            lambda n_out, n_in: 2.0 * n_in / (n_in + n_out),
+        ),
+        Initializer("he_normal", _gaussian_weights, float(np.sqrt(2.0)), 0.0, _one),
+        Initializer("lecun_normal", _gaussian_weights, 1.0, 0.0, _one),
+        Initializer("uniform", _uniform_weights, float(1 / np.sqrt(3.0)), 0.0, _one),
+        Initializer(
+            "higham", _higham_weights, 0.5, 0.5, lambda n_out, n_in: float(n_in)
+        ),
+    )
+}
+"""Every initialization scheme depthlab knows, by name."""
+
+INITIALIZER_NAMES: tuple[str, ...] = tuple(INITIALIZERS)
+
+
+def get_initializer(name: str) -> Initializer:
+    """Look up an initialization scheme by name.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is unknown; the message lists the valid names.
+    """
+    try:
+        return INITIALIZERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown init {name!r}; valid: {', '.join(INITIALIZER_NAMES)}"
+        ) from None
+
+
+def sample_layer(
+    name: str,
+    n_out: int,
+    n_in: int,
+    *,
+    sigma_w: float,
+    sigma_b: float,
+    rng: np.random.Generator,
+    stack: tuple[int, ...] = (),
+    dtype: np.dtype | type = np.float64,
+) -> tuple[Array, Array]:
+    """Draw one layer's weights and biases.
+
+    Parameters
+    ----------
+    name : str
+        Initialization scheme (see the module docstring for its variance).
+    n_out, n_in : int
+        Fan-out n_l and fan-in n_{l-1}.
+    sigma_w, sigma_b : float
+        Weight scale and bias standard deviation.
+    rng : numpy.random.Generator
+        Source of randomness.
+    stack : tuple of int
+        Leading dimensions for a stack of independent networks.
+    dtype : numpy dtype
+        Result dtype (sampling is done in float64, then cast).
+
+    Returns
+    -------
+    W : ndarray, shape (*stack, n_out, n_in)
+    b : ndarray, shape (*stack, n_out)
+    """
+    init = get_initializer(name)
+    weights = init.sample_weights(n_out, n_in, sigma_w, rng, tuple(stack))
+    biases = rng.standard_normal((*stack, n_out)) * sigma_b
+    return (
+        np.ascontiguousarray(weights, dtype=dtype),
+        np.ascontiguousarray(biases, dtype=dtype),
+    )
+
+
+def effective_sigma_w(name: str, n_out: int, n_in: int, sigma_w: float) -> float:
+    """The fan-in standard deviation sqrt(n_in * Var(W_ij)) a scheme gives.
+
+    This is the sigma_w that mean-field theory sees for the layer: equal to
+    ``sigma_w`` for ``gaussian``, ``he_normal``, ``lecun_normal`` and
+    ``uniform``, and for ``orthogonal`` and the Xavier schemes on square layers.
+
+    Examples
+    --------
+    >>> effective_sigma_w("higham", 3, 4, 0.5)
+    1.0
+    """
+    init = get_initializer(name)
+    return float(sigma_w * np.sqrt(init.fan_in_variance(n_out, n_in)))
