@@ -1,0 +1,104 @@
+"""``python -m depthlab [overrides]``: Hydra's command line with depthlab's sugar.
+
+- ``key=a..b`` (inclusive) and ``key=a..b:step`` are depthlab's ranges; they
+  become Hydra's ``range(a, b + 1, step)``.
+- Every invocation runs as a multirun through depthlab's sweeper, so any sweep
+  (ranges, comma lists, ``range()``, ``choice()``, ``glob()``) needs no ``-m``,
+  and a plain ``python -m depthlab`` runs one job as a sweep of one.
+- ``experiment=NAME`` is accepted for ``+experiment=NAME``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+_RANGE = re.compile(r"^(?P<key>[\w./@+~-]+)=(?P<value>[^=]*\.\.[^=]*)$")
+_NUMBER = r"[+-]?\d+"
+_RANGE_VALUE = re.compile(rf"^(?P<a>{_NUMBER})\.\.(?P<b>{_NUMBER})(?::(?P<step>{_NUMBER}))?$")
+# Flags after which the next argument is a value, not an override.
+_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir",
+                     "-cd", "--experimental-rerun", "--info", "-i"}
+_NO_MULTIRUN = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info",
+                "-i", "--shell-completion", "-sc", "--resolve", "--package", "-p"}
+
+
+class UsageError(ValueError):
+    """A command-line argument is malformed; the message is one line."""
+
+
+def expand_range(argument: str) -> str:
+    """Rewrite ``key=a..b[:step]`` as ``key=range(a,b+1,step)``.
+
+    Raises
+    ------
+    UsageError
+        For a reversed range, a zero or negative step, or non-integer bounds.
+
+    Examples
+    --------
+    >>> expand_range("depth=2..50")
+    'depth=range(2,51,1)'
+    >>> expand_range("width=16..64:16")
+    'width=range(16,65,16)'
+    """
+    m = _RANGE.match(argument)
+    if not m:
+        return argument
+    key, value = m.group("key"), m.group("value")
+    r = _RANGE_VALUE.match(value.strip())
+    if not r:
+        raise UsageError(
+            f"{key}={value!r} is not a range; use {key}=a..b or {key}=a..b:step "
+            f"with integers a <= b and step >= 1"
+        )
+    a, b = int(r.group("a")), int(r.group("b"))
+    step = int(r.group("step") or 1)
+    if a > b:
+        raise UsageError(f"{key}={value!r} is a reversed range; use {key}={b}..{a}")
+    if step < 1:
+        raise UsageError(f"{key}={value!r} has step {step}; the step must be >= 1")
+    return f"{key}=range({a},{b + 1},{step})"
+
+
+def rewrite_argv(argv: list[str]) -> list[str]:
+    """depthlab's command line -> Hydra's command line (see the module docstring)."""
+    out: list[str] = []
+    skip_next = False
+    multirun = True
+    for arg in argv:
+        if skip_next:
+            out.append(arg)
+            skip_next = False
+            continue
+        if arg in _FLAGS_WITH_VALUE:
+            skip_next = True
+        if arg.split("=", 1)[0] in _NO_MULTIRUN:
+            multirun = False
+        if arg.startswith("-"):
+            out.append(arg)
+            continue
+        arg = expand_range(arg)
+        if arg.startswith("experiment="):
+            arg = "+" + arg
+        out.append(arg)
+    if multirun and not any(a in ("-m", "--multirun") for a in out):
+        out.insert(0, "--multirun")
+    return out
+
+
+def main() -> None:
+    """Run depthlab's Hydra app with the rewritten command line."""
+    try:
+        argv = rewrite_argv(sys.argv[1:])
+    except UsageError as err:
+        print(f"depthlab: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    sys.argv = [sys.argv[0], *argv]
+    from depthlab.app import main as app_main
+
+    app_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""The Hydra application: configuration schema, the job, and the sweep.
+
+``python -m depthlab [overrides]`` (see :mod:`depthlab.__main__`) runs every
+invocation as a Hydra multirun through depthlab's sweeper
+(``hydra_plugins.depthlab_sweeper``), which, before any job starts:
+
+1. expands the sweep into jobs and composes each job's config,
+2. validates every job (one-line errors naming the bad value),
+3. checks the tracking store (a server that does not answer fails in seconds),
+4. creates the sweep's parent run, and skips jobs whose config hash already has
+   a FINISHED run (``force=true`` recomputes),
+
+then hands the remaining jobs to Hydra's launcher (basic, joblib, submitit,
+ray), and at the end prints a summary and builds the report.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from depthlab.config import Config, ConfigError, config_hash, flatten, validate
+
+CONFIG_PATH = str(Path(__file__).parent / "conf")
+
+
+@dataclass
+class DepthlabSweeperConf:
+    """Hydra config node of depthlab's sweeper."""
+
+    _target_: str = "hydra_plugins.depthlab_sweeper.depthlab_sweeper.DepthlabSweeper"
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = field(default=None)
+
+
+def register_configs() -> None:
+    """Register the typed schema and the sweeper with Hydra's ConfigStore."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="hydra/sweeper", name="depthlab", node=DepthlabSweeperConf,
+             provider="depthlab")
+
+
+register_configs()
+
+
+# ---------------------------------------------------------------------------
+# The job
+
+
+def job_dict(cfg: DictConfig) -> dict[str, Any]:
+    """A job's config as a plain dict, without Hydra's node."""
+    keys = [k for k in cfg if k != "hydra"]
+    d = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
+    assert isinstance(d, dict)
+    return d  # type: ignore[return-value]
+
+
+def run_name(d: dict[str, Any]) -> str:
+    """A run's name from what a job sets, e.g. ``L=12 tanh gaussian sw=1.0 n=64``."""
+    init = d["init"]
+    parts = [f"L={d['depth']}", d["activation"], init["name"],
+             f"sw={init['sigma_w']:g}", f"n={d['width']}"]
+    if init["sigma_b"]:
+        parts.append(f"sb={init['sigma_b']:g}")
+    if d["output_activation"] not in (None, d["activation"]):
+        parts.append(f"out={d['output_activation']}")
+    if d["dtype"] != "float64":
+        parts.append(d["dtype"])
+    if d["task"] == "train":
+        parts.insert(0, d["train"]["dataset"])
+    if d["seed"]:
+        parts.append(f"seed={d['seed']}")
+    return " ".join(parts)
+
+
+def _probe_spec(d: dict[str, Any]) -> Any:
+    from depthlab.probe import ProbeSpec
+
+    probe = d["probe"]
+    return ProbeSpec(
+        depth=d["depth"],
+        width=d["width"],
+        input_dim=d["input_dim"],
+        output_dim=d["output_dim"],
+        activation=d["activation"],
+        output_activation=d["output_activation"] or d["activation"],
+        init=d["init"]["name"],
+        sigma_w=float(d["init"]["sigma_w"]),
+        sigma_b=float(d["init"]["sigma_b"]),
+        dtype=d["dtype"],
+        seed=d["seed"],
+        networks=probe["networks"],
+        inputs=probe["inputs"],
+        input_distribution=probe["input_distribution"],
+        spectra=probe["spectra"],
+    )
+
+
+def run_job(cfg: DictConfig) -> dict[str, Any]:
+    """One job: compute, log to MLflow, print one line. Returns its summary."""
+    import numpy as np
+
+    from depthlab import tracking
+
+    tic = time.perf_counter()
+    d = job_dict(cfg)
+    validate(d)
+    uri = tracking.resolve_uri(d["tracking"]["uri"])
+    experiment = d["tracking"]["experiment"]
+    name = run_name(d)
+    digest = config_hash(d)
+    rng = np.random.default_rng(d["seed"])
+    with tracking.job_run(uri, experiment, d["tracking"]["parent_run_id"], name,
+                          digest) as run_id:
+        if d["task"] == "train":
+            from depthlab.train_job import run_training_job
+
+            record, line = run_training_job(d, rng=rng, run_name=name,
+                                            config_hash=digest)
+        else:
+            record, line = _run_probe_job(d, rng=rng, run_name=name,
+                                          config_hash=digest)
+        record.config_yaml = OmegaConf.to_yaml(cfg)
+        tracking.log_job(uri, run_id, record)
+    seconds = time.perf_counter() - tic
+    index = d["tracking"].get("job_index", 0) + 1
+    total = d["tracking"]["jobs_total"]
+    width = len(str(total))
+    print(f"[{index:>{width}}/{total}] {name:<34} {line}  {seconds:5.2f} s", flush=True)
+    return {"run_name": name, "run_id": run_id, "seconds": seconds,
+            **{k: v for k, v in record.summary.items() if isinstance(v, float)}}
+
+
+def _run_probe_job(d: dict[str, Any], *, rng: Any, run_name: str,
+                   config_hash: str) -> tuple[Any, str]:
+    from depthlab.probe import run_probe
+    from depthlab.tracking import JobRecord
+
+    result = run_probe(_probe_spec(d), rng=rng)
+    s = result.summary
+    line = (
+        f"median |grad| {10 ** s['grad_log10_norm_median']:9.3e}  "
+        f"rms {_exp10(s['grad_log10_rms'])}  "
+        f"theory rms {_exp10(s['theory_grad_log10_rms'])}"
+    )
+    record = JobRecord(
+        run_name=run_name,
+        params=flatten({k: v for k, v in d.items() if k not in ("tracking", "train")}),
+        config_hash=config_hash,
+        summary=s,
+        per_layer=result.per_layer,
+        tables=result.tables(),
+        config_yaml="",
+    )
+    return record, line
+
+
+def _exp10(log10_value: float) -> str:
+    """``10**x`` formatted, also where it would underflow or overflow a float."""
+    if log10_value != log10_value:  # nan
+        return "      nan"
+    if abs(log10_value) < 300:
+        return f"{10 ** log10_value:9.3e}"
+    mantissa_exp = int(log10_value // 1)
+    return f"{10 ** (log10_value - mantissa_exp):.3f}e{mantissa_exp:+d}"
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
+def main(cfg: DictConfig) -> dict[str, Any]:
+    """Hydra's entry point: one job (the sweeper adds the sweep around it)."""
+    return run_job(cfg)
+
+
+# ---------------------------------------------------------------------------
+# The sweep (called by hydra_plugins.depthlab_sweeper)
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit with status 2."""
+    print(f"depthlab: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _compose_jobs(sweeper: Any, arguments: list[str]) -> list[list[str]]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    params_conf = sweeper._parse_config()
+    params_conf.extend(arguments)
+    parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
+    try:
+        overrides = parser.parse_overrides(params_conf)
+        batches = sweeper.split_arguments(overrides, None)
+    except HydraException as err:
+        fail(_one_line(err))
+    return [list(job) for batch in batches for job in batch]
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:500]
+
+
+def _group_options(group: str) -> list[str]:
+    folder = Path(CONFIG_PATH) / group
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _explain_composition_error(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    for group in ("activation", "init", "experiment"):
+        if f"'{group}/" in text or f"{group}=" in text.split(" ")[0:1]:
+            import re
+
+            m = re.search(rf"'{group}/([^']*)'", text)
+            value = m.group(1) if m else "?"
+            return (f"{group}={value!r} is not allowed; valid: "
+                    f"{', '.join(_group_options(group))}")
+    import re
+
+    m = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to "
+                  r"(\w+).*?full_key: ([\w.]+)", text)
+    if m:
+        value, kind, key = m.groups()
+        return f"{key}={value!r} is not allowed; {key} must be of type {kind.lower()}"
+    return text[:500]
+
+
+def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
+    """Validate, resume and launch a sweep; summarize and report at the end."""
+    from hydra.core.utils import JobStatus
+    from hydra.errors import HydraException
+
+    from depthlab import tracking
+
+    tic = time.perf_counter()
+    jobs = _compose_jobs(sweeper, arguments)
+    loader = sweeper.hydra_context.config_loader
+    configs: list[dict[str, Any]] = []
+    for overrides in jobs:
+        try:
+            cfg = loader.load_sweep_config(sweeper.config, list(overrides))
+            d = job_dict(cfg)
+        except (HydraException, ValueError, KeyError) as err:
+            fail(_explain_composition_error(err))
+        try:
+            validate(d)
+        except ConfigError as err:
+            fail(str(err))
+        configs.append(d)
+    first = configs[0]["tracking"]
+    for d in configs:
+        if (d["tracking"]["uri"], d["tracking"]["experiment"]) != (
+            first["uri"], first["experiment"]
+        ):
+            fail("tracking.uri and tracking.experiment cannot vary within a sweep")
+    sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        probe_file = sweep_dir / ".depthlab-write-test"
+        probe_file.write_text("")
+        probe_file.unlink()
+    except OSError as err:
+        fail(f"output directory {sweep_dir} is not writable ({err.strerror}); "
+             f"set hydra.sweep.dir")
+    uri = tracking.resolve_uri(first["uri"])
+    experiment = first["experiment"]
+    try:
+        tracking.check_store(uri)
+    except tracking.TrackingError as err:
+        fail(str(err))
+
+    total = len(jobs)
+    force = any(d["force"] for d in configs)
+    hashes = [config_hash(d) for d in configs]
+    try:
+        done = {} if force else tracking.finished_runs(uri, experiment)
+        parent = tracking.start_sweep(
+            uri, experiment,
+            run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} jobs)",
+            params={"overrides": " ".join(arguments)[:6000], "jobs": total,
+                    "sweep_dir": str(sweep_dir.resolve())},
+        )
+    except tracking.TrackingError as err:
+        fail(str(err))
+    todo = [i for i, h in enumerate(hashes) if h not in done]
+    reused = [done[h] for h in hashes if h in done]
+    if reused:
+        tracking.record_reused_runs(uri, parent, reused)
+        print(f"depthlab: skipping {len(reused)} of {total} jobs that already "
+              f"FINISHED in experiment {experiment!r} (force=true recomputes)",
+              flush=True)
+    launch = [
+        [*jobs[i], f"tracking.parent_run_id={parent}", f"tracking.jobs_total={total}",
+         f"+tracking.job_index={i}"]
+        for i in todo
+    ]
+    print(f"depthlab: {len(launch)} job(s) to run; tracking {uri} "
+          f"(experiment {experiment!r}, sweep run {parent})", flush=True)
+    results: list[Any] = []
+    failed: list[str] = []
+    status = "FINISHED"
+    try:
+        if launch:
+            results = list(sweeper.launcher.launch(launch, initial_job_idx=0))
+        for i, r in zip(todo, results, strict=False):
+            if r.status == JobStatus.FAILED:
+                failed.append(f"job {i + 1}: {_one_line(r._return_value)}")
+    except BaseException:
+        status = "KILLED"
+        tracking.end_sweep(uri, parent, status="KILLED")
+        raise
+    if failed:
+        status = "FAILED"
+    tracking.end_sweep(uri, parent, status=status, jobs=total, jobs_skipped=len(reused),
+                       jobs_failed=len(failed),
+                       seconds=time.perf_counter() - tic)
+    summaries = [r.return_value for r in results if r.status == JobStatus.COMPLETED]
+    _print_summary(summaries, total, len(reused), failed)
+    if first_bool(configs, "report"):
+        _report(uri, parent, sweep_dir)
+    db = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    ui = (f"mlflow ui --backend-store-uri sqlite:///{db}" if db
+          else f"open {uri} in a browser")
+    print(f"depthlab: runs in {uri}, experiment {experiment!r}; dashboard: {ui}",
+          flush=True)
+    if failed:
+        for line in failed:
+            print(f"depthlab: FAILED {line}", file=sys.stderr)
+        raise SystemExit(1)
+    return [results]
+
+
+def first_bool(configs: Sequence[dict[str, Any]], key: str) -> bool:
+    """True if any job asks for ``key``."""
+    return any(bool(d.get(key)) for d in configs)
+
+
+def _print_summary(summaries: list[dict[str, Any]], total: int, skipped: int,
+                   failed: list[str]) -> None:
+    ran = len(summaries)
+    print(f"depthlab: sweep done: {ran} ran, {skipped} skipped, {len(failed)} failed "
+          f"of {total}", flush=True)
+    if not summaries:
+        return
+    rows = sorted(summaries, key=lambda s: s["run_name"])
+    if len(rows) > 12:
+        step = max(1, len(rows) // 10)
+        rows = rows[::step] + ([rows[-1]] if rows[-1] is not rows[::step][-1] else [])
+    print(f"  {'run':<34} {'median |grad|':>13} {'theory rms':>11} {'seconds':>8}")
+    for s in rows:
+        med = s.get("grad_log10_norm_median")
+        theo = s.get("theory_grad_log10_rms")
+        if med is None:
+            line = f"  {s['run_name']:<34} {'':>13} {'':>11} {s['seconds']:8.2f}"
+        else:
+            line = (f"  {s['run_name']:<34} {_exp10(med):>13} {_exp10(theo):>11} "
+                    f"{s['seconds']:8.2f}")
+        print(line)
+
+
+def _report(uri: str, parent: str, sweep_dir: Path) -> None:
+    try:
+        from depthlab.report import build_report_from_mlflow
+    except ImportError:
+        return
+    tic = time.perf_counter()
+    try:
+        path = build_report_from_mlflow(uri, parent, out_dir=sweep_dir, log_to_parent=True)
+    except Exception as err:  # a report must never lose the sweep's runs
+        print(f"depthlab: report failed: {_one_line(err)}", file=sys.stderr)
+        return
+    print(f"depthlab: report {path} ({time.perf_counter() - tic:.1f} s)", flush=True)

@@ -1,0 +1,464 @@
+"""One probe job: a configuration in, tidy tables and a summary out (no I/O).
+
+A job samples ``networks`` networks of equal shape (as one stack) and ``inputs``
+inputs for each, runs the input-gradient algorithm with running log scales,
+computes per-layer and input-output Jacobian spectra for a few (network, input)
+pairs, and puts the mean-field prediction next to every measurement.
+
+Tables (column names are used unchanged by tracking and the report):
+
+``samples``
+    one row per (network, input): ``net``, ``input``, ``grad_log10_norm``
+    (log10 || grad a^[L](x) ||), ``output`` (a^[L]_1), ``input_sq_norm``
+    (||x||^2 / n_1).
+``layers``
+    one row per (network, input, layer) for l = 1..L: ``backprop_log10_norm``
+    (log10 || d a^[L] / d a^[l] ||, l <= L-1); for spectra pairs also ``sv_max``,
+    ``sv_min``, ``sv_median`` of J^[l] = D^[l] W^[l] and ``jac_log10_sv_max``,
+    ``jac_log10_sv_min``, ``jac_log10_sv_std`` of J^(l) = d a^[l] / dx (l >= 2).
+``spectrum``
+    every log10 singular value of J^(l) for the spectra pairs: ``net``,
+    ``input``, ``layer``, ``rank``, ``jac_log10_sv``.
+``theory``
+    one row per layer l = 1..L: ``q`` (q^[l]), ``chi`` (chi^[l]),
+    ``predicted_log10_mean_sq_backprop`` (log10 E || d a^[L]/d a^[l] ||^2),
+    ``predicted_jac_log10_rms_sv`` (log10 of the root-mean-square singular value
+    of J^(l)).
+
+Every table also carries the configuration columns (:data:`CONFIG_COLUMNS`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from depthlab import spectra, theory
+from depthlab.gradient import backprop_log10_norms
+from depthlab.initializers import effective_sigma_w
+from depthlab.network import Network, init_network
+
+CONFIG_COLUMNS = (
+    "depth",
+    "width",
+    "input_dim",
+    "output_dim",
+    "activation",
+    "output_activation",
+    "init",
+    "sigma_w",
+    "sigma_b",
+    "dtype",
+    "seed",
+)
+"""Columns that identify a configuration in every table."""
+
+VANISHED = -12.0
+EXPLODED = 12.0
+"""log10 thresholds for the fractions of vanished / exploded gradient norms."""
+
+_LN10 = math.log(10.0)
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """What one probe job computes (a flat, validated configuration)."""
+
+    depth: int
+    width: int
+    input_dim: int
+    output_dim: int
+    activation: str
+    output_activation: str
+    init: str
+    sigma_w: float
+    sigma_b: float
+    dtype: str = "float64"
+    seed: int = 0
+    networks: int = 32
+    inputs: int = 32
+    input_distribution: str = "sphere"
+    spectra: int = 8
+
+    @property
+    def widths(self) -> list[int]:
+        """``[n_1, ..., n_L]``: input_dim, width (L - 2 times), output_dim."""
+        return [self.input_dim] + [self.width] * (self.depth - 2) + [self.output_dim]
+
+    def config_columns(self) -> dict[str, Any]:
+        """The values of :data:`CONFIG_COLUMNS`."""
+        d = asdict(self)
+        return {k: d[k] for k in CONFIG_COLUMNS}
+
+
+@dataclass
+class ProbeResult:
+    """Tidy tables, per-layer summaries and scalar summaries of one job."""
+
+    samples: pd.DataFrame
+    layers: pd.DataFrame
+    spectrum: pd.DataFrame
+    theory: pd.DataFrame
+    per_layer: pd.DataFrame
+    """One row per layer: the medians that go to MLflow as metrics (step = layer)."""
+    summary: dict[str, float]
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The tables stored as artifacts, by name."""
+        return {
+            "samples": self.samples,
+            "layers": self.layers,
+            "spectrum": self.spectrum,
+            "theory": self.theory,
+            "per_layer": self.per_layer,
+        }
+
+
+def sample_inputs(
+    distribution: str, shape: tuple[int, ...], *, rng: np.random.Generator
+) -> np.ndarray:
+    """Draw inputs of shape ``(..., n_1)`` from one of the input distributions."""
+    if distribution == "gaussian":
+        return rng.standard_normal(shape)
+    if distribution == "sphere":
+        x = rng.standard_normal(shape)
+        norms = np.linalg.norm(x, axis=-1, keepdims=True)
+        return x * (np.sqrt(shape[-1]) / np.maximum(norms, np.finfo(float).tiny))
+    if distribution == "uniform":
+        return rng.uniform(0.0, 1.0, size=shape)
+    raise ValueError(f"unknown input distribution {distribution!r}")
+
+
+def _log10_mean_of_squares(log10_norms: np.ndarray, axis: int = 0) -> np.ndarray:
+    """log10 mean(10**(2 x)) along an axis, without overflow or underflow."""
+    x = 2.0 * np.asarray(log10_norms, dtype=np.float64)
+    finite = np.where(np.isfinite(x), x, -np.inf)
+    top = np.max(finite, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        s = np.log10(np.mean(10.0 ** (finite - top), axis=axis, keepdims=True))
+    return np.squeeze(s + top, axis=axis)
+
+
+def _rel_err_of_median(
+    log10_norms: np.ndarray, rng: np.random.Generator, n_boot: int = 200
+) -> float:
+    """Relative standard error of the median gradient norm.
+
+    A cluster bootstrap over networks (rows of ``log10_norms``): inputs of the
+    same network are correlated, so resampling them independently would
+    understate the error.
+    """
+    k = log10_norms.shape[0]
+    if k < 2:
+        return float("nan")
+    idx = rng.integers(0, k, size=(n_boot, k))
+    medians = np.median(log10_norms[idx].reshape(n_boot, -1), axis=1)
+    return float(_LN10 * np.std(medians))
+
+
+def _theory_tables(spec: ProbeSpec, q1: float) -> tuple[pd.DataFrame, dict[str, float]]:
+    widths = spec.widths
+    layer_sigma_w = [
+        effective_sigma_w(spec.init, n_out, n_in, spec.sigma_w)
+        for n_in, n_out in zip(widths[:-1], widths[1:], strict=True)
+    ]
+    pred = theory.predict(
+        q1,
+        widths,
+        activation=spec.activation,
+        output_activation=spec.output_activation,
+        sigma_w=layer_sigma_w,
+        sigma_b=spec.sigma_b,
+    )
+    depth = spec.depth
+    layer = np.arange(1, depth + 1)
+    q = np.concatenate([[q1], pred.q])
+    chi = np.concatenate([[np.nan], pred.chi])
+    log10_ms = np.concatenate([pred.log10_mean_sq_backprop, [np.nan]])
+    # E ||J^(l)||_F^2 = n_l prod_{k=2}^{l} (chi^[k]); rms over min(n_l, n_1) values.
+    log10_chi = np.log10(pred.chi)
+    cum = np.concatenate([[0.0], np.cumsum(log10_chi)])
+    n = np.asarray(widths, dtype=float)
+    rms = 0.5 * (cum + np.log10(n) - np.log10(np.minimum(n, n[0])))
+    rms[0] = np.nan
+    table = pd.DataFrame(
+        {
+            "layer": layer,
+            "q": q,
+            "chi": chi,
+            "predicted_log10_mean_sq_backprop": log10_ms,
+            "predicted_jac_log10_rms_sv": rms,
+        }
+    )
+    summary: dict[str, float] = {
+        "theory_grad_log10_rms": 0.5 * float(log10_ms[0]),
+    }
+    hidden_chi = log10_chi[:-1] if depth > 2 else log10_chi
+    summary["theory_factor"] = float(10 ** np.mean(hidden_chi))
+    hidden_sw = effective_sigma_w(spec.init, spec.width, spec.width, spec.sigma_w)
+    summary["theory_sigma_w_eff"] = hidden_sw
+    for name, fn in (("theory_q_star", theory.q_star), ("theory_chi1", theory.chi1)):
+        summary[name] = _try_float(fn, spec.activation, hidden_sw, spec.sigma_b)
+    try:
+        xi_q, xi_c = theory.depth_scales(spec.activation, hidden_sw, spec.sigma_b)
+    except (ValueError, ArithmeticError):
+        xi_q = xi_c = float("nan")
+    summary["theory_xi_q"] = float(xi_q)
+    summary["theory_xi_c"] = float(xi_c)
+    return table, summary
+
+
+def _try_float(fn: Any, *args: Any) -> float:
+    try:
+        return float(fn(*args))
+    except (ValueError, ArithmeticError):
+        return float("nan")
+
+
+def _factors(log10_norms: np.ndarray) -> dict[str, float]:
+    """Measured per-layer factors of the squared backprop norm, layers 2..L-1.
+
+    ``mean_sq_factor``: the geometric mean over layers of the ratio of mean
+    squared backprop norms between consecutive layers (what mean field predicts
+    as chi). ``typical_factor``: 10**(2 * slope) of the mean of log10 norms, the
+    growth of a typical network's gradient (lower than chi at finite width).
+    """
+    n_cols = log10_norms.shape[1]
+    if n_cols < 2:
+        return {"mean_sq_factor": float("nan"), "typical_factor": float("nan")}
+    ms = _log10_mean_of_squares(log10_norms, axis=0)
+    steps = n_cols - 1
+    finite = np.all(np.isfinite(log10_norms[:, [0, -1]]), axis=1)
+    mean_log = np.mean(log10_norms[finite][:, [0, -1]], axis=0) if finite.any() else None
+    typical = (
+        float(10 ** (2 * (mean_log[0] - mean_log[1]) / steps))
+        if mean_log is not None
+        else float("nan")
+    )
+    return {
+        "mean_sq_factor": float(10 ** ((ms[0] - ms[-1]) / steps)),
+        "typical_factor": typical,
+    }
+
+
+def run_probe(spec: ProbeSpec, *, rng: np.random.Generator) -> ProbeResult:
+    """Run one probe job.
+
+    Parameters
+    ----------
+    spec : ProbeSpec
+        A validated configuration.
+    rng : numpy.random.Generator
+        Source of randomness for networks, inputs and the bootstrap.
+
+    Returns
+    -------
+    ProbeResult
+    """
+    k, b, depth = spec.networks, spec.inputs, spec.depth
+    net = init_network(
+        spec.widths,
+        activation=spec.activation,
+        output_activation=spec.output_activation,
+        init=spec.init,
+        sigma_w=spec.sigma_w,
+        sigma_b=spec.sigma_b,
+        dtype=spec.dtype,
+        rng=rng,
+        num_networks=k,
+    )
+    X = sample_inputs(spec.input_distribution, (k, b, spec.input_dim), rng=rng)
+    X = X.astype(net.dtype)
+    log10_norms = backprop_log10_norms(net, X)  # (K, B, L-1)
+    outputs = net(X)[..., 0]
+    input_sq = np.mean(X.astype(np.float64) ** 2, axis=-1)
+    cfg = spec.config_columns()
+
+    net_idx, input_idx = np.meshgrid(np.arange(k), np.arange(b), indexing="ij")
+    grad = log10_norms[..., 0]
+    samples = pd.DataFrame(
+        {
+            "net": net_idx.ravel(),
+            "input": input_idx.ravel(),
+            "grad_log10_norm": grad.ravel(),
+            "output": outputs.ravel().astype(np.float64),
+            "input_sq_norm": input_sq.ravel(),
+        }
+    )
+
+    n_layers = depth - 1
+    flat_norms = log10_norms.reshape(k * b, n_layers)
+    layers = pd.DataFrame(
+        {
+            "net": np.repeat(net_idx.ravel(), depth),
+            "input": np.repeat(input_idx.ravel(), depth),
+            "layer": np.tile(np.arange(1, depth + 1), k * b),
+            "backprop_log10_norm": np.concatenate(
+                [flat_norms, np.full((k * b, 1), np.nan)], axis=1
+            ).ravel(),
+        }
+    )
+    spectral_rows, spectrum = _spectra(net, X, spec.spectra)
+    layers = layers.merge(spectral_rows, on=["net", "input", "layer"], how="left")
+
+    theory_table, theory_summary = _theory_tables(spec, float(np.mean(input_sq)))
+
+    per_layer = _per_layer(flat_norms, spectral_rows, theory_table, depth)
+    summary = _summary(grad, flat_norms, per_layer, rng)
+    summary.update(theory_summary)
+    summary["beta"] = float((depth - 2) / spec.width)
+
+    for table in (samples, layers, spectrum, theory_table, per_layer):
+        for key, value in reversed(cfg.items()):
+            table.insert(0, key, value)
+    return ProbeResult(samples, layers, spectrum, theory_table, per_layer, summary)
+
+
+def _spectra(net: Network, X: np.ndarray, pairs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-layer and J^(l) spectra for the first ``pairs`` (network, input) pairs.
+
+    Pair j is network j mod K at input j div K, so the pairs cover as many
+    different networks as possible.
+    """
+    k, b = X.shape[0], X.shape[1]
+    pairs = min(pairs, k * b)
+    columns = ["net", "input", "layer", "sv_max", "sv_min", "sv_median",
+               "jac_log10_sv_max", "jac_log10_sv_min", "jac_log10_sv_std"]
+    if pairs == 0:
+        empty = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
+        empty[["net", "input", "layer"]] = empty[["net", "input", "layer"]].astype(int)
+        spectrum = pd.DataFrame(
+            {c: pd.Series(dtype=int) for c in ("net", "input", "layer", "rank")}
+        )
+        spectrum["jac_log10_sv"] = pd.Series(dtype=float)
+        return empty, spectrum
+    depth = net.depth
+    nets = net.unstack()
+    rows: list[dict[str, Any]] = []
+    spec_frames: list[pd.DataFrame] = []
+    by_net: dict[int, list[int]] = {}
+    for j in range(pairs):
+        by_net.setdefault(j % k, []).append(j // k)
+    for n_i, inputs in by_net.items():
+        x = X[n_i, inputs]
+        layer_sv = spectra.layer_singular_values(nets[n_i], x)
+        jac_log = spectra.jacobian_log_singular_values(nets[n_i], x)
+        for pos, i_i in enumerate(inputs):
+            for l_idx in range(depth - 1):
+                sv = layer_sv[l_idx][pos]
+                jl = jac_log[l_idx][pos] / _LN10
+                rows.append(
+                    {
+                        "net": n_i,
+                        "input": i_i,
+                        "layer": l_idx + 2,
+                        "sv_max": float(sv[0]),
+                        "sv_min": float(sv[-1]),
+                        "sv_median": float(np.median(sv)),
+                        "jac_log10_sv_max": float(jl[0]),
+                        "jac_log10_sv_min": float(jl[-1]),
+                        "jac_log10_sv_std": float(np.std(jl)),
+                    }
+                )
+                spec_frames.append(
+                    pd.DataFrame(
+                        {
+                            "net": n_i,
+                            "input": i_i,
+                            "layer": l_idx + 2,
+                            "rank": np.arange(1, jl.size + 1),
+                            "jac_log10_sv": jl,
+                        }
+                    )
+                )
+    return pd.DataFrame(rows, columns=columns), pd.concat(spec_frames, ignore_index=True)
+
+
+def _per_layer(
+    flat_norms: np.ndarray,
+    spectral_rows: pd.DataFrame,
+    theory_table: pd.DataFrame,
+    depth: int,
+) -> pd.DataFrame:
+    layer = np.arange(1, depth + 1)
+    pad = np.full(1, np.nan)
+    table = pd.DataFrame(
+        {
+            "layer": layer,
+            "backprop_log10_norm_median": np.concatenate(
+                [np.median(flat_norms, axis=0), pad]
+            ),
+            "backprop_log10_norm_q25": np.concatenate(
+                [np.quantile(flat_norms, 0.25, axis=0), pad]
+            ),
+            "backprop_log10_norm_q75": np.concatenate(
+                [np.quantile(flat_norms, 0.75, axis=0), pad]
+            ),
+            "backprop_log10_mean_sq": np.concatenate(
+                [_log10_mean_of_squares(flat_norms, axis=0), pad]
+            ),
+        }
+    )
+    if len(spectral_rows):
+        stats = spectral_rows.assign(cond=spectral_rows.sv_max / spectral_rows.sv_min)
+        med = stats.groupby("layer")[
+            ["sv_max", "sv_min", "sv_median", "cond", "jac_log10_sv_max",
+             "jac_log10_sv_min", "jac_log10_sv_std"]
+        ].median()
+        med.columns = [f"{c}_median" for c in med.columns]
+        table = table.merge(med, left_on="layer", right_index=True, how="left")
+    table = table.merge(
+        theory_table[["layer", "predicted_log10_mean_sq_backprop", "chi",
+                      "predicted_jac_log10_rms_sv"]],
+        on="layer",
+        how="left",
+    )
+    return table
+
+
+def _summary(
+    grad: np.ndarray,
+    flat_norms: np.ndarray,
+    per_layer: pd.DataFrame,
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    g = grad.ravel()
+    finite = g[np.isfinite(g)]
+    q25, q50, q75 = np.quantile(g, [0.25, 0.5, 0.75])
+    summary = {
+        "grad_log10_norm_median": float(q50),
+        "grad_log10_norm_q25": float(q25),
+        "grad_log10_norm_q75": float(q75),
+        "grad_log10_norm_mean": float(np.mean(finite)) if finite.size else float("nan"),
+        "grad_log10_norm_std": float(np.std(finite)) if finite.size else float("nan"),
+        "grad_log10_rms": 0.5 * float(_log10_mean_of_squares(g)),
+        "frac_vanished": float(np.mean(g < VANISHED)),
+        "frac_exploded": float(np.mean(g > EXPLODED)),
+        "grad_norm_median_rel_err": _rel_err_of_median(grad, rng),
+    }
+    with np.errstate(over="ignore", under="ignore"):
+        for name in ("median", "q25", "q75"):
+            summary[f"grad_norm_{name}"] = float(10.0 ** summary[f"grad_log10_norm_{name}"])
+        summary["grad_norm_mean"] = float(10.0 ** _log10_mean(g))
+    summary.update(_factors(flat_norms))
+    if "cond_median" in per_layer:
+        summary["layer_cond_median"] = float(np.nanmedian(per_layer["cond_median"]))
+        # J^(L) has a single singular value when n_L = 1: take the spread of
+        # J^(L-1), the last layer with min(n_l, n_1) > 1 values (for depth > 2).
+        spread = per_layer["jac_log10_sv_std_median"].to_numpy()
+        row = -2 if len(spread) > 2 else -1
+        summary["jac_log10_sv_std_last_hidden"] = float(spread[row])
+    return summary
+
+
+def _log10_mean(log10_values: np.ndarray) -> float:
+    x = log10_values[np.isfinite(log10_values)]
+    if x.size == 0:
+        return float("-inf")
+    top = np.max(x)
+    return float(top + np.log10(np.mean(10.0 ** (x - top))))

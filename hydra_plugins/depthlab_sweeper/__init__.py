@@ -1,0 +1,1 @@
+"""depthlab's Hydra sweeper (Hydra requires plugins in the hydra_plugins namespace)."""
