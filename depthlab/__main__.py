@@ -11,16 +11,42 @@
 from __future__ import annotations
 
 import re
+import signal
 import sys
+from pathlib import Path
 
 _RANGE = re.compile(r"^(?P<key>[\w./@+~-]+)=(?P<value>[^=]*\.\.[^=]*)$")
 _NUMBER = r"[+-]?\d+"
-_RANGE_VALUE = re.compile(rf"^(?P<a>{_NUMBER})\.\.(?P<b>{_NUMBER})(?::(?P<step>{_NUMBER}))?$")
+_RANGE_VALUE = re.compile(
+    rf"^(?P<a>{_NUMBER})\.\.(?P<b>{_NUMBER})(?::(?P<step>{_NUMBER}))?$"
+)
 # Flags after which the next argument is a value, not an override.
-_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir",
-                     "-cd", "--experimental-rerun", "--info", "-i"}
-_NO_MULTIRUN = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info",
-                "-i", "--shell-completion", "-sc", "--resolve", "--package", "-p"}
+_FLAGS_WITH_VALUE = {
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--info",
+    "-i",
+}
+_NO_MULTIRUN = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--version",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+    "--resolve",
+    "--package",
+    "-p",
+}
 
 
 class UsageError(ValueError):
@@ -81,10 +107,50 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         arg = expand_range(arg)
         if arg.startswith("experiment="):
             arg = "+" + arg
+        _precheck(arg)
         out.append(arg)
     if multirun and not any(a in ("-m", "--multirun") for a in out):
         out.insert(0, "--multirun")
     return out
+
+
+GROUPS = ("activation", "init", "experiment")
+"""Config groups of depthlab (folders of ``depthlab/conf``)."""
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group, from the files in ``depthlab/conf/<group>``."""
+    folder = Path(__file__).parent / "conf" / group
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def _precheck(arg: str) -> None:
+    """One-line errors for unknown group options, keys and mistyped values."""
+    from depthlab.config import ConfigError, check_cli_value
+
+    if "=" not in arg:
+        return
+    key, value = arg.split("=", 1)
+    group = key.lstrip("+")
+    if group in GROUPS:
+        if "(" in value:
+            return
+        valid = group_options(group)
+        for option in value.split(","):
+            if option.strip() not in valid:
+                raise UsageError(
+                    f"{group}={option.strip()!r} is not allowed; "
+                    f"valid: {', '.join(valid)}"
+                )
+        return
+    try:
+        check_cli_value(key, value)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main() -> None:
@@ -95,6 +161,9 @@ def main() -> None:
         print(f"depthlab: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     sys.argv = [sys.argv[0], *argv]
+    # SIGTERM (a scheduler cancelling the sweep) ends it like Ctrl-C: the runs in
+    # flight are marked FAILED / KILLED instead of being left RUNNING.
+    signal.signal(signal.SIGTERM, _interrupt)
     from depthlab.app import main as app_main
 
     app_main()

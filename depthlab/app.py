@@ -45,8 +45,12 @@ def register_configs() -> None:
     """Register the typed schema and the sweeper with Hydra's ConfigStore."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="hydra/sweeper", name="depthlab", node=DepthlabSweeperConf,
-             provider="depthlab")
+    cs.store(
+        group="hydra/sweeper",
+        name="depthlab",
+        node=DepthlabSweeperConf,
+        provider="depthlab",
+    )
 
 
 register_configs()
@@ -67,8 +71,14 @@ def job_dict(cfg: DictConfig) -> dict[str, Any]:
 def run_name(d: dict[str, Any]) -> str:
     """A run's name from what a job sets, e.g. ``L=12 tanh gaussian sw=1.0 n=64``."""
     init = d["init"]
-    parts = [f"L={d['depth']}", d["activation"], init["name"],
-             f"sw={init['sigma_w']:g}", f"n={d['width']}"]
+    hidden = d.get("hidden_widths")
+    parts = [
+        f"L={d['depth']}",
+        d["activation"],
+        init["name"],
+        f"sw={init['sigma_w']:g}",
+        f"n={'-'.join(map(str, hidden)) if hidden else d['width']}",
+    ]
     if init["sigma_b"]:
         parts.append(f"sb={init['sigma_b']:g}")
     if d["output_activation"] not in (None, d["activation"]):
@@ -102,6 +112,7 @@ def _probe_spec(d: dict[str, Any]) -> Any:
         inputs=probe["inputs"],
         input_distribution=probe["input_distribution"],
         spectra=probe["spectra"],
+        hidden_widths=tuple(d["hidden_widths"]) if d.get("hidden_widths") else None,
     )
 
 
@@ -119,29 +130,36 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     name = run_name(d)
     digest = config_hash(d)
     rng = np.random.default_rng(d["seed"])
-    with tracking.job_run(uri, experiment, d["tracking"]["parent_run_id"], name,
-                          digest) as run_id:
+    with tracking.job_run(
+        uri, experiment, d["tracking"]["parent_run_id"], name, digest
+    ) as run_id:
         if d["task"] == "train":
             from depthlab.train_job import run_training_job
 
-            record, line = run_training_job(d, rng=rng, run_name=name,
-                                            config_hash=digest)
+            record, line = run_training_job(
+                d, rng=rng, run_name=name, config_hash=digest
+            )
         else:
-            record, line = _run_probe_job(d, rng=rng, run_name=name,
-                                          config_hash=digest)
+            record, line = _run_probe_job(d, rng=rng, run_name=name, config_hash=digest)
         record.config_yaml = OmegaConf.to_yaml(cfg)
         tracking.log_job(uri, run_id, record)
     seconds = time.perf_counter() - tic
-    index = d["tracking"].get("job_index", 0) + 1
+    index = d["tracking"]["job_index"] + 1
     total = d["tracking"]["jobs_total"]
     width = len(str(total))
-    print(f"[{index:>{width}}/{total}] {name:<34} {line}  {seconds:5.2f} s", flush=True)
-    return {"run_name": name, "run_id": run_id, "seconds": seconds,
-            **{k: v for k, v in record.summary.items() if isinstance(v, float)}}
+    print(f"[{index:>{width}}/{total}] {name}  {line}  {seconds:5.2f} s", flush=True)
+    return {
+        "index": index,
+        "run_name": name,
+        "run_id": run_id,
+        "seconds": seconds,
+        "line": line,
+    }
 
 
-def _run_probe_job(d: dict[str, Any], *, rng: Any, run_name: str,
-                   config_hash: str) -> tuple[Any, str]:
+def _run_probe_job(
+    d: dict[str, Any], *, rng: Any, run_name: str, config_hash: str
+) -> tuple[Any, str]:
     from depthlab.probe import run_probe
     from depthlab.tracking import JobRecord
 
@@ -169,7 +187,7 @@ def _exp10(log10_value: float) -> str:
     if log10_value != log10_value:  # nan
         return "      nan"
     if abs(log10_value) < 300:
-        return f"{10 ** log10_value:9.3e}"
+        return f"{10**log10_value:9.3e}"
     mantissa_exp = int(log10_value // 1)
     return f"{10 ** (log10_value - mantissa_exp):.3f}e{mantissa_exp:+d}"
 
@@ -223,12 +241,17 @@ def _explain_composition_error(err: BaseException) -> str:
 
             m = re.search(rf"'{group}/([^']*)'", text)
             value = m.group(1) if m else "?"
-            return (f"{group}={value!r} is not allowed; valid: "
-                    f"{', '.join(_group_options(group))}")
+            return (
+                f"{group}={value!r} is not allowed; valid: "
+                f"{', '.join(_group_options(group))}"
+            )
     import re
 
-    m = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to "
-                  r"(\w+).*?full_key: ([\w.]+)", text)
+    m = re.search(
+        r"Value '([^']*)' (?:of type '\w+' )?could not be converted to "
+        r"(\w+).*?full_key: ([\w.]+)",
+        text,
+    )
     if m:
         value, kind, key = m.groups()
         return f"{key}={value!r} is not allowed; {key} must be of type {kind.lower()}"
@@ -260,7 +283,8 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     first = configs[0]["tracking"]
     for d in configs:
         if (d["tracking"]["uri"], d["tracking"]["experiment"]) != (
-            first["uri"], first["experiment"]
+            first["uri"],
+            first["experiment"],
         ):
             fail("tracking.uri and tracking.experiment cannot vary within a sweep")
     sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
@@ -270,8 +294,10 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         probe_file.write_text("")
         probe_file.unlink()
     except OSError as err:
-        fail(f"output directory {sweep_dir} is not writable ({err.strerror}); "
-             f"set hydra.sweep.dir")
+        fail(
+            f"output directory {sweep_dir} is not writable ({err.strerror}); "
+            f"set hydra.sweep.dir"
+        )
     uri = tracking.resolve_uri(first["uri"])
     experiment = first["experiment"]
     try:
@@ -285,10 +311,14 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     try:
         done = {} if force else tracking.finished_runs(uri, experiment)
         parent = tracking.start_sweep(
-            uri, experiment,
+            uri,
+            experiment,
             run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} jobs)",
-            params={"overrides": " ".join(arguments)[:6000], "jobs": total,
-                    "sweep_dir": str(sweep_dir.resolve())},
+            params={
+                "overrides": " ".join(arguments)[:6000],
+                "jobs": total,
+                "sweep_dir": str(sweep_dir.resolve()),
+            },
         )
     except tracking.TrackingError as err:
         fail(str(err))
@@ -296,16 +326,25 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     reused = [done[h] for h in hashes if h in done]
     if reused:
         tracking.record_reused_runs(uri, parent, reused)
-        print(f"depthlab: skipping {len(reused)} of {total} jobs that already "
-              f"FINISHED in experiment {experiment!r} (force=true recomputes)",
-              flush=True)
+        print(
+            f"depthlab: skipping {len(reused)} of {total} jobs that already "
+            f"FINISHED in experiment {experiment!r} (force=true recomputes)",
+            flush=True,
+        )
     launch = [
-        [*jobs[i], f"tracking.parent_run_id={parent}", f"tracking.jobs_total={total}",
-         f"+tracking.job_index={i}"]
+        [
+            *jobs[i],
+            f"tracking.parent_run_id={parent}",
+            f"tracking.jobs_total={total}",
+            f"tracking.job_index={i}",
+        ]
         for i in todo
     ]
-    print(f"depthlab: {len(launch)} job(s) to run; tracking {uri} "
-          f"(experiment {experiment!r}, sweep run {parent})", flush=True)
+    print(
+        f"depthlab: {len(launch)} job(s) to run; tracking {uri} "
+        f"(experiment {experiment!r}, sweep run {parent})",
+        flush=True,
+    )
     results: list[Any] = []
     failed: list[str] = []
     status = "FINISHED"
@@ -321,18 +360,29 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         raise
     if failed:
         status = "FAILED"
-    tracking.end_sweep(uri, parent, status=status, jobs=total, jobs_skipped=len(reused),
-                       jobs_failed=len(failed),
-                       seconds=time.perf_counter() - tic)
+    tracking.end_sweep(
+        uri,
+        parent,
+        status=status,
+        jobs=total,
+        jobs_skipped=len(reused),
+        jobs_failed=len(failed),
+        seconds=time.perf_counter() - tic,
+    )
     summaries = [r.return_value for r in results if r.status == JobStatus.COMPLETED]
     _print_summary(summaries, total, len(reused), failed)
     if first_bool(configs, "report"):
         _report(uri, parent, sweep_dir)
     db = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
-    ui = (f"mlflow ui --backend-store-uri sqlite:///{db}" if db
-          else f"open {uri} in a browser")
-    print(f"depthlab: runs in {uri}, experiment {experiment!r}; dashboard: {ui}",
-          flush=True)
+    ui = (
+        f"mlflow ui --backend-store-uri sqlite:///{db}"
+        if db
+        else f"open {uri} in a browser"
+    )
+    print(
+        f"depthlab: runs in {uri}, experiment {experiment!r}; dashboard: {ui}",
+        flush=True,
+    )
     if failed:
         for line in failed:
             print(f"depthlab: FAILED {line}", file=sys.stderr)
@@ -345,27 +395,25 @@ def first_bool(configs: Sequence[dict[str, Any]], key: str) -> bool:
     return any(bool(d.get(key)) for d in configs)
 
 
-def _print_summary(summaries: list[dict[str, Any]], total: int, skipped: int,
-                   failed: list[str]) -> None:
+def _print_summary(
+    summaries: list[dict[str, Any]], total: int, skipped: int, failed: list[str]
+) -> None:
     ran = len(summaries)
-    print(f"depthlab: sweep done: {ran} ran, {skipped} skipped, {len(failed)} failed "
-          f"of {total}", flush=True)
+    print(
+        f"depthlab: sweep done: {ran} ran, {skipped} skipped, {len(failed)} failed "
+        f"of {total}",
+        flush=True,
+    )
     if not summaries:
         return
-    rows = sorted(summaries, key=lambda s: s["run_name"])
+    rows = sorted(summaries, key=lambda s: s["index"])
     if len(rows) > 12:
-        step = max(1, len(rows) // 10)
-        rows = rows[::step] + ([rows[-1]] if rows[-1] is not rows[::step][-1] else [])
-    print(f"  {'run':<34} {'median |grad|':>13} {'theory rms':>11} {'seconds':>8}")
+        # The first, the last and ten in between.
+        keep = sorted({round(i * (len(rows) - 1) / 11) for i in range(12)})
+        rows = [rows[i] for i in keep]
+    width = max(len(s["run_name"]) for s in rows)
     for s in rows:
-        med = s.get("grad_log10_norm_median")
-        theo = s.get("theory_grad_log10_rms")
-        if med is None:
-            line = f"  {s['run_name']:<34} {'':>13} {'':>11} {s['seconds']:8.2f}"
-        else:
-            line = (f"  {s['run_name']:<34} {_exp10(med):>13} {_exp10(theo):>11} "
-                    f"{s['seconds']:8.2f}")
-        print(line)
+        print(f"  {s['run_name']:<{width}}  {s['line']}  {s['seconds']:5.2f} s")
 
 
 def _report(uri: str, parent: str, sweep_dir: Path) -> None:
@@ -375,7 +423,9 @@ def _report(uri: str, parent: str, sweep_dir: Path) -> None:
         return
     tic = time.perf_counter()
     try:
-        path = build_report_from_mlflow(uri, parent, out_dir=sweep_dir, log_to_parent=True)
+        path = build_report_from_mlflow(
+            uri, parent, out_dir=sweep_dir, log_to_parent=True
+        )
     except Exception as err:  # a report must never lose the sweep's runs
         print(f"depthlab: report failed: {_one_line(err)}", file=sys.stderr)
         return

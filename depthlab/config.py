@@ -35,7 +35,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class InitConfig:
-    """``init`` group: the initialization scheme and its scales (standard deviations)."""
+    """``init`` group: the scheme and its scales (standard deviations)."""
 
     name: str = "gaussian"
     sigma_w: float = 1.0
@@ -63,6 +63,8 @@ class TrackingConfig:
     """Set by the sweeper for every job; not for users."""
     jobs_total: int = 1
     """Set by the sweeper: how many jobs the sweep has."""
+    job_index: int = 0
+    """Set by the sweeper: this job's place in the sweep (0-based)."""
 
 
 @dataclass
@@ -87,6 +89,9 @@ class Config:
     task: str = "probe"
     depth: int = 10
     width: int = 64
+    hidden_widths: list[int] | None = None
+    """n_2..n_{L-1} one by one (e.g. [2, 3]); overrides ``width``; needs depth =
+    len(hidden_widths) + 2."""
     input_dim: int = 64
     output_dim: int = 1
     activation: str = "sigmoid"
@@ -103,7 +108,9 @@ class Config:
 
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not allowed; valid: {', '.join(allowed)}")
+        raise ConfigError(
+            f"{key}={value!r} is not allowed; valid: {', '.join(allowed)}"
+        )
 
 
 def _at_least(key: str, value: Any, minimum: float, what: str) -> None:
@@ -120,8 +127,21 @@ def validate(cfg: dict[str, Any]) -> None:
         On the first bad value, with a one-line message naming it.
     """
     _one_of("task", cfg["task"], TASKS)
-    _at_least("depth", cfg["depth"], 2, "an integer >= 2 (depth counts the input layer)")
+    _at_least(
+        "depth", cfg["depth"], 2, "an integer >= 2 (depth counts the input layer)"
+    )
     _at_least("width", cfg["width"], 1, "a positive integer")
+    hidden = cfg.get("hidden_widths")
+    if hidden is not None:
+        if any(n is None or n < 1 for n in hidden):
+            raise ConfigError(
+                f"hidden_widths={hidden} is not allowed; each must be >= 1"
+            )
+        if len(hidden) + 2 != cfg["depth"]:
+            raise ConfigError(
+                f"depth={cfg['depth']} does not match hidden_widths={hidden}; "
+                f"depth must be {len(hidden) + 2}"
+            )
     _at_least("input_dim", cfg["input_dim"], 1, "a positive integer")
     _at_least("output_dim", cfg["output_dim"], 1, "a positive integer")
     _one_of("activation", cfg["activation"], ACTIVATION_NAMES)
@@ -137,24 +157,33 @@ def validate(cfg: dict[str, Any]) -> None:
     _at_least("probe.networks", probe["networks"], 1, "a positive integer")
     _at_least("probe.inputs", probe["inputs"], 1, "a positive integer")
     _at_least("probe.spectra", probe["spectra"], 0, "a non-negative integer")
-    _one_of("probe.input_distribution", probe["input_distribution"], INPUT_DISTRIBUTIONS)
+    _one_of(
+        "probe.input_distribution", probe["input_distribution"], INPUT_DISTRIBUTIONS
+    )
     if cfg["task"] == "train":
         validate_train(cfg["train"])
+        out = cfg["output_activation"]
+        if cfg["train"]["cost"] == "cross_entropy" and out not in (None, "linear"):
+            raise ConfigError(
+                f"output_activation={out!r} is not allowed with train.cost="
+                f"cross_entropy (the outputs are logits); use linear or null"
+            )
 
 
 def validate_train(train: dict[str, Any]) -> None:
     """Check the ``train`` section (only for ``task=train``)."""
     from depthlab.datasets import DATASET_NAMES
-    from depthlab.training import OPTIMIZERS
-
     from depthlab.gradient import COSTS
+    from depthlab.training import OPTIMIZERS
 
     _one_of("train.dataset", train["dataset"], tuple(DATASET_NAMES))
     _one_of("train.optimizer", train["optimizer"], tuple(OPTIMIZERS))
     _one_of("train.cost", train["cost"], COSTS)
-    _at_least("train.learning_rate", train["learning_rate"], 0.0, "> 0")
-    if train["learning_rate"] <= 0:
-        raise ConfigError(f"train.learning_rate={train['learning_rate']!r} must be > 0")
+    if train["learning_rate"] is None or train["learning_rate"] <= 0:
+        raise ConfigError(
+            f"train.learning_rate={train['learning_rate']!r} is not allowed; "
+            f"it must be > 0"
+        )
     _at_least("train.batch_size", train["batch_size"], 1, "a positive integer")
     _at_least("train.steps", train["steps"], 1, "a positive integer")
     _at_least("train.eval_every", train["eval_every"], 1, "a positive integer")
@@ -184,3 +213,63 @@ def flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def _field_type(key: str) -> Any:
+    """The annotated type of a dotted key of :class:`Config`, or None if unknown."""
+    import dataclasses
+    import typing
+
+    node: Any = Config
+    hints: Any = None
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(node):
+            return None
+        hints = typing.get_type_hints(node)
+        if part not in hints:
+            return None
+        node = hints[part]
+    return node
+
+
+def check_cli_value(key: str, raw: str) -> None:
+    """Check one command-line value against the schema's type, before Hydra runs.
+
+    Sweep expressions (``range(...)``, ``glob(...)``, ...) are left to Hydra; a
+    comma list is checked element by element. Unknown keys and values of the
+    wrong type raise :class:`ConfigError` with a one-line message.
+    """
+    import types
+    import typing
+
+    if key.startswith(("hydra", "+", "~")) or "(" in raw:
+        return
+    kind = _field_type(key)
+    if kind is None:
+        top = [f.name for f in __import__("dataclasses").fields(Config)]
+        raise ConfigError(
+            f"unknown key {key!r}; valid top-level keys: {', '.join(top)}"
+        )
+    optional = False
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(kind))
+        kind = args[0]
+    if kind not in (int, float, bool):
+        return
+    for value in raw.split(","):
+        value = value.strip()
+        if optional and value == "null":
+            continue
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false"):
+                    raise ValueError
+            elif kind is int:
+                int(value)
+            else:
+                float(value)
+        except ValueError:
+            raise ConfigError(
+                f"{key}={value!r} is not allowed; {key} must be of type {kind.__name__}"
+            ) from None

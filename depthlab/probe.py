@@ -83,11 +83,18 @@ class ProbeSpec:
     inputs: int = 32
     input_distribution: str = "sphere"
     spectra: int = 8
+    hidden_widths: tuple[int, ...] | None = None
 
     @property
     def widths(self) -> list[int]:
-        """``[n_1, ..., n_L]``: input_dim, width (L - 2 times), output_dim."""
-        return [self.input_dim] + [self.width] * (self.depth - 2) + [self.output_dim]
+        """``[n_1, ..., n_L]``: input_dim, width (L - 2 times) or the hidden
+        widths, output_dim."""
+        hidden = (
+            list(self.hidden_widths)
+            if self.hidden_widths
+            else [self.width] * (self.depth - 2)
+        )
+        return [self.input_dim, *hidden, self.output_dim]
 
     def config_columns(self) -> dict[str, Any]:
         """The values of :data:`CONFIG_COLUMNS`."""
@@ -163,17 +170,14 @@ def _rel_err_of_median(
 
 def _theory_tables(spec: ProbeSpec, q1: float) -> tuple[pd.DataFrame, dict[str, float]]:
     widths = spec.widths
-    layer_sigma_w = [
-        effective_sigma_w(spec.init, n_out, n_in, spec.sigma_w)
-        for n_in, n_out in zip(widths[:-1], widths[1:], strict=True)
-    ]
-    pred = theory.predict(
+    pred = theory.predict_from_q1(
         q1,
         widths,
         activation=spec.activation,
         output_activation=spec.output_activation,
-        sigma_w=layer_sigma_w,
+        sigma_w=spec.sigma_w,
         sigma_b=spec.sigma_b,
+        init=spec.init,
     )
     depth = spec.depth
     layer = np.arange(1, depth + 1)
@@ -234,7 +238,9 @@ def _factors(log10_norms: np.ndarray) -> dict[str, float]:
     ms = _log10_mean_of_squares(log10_norms, axis=0)
     steps = n_cols - 1
     finite = np.all(np.isfinite(log10_norms[:, [0, -1]]), axis=1)
-    mean_log = np.mean(log10_norms[finite][:, [0, -1]], axis=0) if finite.any() else None
+    mean_log = (
+        np.mean(log10_norms[finite][:, [0, -1]], axis=0) if finite.any() else None
+    )
     typical = (
         float(10 ** (2 * (mean_log[0] - mean_log[1]) / steps))
         if mean_log is not None
@@ -311,7 +317,7 @@ def run_probe(spec: ProbeSpec, *, rng: np.random.Generator) -> ProbeResult:
     per_layer = _per_layer(flat_norms, spectral_rows, theory_table, depth)
     summary = _summary(grad, flat_norms, per_layer, rng)
     summary.update(theory_summary)
-    summary["beta"] = float((depth - 2) / spec.width)
+    summary["beta"] = float(sum(1.0 / n for n in spec.widths[1:-1]))
 
     for table in (samples, layers, spectrum, theory_table, per_layer):
         for key, value in reversed(cfg.items()):
@@ -319,7 +325,9 @@ def run_probe(spec: ProbeSpec, *, rng: np.random.Generator) -> ProbeResult:
     return ProbeResult(samples, layers, spectrum, theory_table, per_layer, summary)
 
 
-def _spectra(net: Network, X: np.ndarray, pairs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _spectra(
+    net: Network, X: np.ndarray, pairs: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-layer and J^(l) spectra for the first ``pairs`` (network, input) pairs.
 
     Pair j is network j mod K at input j div K, so the pairs cover as many
@@ -327,8 +335,17 @@ def _spectra(net: Network, X: np.ndarray, pairs: int) -> tuple[pd.DataFrame, pd.
     """
     k, b = X.shape[0], X.shape[1]
     pairs = min(pairs, k * b)
-    columns = ["net", "input", "layer", "sv_max", "sv_min", "sv_median",
-               "jac_log10_sv_max", "jac_log10_sv_min", "jac_log10_sv_std"]
+    columns = [
+        "net",
+        "input",
+        "layer",
+        "sv_max",
+        "sv_min",
+        "sv_median",
+        "jac_log10_sv_max",
+        "jac_log10_sv_min",
+        "jac_log10_sv_std",
+    ]
     if pairs == 0:
         empty = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
         empty[["net", "input", "layer"]] = empty[["net", "input", "layer"]].astype(int)
@@ -339,8 +356,10 @@ def _spectra(net: Network, X: np.ndarray, pairs: int) -> tuple[pd.DataFrame, pd.
         return empty, spectrum
     depth = net.depth
     nets = net.unstack()
-    rows: list[dict[str, Any]] = []
-    spec_frames: list[pd.DataFrame] = []
+    rows: dict[str, list[Any]] = {c: [] for c in columns}
+    spectrum: dict[str, list[np.ndarray]] = {
+        c: [] for c in ("net", "input", "layer", "rank", "jac_log10_sv")
+    }
     by_net: dict[int, list[int]] = {}
     for j in range(pairs):
         by_net.setdefault(j % k, []).append(j // k)
@@ -348,35 +367,29 @@ def _spectra(net: Network, X: np.ndarray, pairs: int) -> tuple[pd.DataFrame, pd.
         x = X[n_i, inputs]
         layer_sv = spectra.layer_singular_values(nets[n_i], x)
         jac_log = spectra.jacobian_log_singular_values(nets[n_i], x)
-        for pos, i_i in enumerate(inputs):
-            for l_idx in range(depth - 1):
-                sv = layer_sv[l_idx][pos]
-                jl = jac_log[l_idx][pos] / _LN10
-                rows.append(
-                    {
-                        "net": n_i,
-                        "input": i_i,
-                        "layer": l_idx + 2,
-                        "sv_max": float(sv[0]),
-                        "sv_min": float(sv[-1]),
-                        "sv_median": float(np.median(sv)),
-                        "jac_log10_sv_max": float(jl[0]),
-                        "jac_log10_sv_min": float(jl[-1]),
-                        "jac_log10_sv_std": float(np.std(jl)),
-                    }
-                )
-                spec_frames.append(
-                    pd.DataFrame(
-                        {
-                            "net": n_i,
-                            "input": i_i,
-                            "layer": l_idx + 2,
-                            "rank": np.arange(1, jl.size + 1),
-                            "jac_log10_sv": jl,
-                        }
-                    )
-                )
-    return pd.DataFrame(rows, columns=columns), pd.concat(spec_frames, ignore_index=True)
+        for l_idx in range(depth - 1):
+            sv = layer_sv[l_idx]  # (b, m)
+            jl = jac_log[l_idx] / _LN10  # (b, m')
+            b = len(inputs)
+            rows["net"].append(np.full(b, n_i))
+            rows["input"].append(np.asarray(inputs))
+            rows["layer"].append(np.full(b, l_idx + 2))
+            rows["sv_max"].append(sv[:, 0])
+            rows["sv_min"].append(sv[:, -1])
+            rows["sv_median"].append(np.median(sv, axis=1))
+            rows["jac_log10_sv_max"].append(jl[:, 0])
+            rows["jac_log10_sv_min"].append(jl[:, -1])
+            rows["jac_log10_sv_std"].append(np.std(jl, axis=1))
+            m = jl.shape[1]
+            spectrum["net"].append(np.full(b * m, n_i))
+            spectrum["input"].append(np.repeat(inputs, m))
+            spectrum["layer"].append(np.full(b * m, l_idx + 2))
+            spectrum["rank"].append(np.tile(np.arange(1, m + 1), b))
+            spectrum["jac_log10_sv"].append(jl.ravel())
+    return (
+        pd.DataFrame({c: np.concatenate(v) for c, v in rows.items()}),
+        pd.DataFrame({c: np.concatenate(v) for c, v in spectrum.items()}),
+    )
 
 
 def _per_layer(
@@ -407,14 +420,27 @@ def _per_layer(
     if len(spectral_rows):
         stats = spectral_rows.assign(cond=spectral_rows.sv_max / spectral_rows.sv_min)
         med = stats.groupby("layer")[
-            ["sv_max", "sv_min", "sv_median", "cond", "jac_log10_sv_max",
-             "jac_log10_sv_min", "jac_log10_sv_std"]
+            [
+                "sv_max",
+                "sv_min",
+                "sv_median",
+                "cond",
+                "jac_log10_sv_max",
+                "jac_log10_sv_min",
+                "jac_log10_sv_std",
+            ]
         ].median()
         med.columns = [f"{c}_median" for c in med.columns]
         table = table.merge(med, left_on="layer", right_index=True, how="left")
     table = table.merge(
-        theory_table[["layer", "predicted_log10_mean_sq_backprop", "chi",
-                      "predicted_jac_log10_rms_sv"]],
+        theory_table[
+            [
+                "layer",
+                "predicted_log10_mean_sq_backprop",
+                "chi",
+                "predicted_jac_log10_rms_sv",
+            ]
+        ],
         on="layer",
         how="left",
     )
@@ -443,7 +469,9 @@ def _summary(
     }
     with np.errstate(over="ignore", under="ignore"):
         for name in ("median", "q25", "q75"):
-            summary[f"grad_norm_{name}"] = float(10.0 ** summary[f"grad_log10_norm_{name}"])
+            summary[f"grad_norm_{name}"] = float(
+                10.0 ** summary[f"grad_log10_norm_{name}"]
+            )
         summary["grad_norm_mean"] = float(10.0 ** _log10_mean(g))
     summary.update(_factors(flat_norms))
     if "cond_median" in per_layer:

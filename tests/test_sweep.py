@@ -1,0 +1,245 @@
+"""Real sweeps at tiny sizes, run as a user runs them, read back from MLflow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TINY = [
+    "width=8",
+    "input_dim=4",
+    "probe.networks=2",
+    "probe.inputs=3",
+    "probe.spectra=1",
+    "report=false",
+]
+
+
+def run_cli(cwd: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``python -m depthlab ARGS`` in ``cwd``."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "depthlab", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def search_runs(uri: str, experiment: str = "depthlab"):
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment], max_results=10000)
+
+
+def job_runs(uri: str, experiment: str = "depthlab"):
+    runs = search_runs(uri, experiment)
+    return runs[runs["tags.depthlab.kind"] == "job"]
+
+
+def sqlite_uri(cwd: Path) -> str:
+    return f"sqlite:///{cwd / 'mlflow.db'}"
+
+
+def test_depth_range_lands_in_mlflow(tmp_path: Path) -> None:
+    out = run_cli(tmp_path, "depth=2..4", *TINY)
+    assert out.returncode == 0, out.stderr
+    assert "[3/3]" in out.stdout and "mlflow ui --backend-store-uri" in out.stdout
+    runs = search_runs(sqlite_uri(tmp_path))
+    parents = runs[runs["tags.depthlab.kind"] == "sweep"]
+    jobs = runs[runs["tags.depthlab.kind"] == "job"]
+    assert len(parents) == 1 and len(jobs) == 3
+    assert set(jobs["status"]) == {"FINISHED"}
+    assert set(parents["status"]) == {"FINISHED"}
+    assert set(jobs["tags.mlflow.parentRunId"]) == {parents["run_id"].iloc[0]}
+    assert sorted(jobs["params.depth"].astype(int)) == [2, 3, 4]
+    assert set(jobs["tags.mlflow.runName"]) == {
+        f"L={d} sigmoid gaussian sw=1 n=8" for d in (2, 3, 4)
+    }
+    assert jobs["tags.depthlab.config_hash"].nunique() == 3
+    assert jobs["metrics.grad_log10_norm_median"].notna().all()
+    # Per-layer medians are metrics with step = layer index.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(sqlite_uri(tmp_path))
+    deepest = jobs[jobs["params.depth"] == "4"]["run_id"].iloc[0]
+    history = client.get_metric_history(deepest, "backprop_log10_norm_median")
+    assert sorted(m.step for m in history) == [1, 2, 3]
+    artifacts = {a.path for a in client.list_artifacts(deepest, "tables")}
+    assert {"tables/samples.parquet", "tables/layers.parquet"} <= artifacts
+
+
+def test_two_key_sweep_and_resume(tmp_path: Path) -> None:
+    out = run_cli(tmp_path, "depth=2,3", "activation=tanh,relu", *TINY)
+    assert out.returncode == 0, out.stderr
+    first = job_runs(sqlite_uri(tmp_path))
+    assert len(first) == 4
+    assert set(first["params.activation"]) == {"tanh", "relu"}
+    # Running the same sweep again computes nothing new.
+    again = run_cli(tmp_path, "depth=2,3", "activation=tanh,relu", *TINY)
+    assert again.returncode == 0, again.stderr
+    assert "skipping 4 of 4" in again.stdout
+    assert len(job_runs(sqlite_uri(tmp_path))) == 4
+    # force=true recomputes.
+    forced = run_cli(tmp_path, "depth=2", "activation=tanh", "force=true", *TINY)
+    assert forced.returncode == 0, forced.stderr
+    assert len(job_runs(sqlite_uri(tmp_path))) == 5
+
+
+def test_experiment_preset(tmp_path: Path) -> None:
+    out = run_cli(tmp_path, "+experiment=vanishing", "depth=2,3", *TINY)
+    assert out.returncode == 0, out.stderr
+    jobs = job_runs(sqlite_uri(tmp_path), "vanishing")
+    # The preset sweeps init over gaussian and higham.
+    assert len(jobs) == 4
+    assert set(jobs["params.init.name"]) == {"gaussian", "higham"}
+    assert set(jobs["params.activation"]) == {"sigmoid"}
+
+
+def _finished_count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as con:
+            rows = con.execute(
+                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
+                "where r.status = 'FINISHED' and t.key = 'depthlab.kind' "
+                "and t.value = 'job'"
+            ).fetchone()
+        return int(rows[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_resume_after_kill(tmp_path: Path) -> None:
+    args = ["depth=2..40", "width=64", "input_dim=8", "probe.networks=16",
+            "probe.inputs=16", "probe.spectra=4", "report=false"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "depthlab", *args],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    db = tmp_path / "mlflow.db"
+    deadline = time.time() + 120
+    while _finished_count(db) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0, "the sweep finished before it could be interrupted"
+    before = job_runs(sqlite_uri(tmp_path))
+    finished_before = set(before[before["status"] == "FINISHED"]["run_id"])
+    assert 3 <= len(finished_before) < 39
+    # Nothing is left RUNNING: the job in flight was marked FAILED.
+    assert "RUNNING" not in set(search_runs(sqlite_uri(tmp_path))["status"])
+
+    out = run_cli(tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    assert f"skipping {len(finished_before)} of 39" in out.stdout
+    after = job_runs(sqlite_uri(tmp_path))
+    finished = after[after["status"] == "FINISHED"]
+    # Exactly one FINISHED run per config, and the earlier ones were kept.
+    assert finished["tags.depthlab.config_hash"].is_unique
+    assert len(finished) == 39
+    assert finished_before <= set(finished["run_id"])
+
+
+def test_joblib_launcher_on_fresh_database(tmp_path: Path) -> None:
+    out = run_cli(
+        tmp_path, "depth=2..5", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY
+    )
+    assert out.returncode == 0, out.stderr
+    jobs = job_runs(sqlite_uri(tmp_path))
+    assert len(jobs) == 4 and set(jobs["status"]) == {"FINISHED"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_tracking_server(tmp_path: Path) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+         str(port), "--workers", "1", "--backend-store-uri",
+         f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+         str(tmp_path / "artifacts")],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        import urllib.request
+
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(uri + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        out = run_cli(tmp_path, "depth=2,3", f"tracking.uri={uri}", *TINY)
+        assert out.returncode == 0, out.stderr
+        jobs = job_runs(uri)
+        assert len(jobs) == 2 and set(jobs["status"]) == {"FINISHED"}
+        assert not (tmp_path / "mlflow.db").exists()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+BAD_INPUTS = [
+    ("depth=1", "depth=1"),
+    ("depth=50..2", "reversed range"),
+    ("depth=2..x", "depth='2..x'"),
+    ("width=0", "width=0"),
+    ("width=-4", "width=-4"),
+    ("activation=swish", "valid: elu"),
+    ("init=kaiming", "valid: gaussian"),
+    ("init.sigma_w=-1", "init.sigma_w=-1"),
+    ("probe.networks=0", "probe.networks=0"),
+    ("dtype=float16", "dtype='float16'"),
+    ("depth=x", "depth='x'"),
+    ("tracking.uri=http://127.0.0.1:9", "http://127.0.0.1:9"),
+    ("hydra.sweep.dir=/proc/depthlab", "/proc/depthlab"),
+]
+
+
+@pytest.mark.parametrize(("override", "expected"), BAD_INPUTS)
+def test_bad_input_fails_fast_with_one_line(
+    tmp_path: Path, override: str, expected: str
+) -> None:
+    tic = time.perf_counter()
+    out = run_cli(tmp_path, override, *TINY, timeout=60)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("depthlab: error:") and expected in lines[0]
+    assert not (tmp_path / "mlflow.db").exists()
+    assert time.perf_counter() - tic < 30  # a dead server must not hang the CLI
+
+
+def test_help_explains_definitions(tmp_path: Path) -> None:
+    out = run_cli(tmp_path, "--help")
+    assert out.returncode == 0
+    assert "depth L counts layers INCLUDING the input layer" in out.stdout
+    assert "depth=2..50" in out.stdout
+
+
+def test_cfg_job_prints_config(tmp_path: Path) -> None:
+    out = run_cli(tmp_path, "--cfg", "job", "depth=7")
+    assert out.returncode == 0, out.stderr
+    assert "depth: 7" in out.stdout
+    assert not (tmp_path / "mlflow.db").exists()
