@@ -6,8 +6,10 @@ The library: :class:`Network` and :func:`init_network` (definitions in
 mean-field theory (:mod:`depthlab.theory`). Studies: ``python -m depthlab``.
 """
 
+from depthlab import spectra, theory
 from depthlab.gradient import backprop_log10_norms, cost_gradients, input_gradient
 from depthlab.network import Network, init_network
+from depthlab.spectra import jacobian_log_singular_values, layer_singular_values
 
 __version__ = "0.1.0"
 
@@ -18,4 +20,8 @@ __all__ = [
     "cost_gradients",
     "init_network",
     "input_gradient",
+    "jacobian_log_singular_values",
+    "layer_singular_values",
+    "spectra",
+    "theory",
 ]

@@ -46,10 +46,10 @@ class InitConfig:
 class ProbeConfig:
     """``probe``: how many networks and inputs a job samples."""
 
-    networks: int = 32
-    inputs: int = 32
+    networks: int = 64
+    inputs: int = 8
     input_distribution: str = "sphere"
-    spectra: int = 8
+    spectra: int = 4
     """(network, input) pairs that get full per-layer and J^(l) spectra."""
 
 

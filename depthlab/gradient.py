@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from depthlab.network import ForwardPass, Network
+from depthlab.network import Network
 
 Array = np.ndarray
 Cost = Literal["quadratic", "cross_entropy"]
@@ -24,6 +24,27 @@ COSTS: tuple[str, ...] = ("quadratic", "cross_entropy")
 
 def _transpose(w: Array) -> Array:
     return np.swapaxes(w, -1, -2)
+
+
+def _seed(net: Network, zs: list[Array]) -> Array:
+    """d a^[L] / d a^[L-1] = D^[L] W^[L], shape ``(..., B, n_L, n_{L-1})``."""
+    d = net.sigmas[-1].derivative(zs[-1])
+    return d[..., :, None] * net.weights[-1][..., None, :, :]
+
+
+def _step(net: Network, zs: list[Array], g: Array, i: int) -> Array:
+    """(g D^[l]) W^[l] for l = i + 2: from d a^[L]/d a^[l] to d a^[L]/d a^[l-1].
+
+    ``g`` has shape ``(..., B, n_L, n_l)`` and may be overwritten. The product
+    with W^[l] is one matrix product per network, with the B * n_L rows of all
+    inputs stacked, not one small product per input.
+    """
+    g *= net.sigmas[i].derivative(zs[i])[..., None, :]
+    *lead, batch, n_out, n_l = g.shape
+    w = net.weights[i]
+    return (g.reshape(*lead, batch * n_out, n_l) @ w).reshape(
+        *lead, batch, n_out, w.shape[-1]
+    )
 
 
 def input_gradient(net: Network, X: Array) -> Array:
@@ -41,8 +62,9 @@ def input_gradient(net: Network, X: Array) -> Array:
     ndarray
         grad a^[L](x) for every input: shape ``(..., B, n_1)`` when n_L = 1, and
         the full Jacobian d a^[L] / d x of shape ``(..., B, n_L, n_1)`` when
-        n_L > 1. A single input vector gives a single row ``(n_1,)`` (or
-        ``(n_L, n_1)``).
+        n_L > 1. A single input vector gives a single row ``(..., n_1)`` (or
+        ``(..., n_L, n_1)``), where ``...`` is the stack shape. The dtype is the
+        network's.
 
     Notes
     -----
@@ -50,7 +72,8 @@ def input_gradient(net: Network, X: Array) -> Array:
     grad a^[L](x) = D^[L] W^[L] ... D^[2] W^[2], D^[l] = diag(sigma'(z^[l])).
     With the batch in rows, left-multiplication by D^[l] is an elementwise
     product of G's columns with sigma'(z^[l]), and the product with W^[l] is
-    one matrix product per layer.
+    one matrix product per layer. The result overflows or underflows where the
+    gradient does; :func:`backprop_log10_norms` gives its norm at any scale.
 
     Examples
     --------
@@ -60,27 +83,18 @@ def input_gradient(net: Network, X: Array) -> Array:
     ...                    sigma_w=1.0, sigma_b=0.1, rng=np.random.default_rng(0))
     >>> input_gradient(net, np.ones(3)).shape
     (3,)
+    >>> input_gradient(net, np.ones((4, 3))).shape
+    (4, 3)
     """
     single = np.ndim(X) == 1
-    fp = net.forward(X)
-    zs = fp.preactivations
-    sigmas = net.sigmas
-    n_out = net.widths[-1]
-    if n_out == 1:
-        # G = sigma'(z^[L]) W^[L]: (..., B, 1) * (..., 1, n_{L-1}).
-        g = sigmas[-1].derivative(zs[-1]) @ net.weights[-1]
-        for layer in range(len(zs) - 2, -1, -1):
-            g *= sigmas[layer].derivative(zs[layer])
-            g = g @ net.weights[layer]
-    else:
-        # Full Jacobian: G has shape (..., B, n_L, n_l).
-        d = sigmas[-1].derivative(zs[-1])
-        g = d[..., :, None] * net.weights[-1][..., None, :, :]
-        for layer in range(len(zs) - 2, -1, -1):
-            g *= sigmas[layer].derivative(zs[layer])[..., None, :]
-            g = g @ net.weights[layer][..., None, :, :]
+    zs = net.forward(X).preactivations
+    g = _seed(net, zs)
+    for i in range(len(zs) - 2, -1, -1):
+        g = _step(net, zs, g, i)
+    if net.widths[-1] == 1:
+        g = g[..., 0, :]  # (..., B, n_1)
     if single:
-        return g[0]
+        g = g[..., 0, :] if net.widths[-1] == 1 else g[..., 0, :, :]
     return g
 
 
@@ -91,64 +105,91 @@ def backprop_log10_norms(net: Network, X: Array) -> Array:
     ----------
     net : Network
         A network, or a stack of networks.
-    X : ndarray, shape (B, n_1) (or (..., B, n_1) for a stack)
+    X : ndarray, shape (B, n_1) or (n_1,); for a stack also (K, B, n_1)
+        Inputs x = a^[1].
 
     Returns
     -------
-    ndarray, shape (..., B, L-1)
+    ndarray of float64, shape (..., B, L-1)
         Column j holds log10 || d a^[L] / d a^[l] || for layer l = j + 1; column
         0 is log10 of the gradient norm || grad a^[L](x) ||. For n_L > 1 the norm
-        is the Frobenius norm. A gradient that is exactly zero (e.g. every ReLU
-        of a layer inactive) gives -inf.
+        is the Frobenius norm. A single input vector gives shape ``(..., L-1)``.
+        A gradient that is exactly zero (e.g. every ReLU of a layer inactive)
+        gives -inf, with no warning.
 
     Notes
     -----
     The backward pass of :func:`input_gradient` with a running log scale: after
-    every layer G is divided by its norm and log10 of the norm is accumulated,
-    so gradients of 1e-400 or 1e+400 come out as -400 and +400, with no
-    underflow, overflow or floating-point warning.
+    every layer G is divided by its norm and log10 of the norm is accumulated
+    (in float64), so gradients of 1e-400 or 1e+400 come out as -400 and +400,
+    with no underflow, overflow or floating-point warning. Norms are computed
+    without squaring tiny or huge numbers, so a single layer may scale the
+    gradient by any factor the dtype can hold. The forward pass is the
+    network's own: it must not overflow.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from depthlab import Network
+    >>> w = [0.1 * np.eye(2)] * 400 + [np.array([[0.1, 0.0]])]
+    >>> net = Network(w, [np.zeros(2)] * 400 + [np.zeros(1)], "linear")
+    >>> backprop_log10_norms(net, np.ones(2))[[0, -1]]
+    array([-401.,   -1.])
     """
-    fp: ForwardPass = net.forward(X)
-    zs = fp.preactivations
-    sigmas = net.sigmas
-    n_out = net.widths[-1]
-    depth = net.depth
-    batch_shape = zs[-1].shape[:-1]
-    out = np.empty((*batch_shape, depth - 1), dtype=np.float64)
+    single = np.ndim(X) == 1
+    zs = net.forward(X).preactivations
+    g = _seed(net, zs)
+    batch_shape = g.shape[:-2]
+    out = np.empty((*batch_shape, net.depth - 1), dtype=np.float64)
     log_scale = np.zeros(batch_shape, dtype=np.float64)
-    tiny = np.finfo(net.dtype).tiny
-    if n_out == 1:
-        g = sigmas[-1].derivative(zs[-1]) @ net.weights[-1]
-    else:
-        d = sigmas[-1].derivative(zs[-1])
-        g = d[..., :, None] * net.weights[-1][..., None, :, :]
-    for layer in range(depth - 2, -1, -1):
-        # g is (d a^[L] / d a^[layer + 1]) / 10**log_scale.
-        if n_out == 1:
-            norm = np.sqrt(np.einsum("...i,...i->...", g, g))
-        else:
-            norm = np.sqrt(np.einsum("...ij,...ij->...", g, g))
-        zero = norm < tiny
-        safe = np.where(zero, 1, norm)
-        log_scale = log_scale + np.log10(safe.astype(np.float64))
-        out[..., layer] = np.where(zero, -np.inf, log_scale)
-        if layer == 0:
-            break
-        if n_out == 1:
-            g = g / safe[..., None]
-            g *= sigmas[layer - 1].derivative(zs[layer - 1])
-            g = g @ net.weights[layer - 1]
-        else:
-            g = g / safe[..., None, None]
-            g *= sigmas[layer - 1].derivative(zs[layer - 1])[..., None, :]
-            g = g @ net.weights[layer - 1][..., None, :, :]
-    return out
+    for i in range(len(zs) - 1, -1, -1):
+        # g * 10**log_scale is d a^[L] / d a^[l], l = i + 1 (column i).
+        out[..., i] = _normalize(g, log_scale)
+        if i:
+            g = _step(net, zs, g, i - 1)
+    return out[..., 0, :] if single else out
+
+
+def _normalize(g: Array, log_scale: Array) -> Array:
+    """Divide each G (last two axes of ``g``) by its Frobenius norm, in place.
+
+    Adds log10 of the norms to ``log_scale`` (float64, in place) and returns it,
+    with -inf where G is exactly zero. The sum of squares is computed directly
+    where it is safely inside the floating-point range; the few G whose sum of
+    squares under- or overflows (a layer that scales the gradient by more than
+    about 1e-146 or 1e+154 in float64, 1e-15 or 1e+19 in float32) are first
+    divided by their largest entry.
+    """
+    finfo = np.finfo(g.dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        sq = np.einsum("...ij,...ij->...", g, g)
+    unsafe = ~((sq > finfo.tiny / finfo.eps) & (sq < finfo.max))
+    zero = np.zeros(sq.shape, dtype=bool)
+    if unsafe.any():
+        rows = g[unsafe]
+        peak = np.max(np.abs(rows), axis=(-2, -1))
+        zero[unsafe] = peak == 0
+        peak[peak == 0] = 1
+        rows /= peak[:, None, None]
+        g[unsafe] = rows
+        log_scale[unsafe] += np.log10(peak.astype(np.float64))
+        sq[unsafe] = np.einsum("...ij,...ij->...", rows, rows)
+        sq[zero] = 1
+    norm = np.sqrt(sq)
+    g /= norm[..., None, None]
+    log_scale += np.log10(norm.astype(np.float64))
+    return np.where(zero, -np.inf, log_scale)
 
 
 def _softmax(logits: Array) -> Array:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def _check_cost(cost: str) -> None:
+    if cost not in COSTS:
+        raise ValueError(f"unknown cost {cost!r}; valid: {', '.join(COSTS)}")
 
 
 def cost_value(outputs: Array, Y: Array, *, cost: Cost = "quadratic") -> Array:
@@ -159,7 +200,7 @@ def cost_value(outputs: Array, Y: Array, *, cost: Cost = "quadratic") -> Array:
     outputs : ndarray, shape (..., B, n_L)
         a^[L] for each input.
     Y : ndarray, shape (B, n_L) or (..., B, n_L)
-        Targets (one-hot for ``cross_entropy``).
+        Targets (for ``cross_entropy``, class probabilities: one-hot or soft).
     cost : {"quadratic", "cross_entropy"}
         ``quadratic``: (1/B) sum_i (1/2) ||y_i - a^[L](x_i)||^2, the paper's cost
         (5.1). ``cross_entropy``: softmax cross-entropy with a^[L] as logits,
@@ -168,14 +209,24 @@ def cost_value(outputs: Array, Y: Array, *, cost: Cost = "quadratic") -> Array:
     Returns
     -------
     ndarray, shape (...)
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``cost``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(cost_value(np.array([[1.0, 2.0]]), np.array([[0.0, 0.0]])))
+    2.5
     """
+    _check_cost(cost)
     if cost == "quadratic":
         return 0.5 * np.mean(np.sum((outputs - Y) ** 2, axis=-1), axis=-1)
-    if cost == "cross_entropy":
-        shifted = outputs - outputs.max(axis=-1, keepdims=True)
-        log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
-        return -np.mean(np.sum(Y * log_probs, axis=-1), axis=-1)
-    raise ValueError(f"unknown cost {cost!r}; valid: {', '.join(COSTS)}")
+    shifted = outputs - outputs.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+    return -np.mean(np.sum(Y * log_probs, axis=-1), axis=-1)
 
 
 def cost_gradients(
@@ -197,29 +248,50 @@ def cost_gradients(
     Returns
     -------
     cost : ndarray, shape (...)
-        The mean cost over the batch.
+        The mean cost over the batch, one per network of a stack.
     weight_grads : list of ndarray
         dC/dW^[l], l = 2..L, shaped like ``net.weights``.
     bias_grads : list of ndarray
         dC/db^[l], l = 2..L, shaped like ``net.biases``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``cost`` or targets without n_L columns.
 
     Notes
     -----
     Backpropagation, Higham & Higham (2019) Lemma 5.1: delta^[L] =
     sigma'(z^[L]) o dC/da^[L], delta^[l] = sigma'(z^[l]) o (W^[l+1])^T delta^[l+1],
     dC/db^[l] = delta^[l], dC/dW^[l] = delta^[l] (a^[l-1])^T, averaged over the
-    batch.
+    batch. For ``cross_entropy``, dC/da^[L] = softmax(a^[L]) sum_k y_k - y
+    (= softmax(a^[L]) - y for targets that sum to 1). Each network of a stack gets
+    the gradient of its own cost; inputs with more leading dimensions than the
+    stack give the gradient of the sum of the costs over those dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from depthlab import init_network
+    >>> net = init_network([3, 4, 2], activation="tanh", init="gaussian",
+    ...                    sigma_w=1.0, sigma_b=0.1, rng=np.random.default_rng(0))
+    >>> c, dW, db = cost_gradients(net, np.ones((5, 3)), np.zeros((5, 2)))
+    >>> [w.shape for w in dW], [b.shape for b in db]
+    ([(4, 3), (2, 4)], [(4,), (2,)])
     """
+    _check_cost(cost)
     fp = net.forward(X)
     a_out = fp.output
     Y = np.asarray(Y, dtype=net.dtype)
+    if Y.ndim == 0 or Y.shape[-1] != net.widths[-1]:
+        raise ValueError(
+            f"targets of shape {Y.shape} need n_L = {net.widths[-1]} columns"
+        )
     batch = a_out.shape[-2]
     if cost == "quadratic":
         d_output = (a_out - Y) / batch
-    elif cost == "cross_entropy":
-        d_output = (_softmax(a_out) - Y) / batch
     else:
-        raise ValueError(f"unknown cost {cost!r}; valid: {', '.join(COSTS)}")
+        d_output = (_softmax(a_out) * Y.sum(axis=-1, keepdims=True) - Y) / batch
     value = cost_value(a_out, Y, cost=cost)
     sigmas = net.sigmas
     zs = fp.preactivations
@@ -233,9 +305,11 @@ def cost_gradients(
         if layer:
             delta = delta @ net.weights[layer]
             delta *= sigmas[layer - 1].derivative(zs[layer - 1])
-    # A shared batch for a stack broadcasts; reduce any extra leading dims.
+    # Inputs with more leading dimensions than the stack: sum over the extra ones.
     for layer in range(n_layers):
-        weight_grads[layer] = _sum_to_shape(weight_grads[layer], net.weights[layer].shape)
+        weight_grads[layer] = _sum_to_shape(
+            weight_grads[layer], net.weights[layer].shape
+        )
         bias_grads[layer] = _sum_to_shape(bias_grads[layer], net.biases[layer].shape)
     return value, weight_grads, bias_grads
 

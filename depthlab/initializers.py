@@ -3,7 +3,8 @@
 Every scheme draws a weight matrix W of shape ``(*stack, n_out, n_in)`` and a bias
 vector b of shape ``(*stack, n_out)`` (``stack`` is a tuple of leading dimensions,
 empty for a single network). ``sigma_w`` and ``sigma_b`` are standard deviations.
-Biases are ``N(0, sigma_b^2)`` in every scheme except ``higham``.
+Biases are ``N(0, sigma_b^2)`` in every scheme (default sigma_b: 0.5 for
+``higham``, 0 for the others).
 
 The variance each scheme gives (n_in = n_{l-1} is the fan-in, n_out = n_l):
 
@@ -24,8 +25,19 @@ higham            W_ij ~ N(0, sigma_w^2), b_i ~ N(0, sigma_b^2), no fan-in
                   scaling (defaults 0.5, 0.5: the paper's ``0.5 * randn``)
 ================  ==========================================================
 
+Every entry has mean 0. ``orthogonal`` draws W = sigma_w Q with Q Haar-distributed
+on the matrices with orthonormal columns (Q^T Q = I, tall or square layers,
+n_out >= n_in) or orthonormal rows (Q Q^T = I, wide layers, n_out < n_in): the QR
+factorization of a Gaussian matrix with the signs of diag(R) moved into Q
+(Mezzadri 2007; without that step Q is not Haar).
+
 Mean-field theory only needs ``n_in * Var(W_ij)``, the *effective* fan-in
 sigma_w^2 of a layer: :func:`effective_sigma_w` gives it for every scheme.
+
+References
+----------
+F. Mezzadri, "How to generate random matrices from the classical compact
+groups", Notices of the AMS 54 (2007).
 """
 
 from __future__ import annotations
@@ -37,6 +49,31 @@ import numpy as np
 
 Array = np.ndarray
 Sampler = Callable[..., Array]
+
+
+def check_scale(name: str, value: float) -> float:
+    """``value`` as a float, or a ValueError if it is not a finite number >= 0."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a finite number >= 0 (got {value!r})"
+        ) from None
+    if not (np.isfinite(x) and x >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0 (got {value!r})")
+    return x
+
+
+def check_size(name: str, value: int) -> int:
+    """``value`` as an int, or a ValueError if it is not a positive integer."""
+    try:
+        n = int(value)
+        ok = n == value and n >= 1 and not isinstance(value, bool)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a positive integer (got {value!r})")
+    return n
 
 
 def _gaussian_weights(
@@ -156,6 +193,15 @@ INITIALIZER_NAMES: tuple[str, ...] = tuple(INITIALIZERS)
 def get_initializer(name: str) -> Initializer:
     """Look up an initialization scheme by name.
 
+    Parameters
+    ----------
+    name : str
+        One of :data:`INITIALIZER_NAMES`.
+
+    Returns
+    -------
+    Initializer
+
     Raises
     ------
     ValueError
@@ -201,9 +247,30 @@ def sample_layer(
     -------
     W : ndarray, shape (*stack, n_out, n_in)
     b : ndarray, shape (*stack, n_out)
+
+    Raises
+    ------
+    ValueError
+        For an unknown scheme, a size that is not a positive integer or a
+        negative or non-finite ``sigma_w`` or ``sigma_b``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> W, b = sample_layer("orthogonal", 3, 5, sigma_w=2.0, sigma_b=0.0,
+    ...                     rng=np.random.default_rng(0))
+    >>> W.shape, b.shape
+    ((3, 5), (3,))
+    >>> np.allclose(W @ W.T, 4 * np.eye(3))
+    True
     """
     init = get_initializer(name)
-    weights = init.sample_weights(n_out, n_in, sigma_w, rng, tuple(stack))
+    n_out = check_size("n_out", n_out)
+    n_in = check_size("n_in", n_in)
+    sigma_w = check_scale("sigma_w", sigma_w)
+    sigma_b = check_scale("sigma_b", sigma_b)
+    stack = tuple(check_size("stack size", k) for k in stack)
+    weights = init.sample_weights(n_out, n_in, sigma_w, rng, stack)
     biases = rng.standard_normal((*stack, n_out)) * sigma_b
     return (
         np.ascontiguousarray(weights, dtype=dtype),
@@ -217,6 +284,20 @@ def effective_sigma_w(name: str, n_out: int, n_in: int, sigma_w: float) -> float
     This is the sigma_w that mean-field theory sees for the layer: equal to
     ``sigma_w`` for ``gaussian``, ``he_normal``, ``lecun_normal`` and
     ``uniform``, and for ``orthogonal`` and the Xavier schemes on square layers.
+
+    Parameters
+    ----------
+    name : str
+        Initialization scheme.
+    n_out, n_in : int
+        Fan-out n_l and fan-in n_{l-1}.
+    sigma_w : float
+        The scheme's weight scale.
+
+    Returns
+    -------
+    float
+        sqrt(n_in * Var(W_ij)).
 
     Examples
     --------

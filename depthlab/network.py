@@ -28,18 +28,21 @@ leading dimension, ``(K, n_l, n_{l-1})``, and takes inputs of shape ``(K, B, n_1
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from depthlab.activations import Activation, get_activation
-from depthlab.initializers import get_initializer, sample_layer
+from depthlab.initializers import check_scale, check_size, get_initializer, sample_layer
 
 Array = np.ndarray
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 """The dtypes a network can compute in, by name."""
+
+_VALID_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @dataclass
@@ -52,6 +55,10 @@ class ForwardPass:
         z^[l] for l = 2..L (``preactivations[0]`` is z^[2]), each ``(..., B, n_l)``.
     activations : list of ndarray
         a^[l] for l = 1..L (``activations[0]`` is the input x), each ``(..., B, n_l)``.
+
+    Notes
+    -----
+    For a ``linear`` layer a^[l] is z^[l] itself (the same array, not a copy).
     """
 
     preactivations: list[Array]
@@ -63,7 +70,7 @@ class ForwardPass:
         return self.activations[-1]
 
 
-@dataclass
+@dataclass(eq=False)
 class Network:
     """A fully connected network a^[l] = sigma(W^[l] a^[l-1] + b^[l]), l = 2..L.
 
@@ -95,6 +102,13 @@ class Network:
     dtype : numpy.dtype
         The dtype every computation with this network uses.
 
+    Raises
+    ------
+    ValueError
+        If there is no weight matrix, an activation is unknown, the shapes of
+        consecutive layers or of their stacks do not match, or the weights and
+        biases are not all float32 or all float64.
+
     Examples
     --------
     >>> import numpy as np
@@ -113,10 +127,14 @@ class Network:
     _sigmas: list[Activation] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.weights = [np.asarray(w) for w in self.weights]
+        self.biases = [np.asarray(b) for b in self.biases]
         if self.output_activation is None:
             self.output_activation = self.activation
         if len(self.weights) < 1:
-            raise ValueError("a network needs at least one weight matrix (depth >= 2)")
+            raise ValueError(
+                "a network needs at least one weight matrix (depth >= 2), got 0"
+            )
         if len(self.weights) != len(self.biases):
             raise ValueError(
                 f"{len(self.weights)} weight matrices but {len(self.biases)} biases"
@@ -124,11 +142,25 @@ class Network:
         hidden = get_activation(self.activation)
         output = get_activation(self.output_activation)
         self._sigmas = [hidden] * (len(self.weights) - 1) + [output]
+        dtype = self.weights[0].dtype
+        if dtype not in _VALID_DTYPES:
+            raise ValueError(f"unknown dtype {dtype}; valid: float32, float64")
+        stack = self.weights[0].shape[:-2]
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             if w.ndim < 2 or b.shape != w.shape[:-1]:
                 raise ValueError(
                     f"layer {i + 2}: weight shape {w.shape} and bias shape "
                     f"{b.shape} do not match"
+                )
+            if w.shape[:-2] != stack:
+                raise ValueError(
+                    f"layer {i + 2}: stack shape {w.shape[:-2]} differs from "
+                    f"layer 2's {stack}"
+                )
+            if w.dtype != dtype or b.dtype != dtype:
+                raise ValueError(
+                    f"layer {i + 2}: weights {w.dtype} and biases {b.dtype}, but "
+                    f"the network is {dtype}; valid: all float32 or all float64"
                 )
             if i and w.shape[-1] != self.weights[i - 1].shape[-2]:
                 raise ValueError(
@@ -139,7 +171,9 @@ class Network:
     @property
     def widths(self) -> list[int]:
         """``[n_1, ..., n_L]``."""
-        return [int(self.weights[0].shape[-1])] + [int(w.shape[-2]) for w in self.weights]
+        return [int(self.weights[0].shape[-1])] + [
+            int(w.shape[-2]) for w in self.weights
+        ]
 
     @property
     def depth(self) -> int:
@@ -162,15 +196,29 @@ class Network:
         return self._sigmas
 
     def as_input(self, X: Array) -> Array:
-        """``X`` cast to the network's dtype and given a batch dimension."""
+        """``X`` cast to the network's dtype and given a batch dimension.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` does not have n_1 features, or its leading dimensions do not
+            broadcast against the stack shape.
+        """
         X = np.asarray(X, dtype=self.dtype)
         if X.ndim == 1:
             X = X[None, :]
-        if X.shape[-1] != self.widths[0]:
+        if X.ndim == 0 or X.shape[-1] != self.widths[0]:
             raise ValueError(
-                f"inputs have {X.shape[-1]} features but the network expects "
-                f"n_1 = {self.widths[0]}"
+                f"inputs of shape {X.shape} have {X.shape[-1] if X.ndim else 0} "
+                f"features but the network expects n_1 = {self.widths[0]}"
             )
+        try:
+            np.broadcast_shapes(X.shape[:-2], self.stack_shape)
+        except ValueError:
+            raise ValueError(
+                f"inputs of shape {X.shape} do not fit a stack of shape "
+                f"{self.stack_shape}; valid: (B, n_1) or (*stack, B, n_1)"
+            ) from None
         return X
 
     def forward(self, X: Array) -> ForwardPass:
@@ -205,9 +253,14 @@ class Network:
         return a
 
     def unstack(self) -> list[Network]:
-        """The networks of a stack of shape ``(K,)``, one by one."""
+        """The networks of a stack of shape ``(K,)``, one by one.
+
+        Their weights and biases are views into the stack's (no copy).
+        """
         if len(self.stack_shape) != 1:
-            raise ValueError(f"unstack needs a stack of shape (K,), not {self.stack_shape}")
+            raise ValueError(
+                f"unstack needs a stack of shape (K,), not {self.stack_shape}"
+            )
         return [
             Network(
                 [w[k] for w in self.weights],
@@ -245,7 +298,7 @@ def init_network(
         Weight scale and bias standard deviation (>= 0).
     output_activation : str, optional
         Output-layer activation; default the same as ``activation``.
-    dtype : {numpy.float64, numpy.float32}
+    dtype : {numpy.float64, numpy.float32, "float64", "float32"}
         The dtype of the weights and of every computation with the network.
     rng : numpy.random.Generator
         Source of randomness.
@@ -256,28 +309,70 @@ def init_network(
     Returns
     -------
     Network
+
+    Raises
+    ------
+    ValueError
+        For fewer than two widths (depth < 2), a width that is not a positive
+        integer, a negative or non-finite ``sigma_w`` or ``sigma_b``, an unknown
+        activation, init or dtype, or ``num_networks`` < 1. The message names the
+        bad value (and the valid ones where they are a list).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> nets = init_network([4, 8, 8, 1], activation="relu", init="he_normal",
+    ...                     sigma_w=np.sqrt(2), sigma_b=0.0,
+    ...                     rng=np.random.default_rng(0), num_networks=5)
+    >>> nets.depth, nets.stack_shape, [w.shape for w in nets.weights]
+    (4, (5,), [(5, 8, 4), (5, 8, 8), (5, 1, 8)])
     """
-    widths = [int(n) for n in widths]
+    try:
+        widths = list(widths)
+    except TypeError:
+        raise ValueError(
+            f"widths must be a list [n_1, ..., n_L] (got {widths!r})"
+        ) from None
     if len(widths) < 2:
-        raise ValueError(f"depth must be >= 2 (got widths {widths})")
-    if any(n <= 0 for n in widths):
-        raise ValueError(f"every width must be a positive integer (got {widths})")
-    if sigma_w < 0 or sigma_b < 0:
-        raise ValueError(f"sigma_w and sigma_b must be >= 0 (got {sigma_w}, {sigma_b})")
+        raise ValueError(
+            f"depth must be >= 2, i.e. at least two widths [n_1, n_2] (got {widths})"
+        )
+    widths = [check_size(f"width n_{i + 1}", n) for i, n in enumerate(widths)]
+    sigma_w = check_scale("sigma_w", sigma_w)
+    sigma_b = check_scale("sigma_b", sigma_b)
     get_initializer(init)
     get_activation(activation)
     if output_activation is not None:
         get_activation(output_activation)
-    dtype = np.dtype(DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"unknown dtype {dtype}; valid: float32, float64")
-    stack = () if num_networks is None else (int(num_networks),)
+    dtype = _check_dtype(dtype)
+    if num_networks is not None:
+        num_networks = check_size("num_networks", num_networks)
+    stack = () if num_networks is None else (num_networks,)
     weights, biases = [], []
-    for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+    for n_in, n_out in itertools.pairwise(widths):
         w, b = sample_layer(
-            init, n_out, n_in, sigma_w=sigma_w, sigma_b=sigma_b, rng=rng,
-            stack=stack, dtype=dtype,
+            init,
+            n_out,
+            n_in,
+            sigma_w=sigma_w,
+            sigma_b=sigma_b,
+            rng=rng,
+            stack=stack,
+            dtype=dtype,
         )
         weights.append(w)
         biases.append(b)
     return Network(weights, biases, activation, output_activation)
+
+
+def _check_dtype(dtype: object) -> np.dtype:
+    """``dtype`` as a numpy dtype, or a ValueError naming the valid ones."""
+    try:
+        valid = isinstance(dtype, str | type | np.dtype) and (
+            np.dtype(dtype) in _VALID_DTYPES
+        )
+    except TypeError:
+        valid = False
+    if not valid:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: float32, float64")
+    return np.dtype(dtype)

@@ -79,10 +79,10 @@ class ProbeSpec:
     sigma_b: float
     dtype: str = "float64"
     seed: int = 0
-    networks: int = 32
-    inputs: int = 32
+    networks: int = 64
+    inputs: int = 8
     input_distribution: str = "sphere"
-    spectra: int = 8
+    spectra: int = 4
     hidden_widths: tuple[int, ...] | None = None
 
     @property
@@ -140,6 +140,12 @@ def sample_inputs(
     raise ValueError(f"unknown input distribution {distribution!r}")
 
 
+def _quantile(x: np.ndarray, q: Any, axis: int | None = None) -> np.ndarray:
+    """Quantiles without interpolation, so that -inf (an exactly zero gradient,
+    e.g. dead ReLUs) is a value like any other and raises no warning."""
+    return np.quantile(x, q, axis=axis, method="inverted_cdf")
+
+
 def _log10_mean_of_squares(log10_norms: np.ndarray, axis: int = 0) -> np.ndarray:
     """log10 mean(10**(2 x)) along an axis, without overflow or underflow."""
     x = 2.0 * np.asarray(log10_norms, dtype=np.float64)
@@ -164,7 +170,9 @@ def _rel_err_of_median(
     if k < 2:
         return float("nan")
     idx = rng.integers(0, k, size=(n_boot, k))
-    medians = np.median(log10_norms[idx].reshape(n_boot, -1), axis=1)
+    medians = _quantile(log10_norms[idx].reshape(n_boot, -1), 0.5, axis=1)
+    if not np.all(np.isfinite(medians)):
+        return float("nan")  # the median itself is an exactly zero gradient
     return float(_LN10 * np.std(medians))
 
 
@@ -331,7 +339,7 @@ def _spectra(
     """Per-layer and J^(l) spectra for the first ``pairs`` (network, input) pairs.
 
     Pair j is network j mod K at input j div K, so the pairs cover as many
-    different networks as possible.
+    different networks as possible; they are computed as one stack.
     """
     k, b = X.shape[0], X.shape[1]
     pairs = min(pairs, k * b)
@@ -346,46 +354,52 @@ def _spectra(
         "jac_log10_sv_min",
         "jac_log10_sv_std",
     ]
+    spectrum_columns = ["net", "input", "layer", "rank", "jac_log10_sv"]
     if pairs == 0:
-        empty = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
-        empty[["net", "input", "layer"]] = empty[["net", "input", "layer"]].astype(int)
-        spectrum = pd.DataFrame(
-            {c: pd.Series(dtype=int) for c in ("net", "input", "layer", "rank")}
+        return (
+            pd.DataFrame({c: pd.Series(dtype=float) for c in columns}),
+            pd.DataFrame({c: pd.Series(dtype=float) for c in spectrum_columns}),
         )
-        spectrum["jac_log10_sv"] = pd.Series(dtype=float)
-        return empty, spectrum
-    depth = net.depth
-    nets = net.unstack()
-    rows: dict[str, list[Any]] = {c: [] for c in columns}
-    spectrum: dict[str, list[np.ndarray]] = {
-        c: [] for c in ("net", "input", "layer", "rank", "jac_log10_sv")
-    }
-    by_net: dict[int, list[int]] = {}
-    for j in range(pairs):
-        by_net.setdefault(j % k, []).append(j // k)
-    for n_i, inputs in by_net.items():
-        x = X[n_i, inputs]
-        layer_sv = spectra.layer_singular_values(nets[n_i], x)
-        jac_log = spectra.jacobian_log_singular_values(nets[n_i], x)
-        for l_idx in range(depth - 1):
-            sv = layer_sv[l_idx]  # (b, m)
-            jl = jac_log[l_idx] / _LN10  # (b, m')
-            b = len(inputs)
-            rows["net"].append(np.full(b, n_i))
-            rows["input"].append(np.asarray(inputs))
-            rows["layer"].append(np.full(b, l_idx + 2))
-            rows["sv_max"].append(sv[:, 0])
-            rows["sv_min"].append(sv[:, -1])
-            rows["sv_median"].append(np.median(sv, axis=1))
-            rows["jac_log10_sv_max"].append(jl[:, 0])
-            rows["jac_log10_sv_min"].append(jl[:, -1])
-            rows["jac_log10_sv_std"].append(np.std(jl, axis=1))
-            m = jl.shape[1]
-            spectrum["net"].append(np.full(b * m, n_i))
-            spectrum["input"].append(np.repeat(inputs, m))
-            spectrum["layer"].append(np.full(b * m, l_idx + 2))
-            spectrum["rank"].append(np.tile(np.arange(1, m + 1), b))
-            spectrum["jac_log10_sv"].append(jl.ravel())
+    n_nets = min(pairs, k)
+    per_net = -(-pairs // n_nets)  # inputs per network
+    sub = Network(
+        [w[:n_nets] for w in net.weights],
+        [bias[:n_nets] for bias in net.biases],
+        net.activation,
+        net.output_activation,
+    )
+    x = X[:n_nets, :per_net]
+    layer_sv = spectra.layer_singular_values(sub, x)  # (n_nets, per_net, m)
+    jac_log = spectra.jacobian_log_singular_values(sub, x)
+    # Keep exactly `pairs` pairs: pair j = (j mod n_nets, j div n_nets).
+    j = np.arange(pairs)
+    net_of, input_of = j % n_nets, j // n_nets
+    rows: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    spectrum: dict[str, list[np.ndarray]] = {c: [] for c in spectrum_columns}
+    for l_idx in range(net.depth - 1):
+        sv = layer_sv[l_idx][net_of, input_of]  # (pairs, m)
+        jl = jac_log[l_idx][net_of, input_of] / _LN10  # (pairs, m')
+        finite = np.isfinite(jl)
+        count = finite.sum(axis=1)
+        safe = np.where(finite, jl, 0.0)
+        mean = safe.sum(axis=1) / np.maximum(count, 1)
+        var = (np.where(finite, jl - mean[:, None], 0.0) ** 2).sum(axis=1)
+        std = np.where(count > 0, np.sqrt(var / np.maximum(count, 1)), np.nan)
+        rows["net"].append(net_of)
+        rows["input"].append(input_of)
+        rows["layer"].append(np.full(pairs, l_idx + 2))
+        rows["sv_max"].append(sv[:, 0])
+        rows["sv_min"].append(sv[:, -1])
+        rows["sv_median"].append(np.median(sv, axis=1))
+        rows["jac_log10_sv_max"].append(jl[:, 0])
+        rows["jac_log10_sv_min"].append(jl[:, -1])
+        rows["jac_log10_sv_std"].append(std)
+        m = jl.shape[1]
+        spectrum["net"].append(np.repeat(net_of, m))
+        spectrum["input"].append(np.repeat(input_of, m))
+        spectrum["layer"].append(np.full(pairs * m, l_idx + 2))
+        spectrum["rank"].append(np.tile(np.arange(1, m + 1), pairs))
+        spectrum["jac_log10_sv"].append(jl.ravel())
     return (
         pd.DataFrame({c: np.concatenate(v) for c, v in rows.items()}),
         pd.DataFrame({c: np.concatenate(v) for c, v in spectrum.items()}),
@@ -404,13 +418,13 @@ def _per_layer(
         {
             "layer": layer,
             "backprop_log10_norm_median": np.concatenate(
-                [np.median(flat_norms, axis=0), pad]
+                [_quantile(flat_norms, 0.5, axis=0), pad]
             ),
             "backprop_log10_norm_q25": np.concatenate(
-                [np.quantile(flat_norms, 0.25, axis=0), pad]
+                [_quantile(flat_norms, 0.25, axis=0), pad]
             ),
             "backprop_log10_norm_q75": np.concatenate(
-                [np.quantile(flat_norms, 0.75, axis=0), pad]
+                [_quantile(flat_norms, 0.75, axis=0), pad]
             ),
             "backprop_log10_mean_sq": np.concatenate(
                 [_log10_mean_of_squares(flat_norms, axis=0), pad]
@@ -455,7 +469,7 @@ def _summary(
 ) -> dict[str, float]:
     g = grad.ravel()
     finite = g[np.isfinite(g)]
-    q25, q50, q75 = np.quantile(g, [0.25, 0.5, 0.75])
+    q25, q50, q75 = _quantile(g, [0.25, 0.5, 0.75])
     summary = {
         "grad_log10_norm_median": float(q50),
         "grad_log10_norm_q25": float(q25),

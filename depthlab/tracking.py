@@ -190,7 +190,9 @@ def start_sweep(
     return run.info.run_id
 
 
-def end_sweep(uri: str, run_id: str, *, status: str = "FINISHED", **metrics: float) -> None:
+def end_sweep(
+    uri: str, run_id: str, *, status: str = "FINISHED", **metrics: float
+) -> None:
     """Log summary metrics of a sweep and mark its parent run terminated."""
     from mlflow.entities import Metric
 
@@ -261,8 +263,13 @@ class JobRecord:
 
 
 @contextlib.contextmanager
-def job_run(uri: str, experiment: str, parent_run_id: str | None, run_name: str,
-            config_hash: str) -> Iterator[str]:
+def job_run(
+    uri: str,
+    experiment: str,
+    parent_run_id: str | None,
+    run_name: str,
+    config_hash: str,
+) -> Iterator[str]:
     """A child run that ends FINISHED, or FAILED with the error if the body raises.
 
     Yields
@@ -312,8 +319,11 @@ def log_job(uri: str, run_id: str, record: JobRecord) -> None:
             ):
                 if _finite(value):
                     metrics.append(Metric(column, float(value), now, int(layer)))
-    metrics.extend(Metric(k, float(v), now, int(s)) for k, v, s in record.extra_metrics
-                   if _finite(v))
+    metrics.extend(
+        Metric(k, float(v), now, int(s))
+        for k, v, s in record.extra_metrics
+        if _finite(v)
+    )
     param_chunks = list(_chunks(params, MAX_PARAMS_PER_BATCH)) or [[]]
     metric_chunks = list(_chunks(metrics, MAX_METRICS_PER_BATCH)) or [[]]
     for i in range(max(len(param_chunks), len(metric_chunks))):
@@ -439,4 +449,6 @@ def _read_tables(client: Any, run: Any) -> dict[str, pd.DataFrame]:
             return {p.stem: pd.read_parquet(p) for p in sorted(local.glob("*.parquet"))}
     with tempfile.TemporaryDirectory(prefix="depthlab-") as tmp:
         path = client.download_artifacts(run.info.run_id, TABLES_DIR, tmp)
-        return {p.stem: pd.read_parquet(p) for p in sorted(Path(path).glob("*.parquet"))}
+        return {
+            p.stem: pd.read_parquet(p) for p in sorted(Path(path).glob("*.parquet"))
+        }
