@@ -193,7 +193,8 @@ def _theory_tables(spec: ProbeSpec, q1: float) -> tuple[pd.DataFrame, dict[str, 
     chi = np.concatenate([[np.nan], pred.chi])
     log10_ms = np.concatenate([pred.log10_mean_sq_backprop, [np.nan]])
     # E ||J^(l)||_F^2 = n_l prod_{k=2}^{l} (chi^[k]); rms over min(n_l, n_1) values.
-    log10_chi = np.log10(pred.chi)
+    with np.errstate(divide="ignore"):  # chi = 0 at sigma_w = 0: log10 is -inf
+        log10_chi = np.log10(pred.chi)
     cum = np.concatenate([[0.0], np.cumsum(log10_chi)])
     n = np.asarray(widths, dtype=float)
     rms = 0.5 * (cum + np.log10(n) - np.log10(np.minimum(n, n[0])))
