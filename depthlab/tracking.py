@@ -150,6 +150,12 @@ def _experiment_id(uri: str, experiment: str) -> str:
 
 
 @cache
+def _job_experiment_id(uri: str, experiment: str) -> str:
+    """:func:`_experiment_id`, looked up once per process (jobs of a sweep share it)."""
+    return _experiment_id(uri, experiment)
+
+
+@cache
 def git_commit() -> str:
     """The git commit of the working directory's repository, or ``unknown``."""
     try:
@@ -278,7 +284,7 @@ def job_run(
         The run id.
     """
     client = _client(uri)
-    exp_id = _experiment_id(uri, experiment)
+    exp_id = _job_experiment_id(uri, experiment)
     tags = {
         HASH_TAG: config_hash,
         VERSION_TAG: __version__,

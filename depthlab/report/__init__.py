@@ -1,0 +1,157 @@
+"""The report of a sweep: seaborn figures and generated text in one HTML page.
+
+``build_report(sweep, out_dir)`` writes ``report.html`` (self-contained: figures
+embedded as base64 PNG) and one PNG per figure into ``out_dir``;
+``build_report_from_mlflow`` reads the sweep back from MLflow first, so a report
+can be rebuilt from MLflow alone (``python -m depthlab.report``).
+
+Modules, one job each:
+
+- :mod:`~depthlab.report.data`: a Sweep -> plotting frames, config labels,
+  colours (one config -> colour map for every figure);
+- :mod:`~depthlab.report.figures`: one function per figure;
+- :mod:`~depthlab.report.plotting`: their shared style, layout, legends, PNG;
+- :mod:`~depthlab.report.text`: generated text and tables;
+- :mod:`~depthlab.report.html`: the page, every string HTML-escaped.
+
+matplotlib and seaborn are imported only when a report is built.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from depthlab.report.data import ReportData, prepare
+from depthlab.report.figures import FIGURE_NAMES, Drawn, draw_all
+from depthlab.tracking import Sweep
+
+__all__ = [
+    "FIGURE_NAMES",
+    "REPORT_FILE",
+    "Drawn",
+    "ReportData",
+    "build_report",
+    "build_report_from_mlflow",
+    "figure_files",
+    "prepare",
+]
+
+REPORT_FILE = "report.html"
+ARTIFACT_PATH = "report"
+"""Where the report goes in the parent run's artifacts."""
+
+
+def build_report(sweep: Sweep, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``report.html`` and the figures' PNG files for a sweep.
+
+    Parameters
+    ----------
+    sweep : depthlab.tracking.Sweep
+        A sweep, e.g. from :func:`depthlab.tracking.load_sweep`.
+    out_dir : path
+        Directory to write into (created if needed). PNG files of figures that
+        this sweep does not support are removed from it, so the directory holds
+        exactly this report's figures.
+
+    Returns
+    -------
+    pathlib.Path
+        The absolute path of ``report.html``.
+
+    Examples
+    --------
+    >>> from depthlab import tracking                      # doctest: +SKIP
+    >>> uri = tracking.default_uri()                       # doctest: +SKIP
+    >>> sweep = tracking.load_sweep(uri, tracking.latest_sweep_id(uri, "depthlab"))
+    ... # doctest: +SKIP
+    >>> build_report(sweep, "report")                      # doctest: +SKIP
+    PosixPath('/.../report/report.html')
+    """
+    from depthlab.report import html, text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare(sweep)
+    drawn = draw_all(data)
+    for fig in drawn:
+        path = out / f"{fig.name}.png"
+        if fig.png is not None:
+            path.write_bytes(fig.png)
+        elif path.exists():
+            path.unlink()
+    page = html.Page(
+        title=f"depthlab report: {data.parent_name or data.parent_run_id}",
+        meta=[
+            f"sweep run {data.parent_run_id}",
+            f"generated {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        ],
+        overview=text.overview(data),
+        figures=drawn,
+        findings=text.findings(data),
+        config_findings=text.config_findings(data),
+        definitions=text.definitions(),
+        config_table=text.config_table(data),
+        runs_table=text.runs_table(data),
+    )
+    report = out.resolve() / REPORT_FILE
+    report.write_text(html.render(page), encoding="utf-8")
+    return report
+
+
+def figure_files(report: str | os.PathLike[str]) -> list[Path]:
+    """The PNG files written next to a report (its figures)."""
+    directory = Path(report).parent
+    return [
+        directory / f"{name}.png"
+        for name in FIGURE_NAMES
+        if (directory / f"{name}.png").exists()
+    ]
+
+
+def build_report_from_mlflow(
+    uri: str,
+    parent_run_id: str,
+    *,
+    out_dir: str | os.PathLike[str],
+    log_to_parent: bool = False,
+) -> Path:
+    """Load a sweep from MLflow, build its report, optionally log it back.
+
+    Parameters
+    ----------
+    uri : str
+        Tracking URI.
+    parent_run_id : str
+        The sweep's parent run.
+    out_dir : path
+        Directory for ``report.html`` and the PNG files.
+    log_to_parent : bool, default False
+        Also attach ``report.html`` and the PNG files to the parent run, under
+        the artifact path ``report/``.
+
+    Returns
+    -------
+    pathlib.Path
+        The absolute path of ``report.html``.
+
+    Raises
+    ------
+    depthlab.tracking.TrackingError
+        If the run does not exist or has no child runs.
+    """
+    from depthlab import tracking
+
+    sweep = tracking.load_sweep(uri, parent_run_id)
+    if sweep.runs.empty:
+        raise tracking.TrackingError(
+            f"run {parent_run_id} in {uri} has no child runs: not the parent run "
+            "of a sweep"
+        )
+    report = build_report(sweep, out_dir)
+    if log_to_parent:
+        tracking.log_files(
+            uri, parent_run_id, [report, *figure_files(report)], ARTIFACT_PATH
+        )
+    return report

@@ -1,0 +1,428 @@
+"""From a :class:`~depthlab.tracking.Sweep` to the frames the figures and text use.
+
+A *config* is everything a sweep varies except ``depth``: the runs of one config
+differ only in depth, and one config is one line in the figures. Its keys are
+split in two:
+
+- *facet keys*: categorical keys (``activation``, ``output_activation``,
+  ``dtype``, ``init``) get one panel per value;
+- *hue keys*: numeric keys (``sigma_w``, ``sigma_b``, ``width``, ...) get one
+  colour per value combination. When no numeric key varies, the last varying
+  categorical key (``init`` before ``activation``) is the hue instead, so that
+  e.g. Gaussian and orthogonal weights share a panel.
+
+Every figure takes its colours from :attr:`ReportData.colors`, built once, so the
+same config has the same colour in every figure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from depthlab.tracking import Sweep
+
+CONFIG_COLUMNS = (
+    "depth",
+    "width",
+    "input_dim",
+    "output_dim",
+    "activation",
+    "output_activation",
+    "init",
+    "sigma_w",
+    "sigma_b",
+    "dtype",
+    "seed",
+)
+"""The config columns of every probe table (``depthlab.probe.CONFIG_COLUMNS``)."""
+
+CONFIG_KEYS = (*CONFIG_COLUMNS, "hidden_widths")
+"""Every key that can tell configs apart (``hidden_widths`` only as a param)."""
+
+NUMERIC_KEYS = ("sigma_w", "sigma_b", "width", "input_dim", "output_dim", "seed")
+"""Config keys whose values are numbers: they become colours, in this order."""
+
+CATEGORICAL_KEYS = ("hidden_widths", "activation", "output_activation", "dtype", "init")
+"""Config keys whose values are names: they become panels, in this order."""
+
+PARAM_OF = {
+    "depth": "depth",
+    "width": "width",
+    "input_dim": "input_dim",
+    "output_dim": "output_dim",
+    "activation": "activation",
+    "output_activation": "output_activation",
+    "init": "init.name",
+    "sigma_w": "init.sigma_w",
+    "sigma_b": "init.sigma_b",
+    "dtype": "dtype",
+    "seed": "seed",
+    "hidden_widths": "hidden_widths",
+}
+"""The MLflow param (``params.<key>``) that holds each config column."""
+
+PROBE_METRICS = ("grad_log10_norm_median", "grad_log10_norm_mean", "beta")
+"""Summary metrics that mark a run as a probe job (training jobs have none)."""
+
+MAX_COLORS_CATEGORICAL = 8
+"""Up to this many hue levels get the categorical colour-blind palette."""
+
+
+@dataclass
+class ReportData:
+    """A sweep arranged for plotting.
+
+    Attributes
+    ----------
+    parent_run_id, parent_name : str
+        The sweep's parent run.
+    runs : pandas.DataFrame
+        Every child run (``run_id``, ``run_name``, ``status``, config columns
+        where known), as read from MLflow.
+    summary : pandas.DataFrame
+        One row per FINISHED probe run: ``run_id``, ``run_name``, the config
+        columns, the summary metrics, and the labels ``config`` (full config
+        label, without depth), ``hue`` and ``facet``.
+    tables : dict of str to pandas.DataFrame
+        The tidy tables of those runs (``samples``, ``layers``, ``spectrum``,
+        ``theory``, ``per_layer``), unchanged.
+    varying : dict of str to list
+        Every config key with more than one value among the finished runs
+        (``depth`` included), with its sorted values.
+    fixed : dict of str to object
+        The config keys with a single value.
+    hue_keys, facet_keys : list of str
+        See the module docstring.
+    hue_order, facet_order, config_order : list of str
+        The labels in plotting order.
+    colors : dict of str to tuple
+        Hue label -> RGB colour, the same in every figure.
+    """
+
+    parent_run_id: str
+    parent_name: str
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    tables: dict[str, pd.DataFrame]
+    varying: dict[str, list[Any]]
+    fixed: dict[str, Any]
+    hue_keys: list[str]
+    facet_keys: list[str]
+    hue_order: list[str]
+    facet_order: list[str]
+    config_order: list[str]
+    colors: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    hue_names: dict[str, str] = field(default_factory=dict)
+    """Hue label -> its legend entry (the bare value when one key is the hue)."""
+
+    @property
+    def has_probe_data(self) -> bool:
+        """True if at least one finished run has a probe summary."""
+        return len(self.summary) > 0
+
+    def deepest(self) -> pd.DataFrame:
+        """The deepest finished run of each config (one row per config)."""
+        s = self.summary.sort_values("depth")
+        return s.groupby("config", sort=False).tail(1).set_index("config")
+
+    def color(self, hue: str) -> tuple[float, float, float]:
+        """The colour of a hue label."""
+        return self.colors[hue]
+
+
+def format_value(value: Any) -> str:
+    """A config value as text: ``1.5``, ``64``, ``tanh``."""
+    if isinstance(value, float | np.floating):
+        if math.isfinite(value) and float(value).is_integer():
+            return str(int(value))
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+def label(keys: Sequence[str], values: Sequence[Any]) -> str:
+    """``key=value`` pairs joined by ``, ``; categorical values appear bare.
+
+    Examples
+    --------
+    >>> label(["activation", "sigma_w"], ["tanh", 1.5])
+    'tanh, sigma_w=1.5'
+    """
+    parts = []
+    for key, value in zip(keys, values, strict=True):
+        text = format_value(value)
+        parts.append(text if key in ("activation", "init") else f"{key}={text}")
+    return ", ".join(parts)
+
+
+def _config_from_params(runs: pd.DataFrame) -> pd.DataFrame:
+    """Config columns from the ``params.*`` strings of the runs table."""
+    out = pd.DataFrame({"run_id": runs["run_id"]})
+    for key, param in PARAM_OF.items():
+        column = f"params.{param}"
+        numeric = key in NUMERIC_KEYS or key == "depth"
+        if column not in runs:
+            out[key] = pd.Series(
+                np.nan if numeric else None,
+                index=runs.index,
+                dtype=float if numeric else object,
+            )
+            continue
+        raw = runs[column].astype(object).where(~runs[column].isin(["null", "None"]))
+        out[key] = pd.to_numeric(raw, errors="coerce") if numeric else raw
+    missing = out["output_activation"].isna()
+    out["output_activation"] = out["output_activation"].where(
+        ~missing, out["activation"]
+    )
+    return out
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if isinstance(value, int | float | np.integer | np.floating):
+        return (0, float(value))
+    return (1, str(value))
+
+
+def _unique(values: pd.Series) -> list[Any]:
+    return sorted(pd.unique(values.dropna()).tolist(), key=_sort_key)
+
+
+def _palette(hue_order: list[str], ordered: bool) -> dict[str, tuple[float, ...]]:
+    """Colour-blind-safe colours: a categorical palette for a few unordered
+    levels, a sequential one (viridis, without its pale end) otherwise."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    n = len(hue_order)
+    if n == 0:
+        return {}
+    if (ordered and n >= 3) or n > MAX_COLORS_CATEGORICAL:
+        cmap = mpl.colormaps["viridis"]
+        colors = [cmap(x)[:3] for x in np.linspace(0.0, 0.85, n)]
+    else:
+        colors = sns.color_palette("colorblind", n)
+    return {
+        h: tuple(float(c) for c in rgb)
+        for h, rgb in zip(hue_order, colors, strict=True)
+    }
+
+
+def prepare(sweep: Sweep) -> ReportData:
+    """Arrange a sweep for plotting: configs, labels and colours.
+
+    Parameters
+    ----------
+    sweep : depthlab.tracking.Sweep
+        As returned by :func:`depthlab.tracking.load_sweep`.
+
+    Returns
+    -------
+    ReportData
+    """
+    runs = sweep.runs.copy()
+    if runs.empty:
+        runs = pd.DataFrame(columns=["run_id", "run_name", "status"])
+    tables = dict(sweep.tables)
+    config = _config_from_params(runs)
+    source = next(
+        (tables[n] for n in ("per_layer", "samples", "theory") if n in tables), None
+    )
+    if source is not None and "run_id" in source:
+        present = [c for c in CONFIG_COLUMNS if c in source]
+        from_tables = source.drop_duplicates("run_id").set_index("run_id")
+        known = config["run_id"].isin(from_tables.index)
+        for key in present:
+            config[key] = (
+                config["run_id"].map(from_tables[key]).where(known, config[key])
+            )
+    runs = runs.drop(columns=[c for c in CONFIG_KEYS if c in runs]).merge(
+        config, on="run_id", how="left"
+    )
+    _restore_infinities(runs)
+    finished = runs["status"].eq("FINISHED")
+    markers = [c for c in PROBE_METRICS if c in runs]
+    probe = finished & (runs[markers].notna().any(axis=1) if markers else False)
+    summary = runs[probe].copy()
+    for key in ("depth", *NUMERIC_KEYS):
+        if key in summary:
+            summary[key] = pd.to_numeric(summary[key], errors="coerce")
+    if "depth" in summary:
+        summary = summary[summary["depth"].notna()].copy()
+    if len(summary):
+        summary["depth"] = summary["depth"].astype(int)
+
+    varying: dict[str, list[Any]] = {}
+    fixed: dict[str, Any] = {}
+    for key in CONFIG_KEYS:
+        values = _unique(summary[key]) if key in summary else []
+        if len(values) > 1:
+            varying[key] = values
+        elif values:
+            fixed[key] = values[0]
+    if "output_activation" in varying and summary["output_activation"].equals(
+        summary["activation"]
+    ):
+        # Every run uses its hidden activation on the output too: not a key of
+        # its own (it would only repeat the activation in every label).
+        del varying["output_activation"]
+        fixed["output_activation"] = "same as activation"
+    numeric = [k for k in NUMERIC_KEYS if k in varying]
+    categorical = [k for k in CATEGORICAL_KEYS if k in varying]
+    if numeric:
+        hue_keys, facet_keys = numeric, categorical
+    elif categorical:
+        hue_keys, facet_keys = categorical[-1:], categorical[:-1]
+    else:
+        hue_keys, facet_keys = [], []
+    config_keys = [k for k in CONFIG_KEYS if k in varying and k != "depth"]
+
+    def labels(keys: list[str]) -> tuple[pd.Series, list[str]]:
+        if not keys:
+            fallback = label(
+                [k for k in ("activation", "init", "sigma_w") if k in fixed],
+                [fixed[k] for k in ("activation", "init", "sigma_w") if k in fixed],
+            )
+            return pd.Series(fallback or "all runs", index=summary.index), [
+                fallback or "all runs"
+            ]
+        ordered = summary[keys].drop_duplicates()
+        ordered = ordered.sort_values(keys, key=lambda s: s.map(_sort_key))
+        names = {
+            tuple(row): label(keys, row) for row in ordered.itertuples(index=False)
+        }
+        series = summary[keys].apply(lambda r: names[tuple(r)], axis=1)
+        return series, list(dict.fromkeys(names.values()))
+
+    if len(summary):
+        summary["hue"], hue_order = labels(hue_keys)
+        summary["facet"], facet_order = (
+            labels(facet_keys)
+            if facet_keys
+            else (pd.Series("", index=summary.index), [""])
+        )
+        summary["config"], config_order = labels(config_keys)
+    else:
+        hue_order, facet_order, config_order = [], [], []
+        for name in ("hue", "facet", "config"):
+            summary[name] = pd.Series(dtype=str)
+    samples = tables.get("samples")
+    if samples is not None and len(summary) and "grad_log10_norm" in samples:
+        _robust_grad_stats(summary, samples)
+    colors = _palette(hue_order, ordered=len(hue_keys) == 1 and bool(numeric))
+    if len(hue_keys) == 1 and len(summary):
+        first = summary.drop_duplicates("hue").set_index("hue")[hue_keys[0]]
+        hue_names = {h: format_value(first[h]) for h in hue_order}
+    else:
+        hue_names = {h: h for h in hue_order}
+    keep = set(summary["run_id"])
+    tables = {name: _restrict(table, keep) for name, table in tables.items()}
+    return ReportData(
+        parent_run_id=sweep.parent_run_id,
+        parent_name=sweep.parent_name or "",
+        runs=runs,
+        summary=summary.reset_index(drop=True),
+        tables=tables,
+        varying=varying,
+        fixed=fixed,
+        hue_keys=hue_keys,
+        facet_keys=facet_keys,
+        hue_order=hue_order,
+        facet_order=facet_order,
+        config_order=config_order,
+        colors=colors,
+        hue_names=hue_names,
+    )
+
+
+def thin(levels: Sequence[Any], k: int) -> list[Any]:
+    """At most ``k`` of ``levels``, evenly spread, first and last included.
+
+    Examples
+    --------
+    >>> thin(list(range(10)), 4)
+    [0, 3, 6, 9]
+    """
+    levels = list(levels)
+    if len(levels) <= k:
+        return levels
+    idx = np.unique(np.round(np.linspace(0, len(levels) - 1, k)).astype(int))
+    return [levels[i] for i in idx]
+
+
+def finite_or_nan(values: Any) -> np.ndarray:
+    """A float array with +-inf replaced by nan."""
+    x = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(x), x, np.nan)
+
+
+QUANTILES = (0.25, 0.5, 0.75)
+_NEG_INF_STANDIN = -1e300
+
+
+def log10_quantiles(
+    frame: pd.DataFrame, by: str | list[str], column: str
+) -> pd.DataFrame:
+    """Quartiles and median of a log10 column per group, exact zeros included.
+
+    A zero norm is stored as log10 = -inf; interpolating between two -inf
+    values gives nan (and a RuntimeWarning) in numpy, so -inf is replaced by a
+    finite stand-in and restored afterwards.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``by``, columns ``q25``, ``median``, ``q75``.
+    """
+    x = frame[column].to_numpy(dtype=float)
+    stand_in = frame.assign(**{column: np.where(np.isneginf(x), _NEG_INF_STANDIN, x)})
+    q = stand_in.groupby(by)[column].quantile(list(QUANTILES)).unstack()
+    q.columns = ["q25", "median", "q75"]
+    return q.where(q > _NEG_INF_STANDIN / 2, -np.inf)
+
+
+def _robust_grad_stats(summary: pd.DataFrame, samples: pd.DataFrame) -> None:
+    """Fill the gradient-norm quartiles where the stored ones are nan; add
+    ``frac_zero`` (the fraction of gradient norms that are exactly 0).
+
+    The probe's quartiles are nan where a quartile falls between two zero norms
+    (log10 = -inf); the samples table has every norm.
+    """
+    rows = samples[samples["run_id"].isin(summary["run_id"])]
+    if rows.empty:
+        return
+    q = log10_quantiles(rows, "run_id", "grad_log10_norm")
+    zero = np.isneginf(rows["grad_log10_norm"].to_numpy(dtype=float))
+    frac_zero = pd.Series(zero, index=rows.index).groupby(rows["run_id"]).mean()
+    for name in ("q25", "median", "q75"):
+        column = f"grad_log10_norm_{name}"
+        robust = summary["run_id"].map(q[name])
+        if column in summary:
+            summary[column] = summary[column].where(summary[column].notna(), robust)
+        else:
+            summary[column] = robust
+    summary["frac_zero"] = summary["run_id"].map(frac_zero).fillna(0.0)
+
+
+def _restore_infinities(runs: pd.DataFrame) -> None:
+    """MLflow stores +-inf metrics as +-1.797e308 (the largest float): undo it."""
+    big = np.finfo(np.float64).max / 2
+    for column in runs.columns:
+        if column.startswith("params.") or not pd.api.types.is_float_dtype(
+            runs[column]
+        ):
+            continue
+        x = runs[column].to_numpy(dtype=float)
+        if np.any(np.abs(x) > big):
+            runs[column] = np.where(x > big, np.inf, np.where(x < -big, -np.inf, x))
+
+
+def _restrict(table: pd.DataFrame, run_ids: set[str]) -> pd.DataFrame:
+    """The rows of ``run_ids`` (without a copy when that is every row)."""
+    if "run_id" not in table or set(table["run_id"].unique()) <= run_ids:
+        return table
+    return table[table["run_id"].isin(run_ids)]

@@ -1,0 +1,280 @@
+"""Plotting helpers shared by the figures: style, panel layout, legends, PNG.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly (never through
+``pyplot``), so nothing is registered in pyplot's global figure list and the
+caller's matplotlib backend is left alone; they are rendered with the Agg
+canvas (:func:`render`). seaborn supplies the style. matplotlib and seaborn are
+imported inside the functions, so that ``import depthlab`` does not pay for
+them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from depthlab.report.data import ReportData, finite_or_nan, thin
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+DPI = 110
+"""Resolution of the PNG files; figures are at most ~10 inches wide."""
+USABLE_LOG10 = 6.0
+"""The usable range of the gradient norm: |log10 ||grad||| <= 6."""
+MAX_FACETS = 12
+"""At most this many panels per figure (more are thinned evenly)."""
+MAX_HUES = {"grad": 8, "profile": 4, "layer_sv": 3, "spectrum": 3, "fluct": 8}
+"""At most this many colours per panel in each figure (more are thinned evenly)."""
+PANEL = (3.6, 2.8)
+"""Size of one panel, inches."""
+SINGLE_PANEL = (5.4, 3.6)
+"""Size of a figure's only panel, inches."""
+LEGEND_ENTRY_WIDTH = 2.5
+"""Room for one entry of a legend below the panels, inches."""
+MAX_WIDTH = 10.0
+"""Widest figure, inches: about 1100 pixels, the width of the report's page."""
+
+
+@dataclass
+class Drawn:
+    """One figure of the report, or the reason it is left out.
+
+    Attributes
+    ----------
+    name : str
+        File stem of the PNG (``<name>.png``).
+    title : str
+        Heading in the report.
+    figure : matplotlib.figure.Figure or None
+        None when the data does not support the figure.
+    caption : str
+        What the figure shows (when drawn).
+    reason : str
+        Why it is left out (when not drawn).
+    png : bytes or None
+        The rendered PNG, filled in by :func:`render`.
+    """
+
+    name: str
+    title: str
+    figure: Figure | None = None
+    caption: str = ""
+    reason: str = ""
+    png: bytes | None = None
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """seaborn's ``ticks`` style and a readable font size, for this block only."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    rc = {
+        **sns.axes_style("ticks"),
+        **sns.plotting_context("notebook", font_scale=0.78),
+        "axes.grid": True,
+        "grid.color": "#e6e6e6",
+        "grid.linewidth": 0.6,
+        "axes.titlesize": 10,
+        "legend.fontsize": 8.5,
+        "legend.title_fontsize": 9,
+        "legend.frameon": False,
+        "savefig.dpi": DPI,
+        "figure.dpi": DPI,
+    }
+    with mpl.rc_context(rc):
+        yield
+
+
+def panels(
+    n: int,
+    *,
+    panel: tuple[float, float] = PANEL,
+    legend_width: float = 1.4,
+    max_cols: int = 3,
+    sharey: bool = True,
+    sharex: bool = False,
+) -> tuple[Figure, list[Axes]]:
+    """A figure with ``n`` panels, at most ``max_cols`` per row, room for a legend."""
+    from matplotlib.figure import Figure
+
+    if n == 1:
+        panel = (max(panel[0], SINGLE_PANEL[0]), max(panel[1], SINGLE_PANEL[1]))
+    ncols = min(n, max_cols)
+    nrows = math.ceil(n / ncols)
+    width = min(MAX_WIDTH, ncols * panel[0] + legend_width)
+    fig = Figure(figsize=(width, nrows * panel[1] + 0.55), layout="constrained")
+    grid = fig.subplots(nrows, ncols, sharey=sharey, sharex=sharex, squeeze=False)
+    axes = list(grid.ravel())
+    for ax in axes[n:]:
+        fig.delaxes(ax)
+    if sharex:
+        # Panels without a panel below them show their own x tick labels.
+        for i, ax in enumerate(axes[:n]):
+            if i + ncols >= n:
+                ax.xaxis.set_tick_params(labelbottom=True)
+    return fig, axes[:n]
+
+
+def render(drawn: Drawn) -> Drawn:
+    """Render a drawn figure to PNG bytes (Agg), then drop the figure."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if drawn.figure is None:
+        return drawn
+    FigureCanvasAgg(drawn.figure)
+    buffer = io.BytesIO()
+    drawn.figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    drawn.png = buffer.getvalue()
+    drawn.figure.clear()
+    drawn.figure = None
+    return drawn
+
+
+def hue_legend(fig: Figure, data: ReportData, hues: Sequence[str]) -> None:
+    """The colour legend (one entry per hue label), right of the panels."""
+    from matplotlib.lines import Line2D
+
+    if not hues or not data.hue_keys:
+        return  # one config: it is named in the panel title instead
+    handles = [Line2D([], [], color=data.color(h), lw=2.4) for h in hues]
+    labels = [data.hue_names.get(h, h) for h in hues]
+    title = ", ".join(data.hue_keys)
+    fig.legend(handles, labels, title=title, loc="outside right upper")
+
+
+def style_legend(fig: Figure, entries: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """The line-style legend (what solid, dashed, ... mean), below the panels."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], **{"color": "0.25", **kw}) for _, kw in entries]
+    fig.legend(
+        handles,
+        [text for text, _ in entries],
+        loc="outside lower center",
+        ncol=legend_columns(fig, len(entries)),
+    )
+
+
+def legend_columns(fig: Figure, n: int) -> int:
+    """As many legend columns as fit across the figure."""
+    fit = int(fig.get_figwidth() // LEGEND_ENTRY_WIDTH)
+    return max(1, min(n, fit))
+
+
+def panel_title(ax: Axes, facet: str, data: ReportData) -> None:
+    """The panel's facet label; with a single config, that config's label."""
+    if facet:
+        ax.set_title(facet)
+    elif not data.hue_keys and data.hue_order:
+        ax.set_title(data.hue_order[0])
+
+
+def over(color: tuple[float, ...]) -> dict[str, Any]:
+    """Line properties for a line drawn over a line of the same colour (theory
+    over measurement): the same colour with a thin white outline, on top."""
+    from matplotlib import patheffects
+
+    halo = [patheffects.Stroke(linewidth=2.6, foreground="white"), patheffects.Normal()]
+    return {"color": color, "path_effects": halo, "zorder": 3}
+
+
+def facets_to_draw(
+    data: ReportData, present: Sequence[str] | None = None
+) -> tuple[list[str], str]:
+    """The facet labels to draw (those with data), thinned, with a note."""
+    levels = [f for f in data.facet_order if present is None or f in set(present)]
+    facets = thin(levels, MAX_FACETS)
+    note = ""
+    if len(facets) < len(levels):
+        note = f" Showing {len(facets)} of {len(levels)} panels."
+    return facets, note
+
+
+def hues_to_draw(
+    data: ReportData, kind: str, present: Sequence[str]
+) -> tuple[list[str], str]:
+    """The hue labels to draw (in order), thinned, with a note if thinned."""
+    levels = [h for h in data.hue_order if h in set(present)]
+    shown = thin(levels, MAX_HUES[kind])
+    note = ""
+    if len(shown) < len(levels):
+        keys = ", ".join(data.hue_keys)
+        note = (
+            f" Showing {len(shown)} of {len(levels)} values of {keys}, evenly spread."
+        )
+    return shown, note
+
+
+def label_outer(axes: Sequence[Axes], xlabel: str, ylabel: str) -> None:
+    """Axis labels on the left column and the bottom panel of each column."""
+    if not axes:
+        return
+    ncols = axes[0].get_subplotspec().get_gridspec().ncols
+    n = len(axes)
+    for i, ax in enumerate(axes):
+        ax.set_ylabel(ylabel if i % ncols == 0 else "")
+        ax.set_xlabel(xlabel if i + ncols >= n else "")
+
+
+def integer_x(ax: Axes) -> None:
+    """Integer x ticks (depths, layers)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+
+
+def band_edges(
+    lo: np.ndarray, hi: np.ndarray, floor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Quartiles for fill_between: -inf (a zero norm) is drawn down to ``floor``."""
+    lo = np.where(np.isneginf(lo), floor, lo)
+    hi = np.where(np.isneginf(hi), floor, hi)
+    return finite_or_nan(lo), finite_or_nan(hi)
+
+
+def finite_range(*arrays: Any) -> tuple[float, float] | None:
+    """(min, max) of the finite values of all arrays, or None if there are none."""
+    parts = [np.ravel(np.asarray(a, dtype=float)) for a in arrays]
+    values = np.concatenate(parts) if parts else np.array([])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    return float(values.min()), float(values.max())
+
+
+def pad(lo: float, hi: float, frac: float = 0.06) -> tuple[float, float]:
+    """Axis limits with a margin of ``frac`` of the range on each side."""
+    span = hi - lo if hi > lo else max(1.0, abs(hi))
+    return lo - frac * span, hi + frac * span
+
+
+def left_out(reason: str, name: str, title: str) -> Drawn:
+    """A figure the data does not support, with the reason."""
+    return Drawn(name=name, title=title, reason=reason)
+
+
+def need_probe(data: ReportData, name: str, title: str) -> Drawn | None:
+    """Left out if the sweep has no finished probe run, else None."""
+    if not data.has_probe_data:
+        return left_out("no finished probe runs in this sweep", name, title)
+    return None
+
+
+def zero_note(count: int, what: str) -> str:
+    """Caption text for gradient norms that are exactly 0 (log10 = -inf)."""
+    if not count:
+        return ""
+    return (
+        f" {count} {what} exactly 0 (log10 = -inf: e.g. a ReLU output unit that is "
+        "off, which zeroes the whole gradient); such medians are not drawn, and "
+        "bands that contain zeros run to the bottom edge."
+    )

@@ -1,0 +1,241 @@
+"""The report, built from a tiny real sweep and rebuilt from MLflow alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from depthlab import tracking
+from depthlab.report import FIGURE_NAMES, build_report
+from depthlab.report.__main__ import main as report_main
+from depthlab.report.data import log10_quantiles, prepare, thin
+from depthlab.report.text import regime, usable_depth
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TINY = [
+    "width=8",
+    "input_dim=4",
+    "probe.networks=2",
+    "probe.inputs=3",
+    "probe.spectra=1",
+]
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A sweep over depth and sigma_w (4 jobs) in a fresh store, as a user runs
+    it (the report at its end included): its directory and its output."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "depthlab",
+            "depth=2..4:2",
+            "init.sigma_w=0.8,1.5",
+            *TINY,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert out.returncode == 0, out.stderr
+    return cwd, out.stdout
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(sweep_run: tuple[Path, str]) -> Path:
+    return sweep_run[0]
+
+
+@pytest.fixture(scope="module")
+def uri(sweep_dir: Path) -> str:
+    return tracking.default_uri(sweep_dir)
+
+
+@pytest.fixture(scope="module")
+def parent(uri: str) -> str:
+    return tracking.latest_sweep_id(uri, "depthlab")
+
+
+@pytest.fixture(scope="module")
+def sweep(uri: str, parent: str) -> tracking.Sweep:
+    return tracking.load_sweep(uri, parent)
+
+
+@pytest.fixture(scope="module")
+def built(sweep: tracking.Sweep, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report built in-process from the sweep read back from MLflow."""
+    return build_without_warnings(sweep, tmp_path_factory.mktemp("report"))
+
+
+def build_without_warnings(sweep: tracking.Sweep, out: Path) -> Path:
+    """Build in-process and fail on any warning raised while building."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = build_report(sweep, out)
+    assert not caught, [f"{w.category.__name__}: {w.message}" for w in caught]
+    return report
+
+
+def figure_names(directory: Path) -> set[str]:
+    return {p.stem for p in directory.glob("*.png")}
+
+
+def assert_valid_png(path: Path) -> None:
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, path
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_report_holds_every_figure_the_data_supports(built: Path) -> None:
+    directory = built.parent
+    assert built.name == "report.html"
+    # depth and sigma_w were swept, spectra computed: every figure is drawn.
+    assert figure_names(directory) == set(FIGURE_NAMES)
+    for name in FIGURE_NAMES:
+        assert_valid_png(directory / f"{name}.png")
+    html = built.read_text(encoding="utf-8")
+    # Self-contained: every figure embedded, nothing fetched from elsewhere.
+    assert html.count('src="data:image/png;base64,') == len(FIGURE_NAMES)
+    assert not re.search(r'src="(?!data:)', html)
+    assert "Figures left out" not in html
+    assert "error while drawing" not in html
+    # Generated text: what was swept, the per-config table, the regimes.
+    assert "Swept: depth = 2, 4; sigma_w = 0.8, 1.5." in html
+    assert "4 job run(s): 4 finished." in html
+    assert "usable depth" in html
+    assert re.search(r"vanishing|near-critical|exploding", html)
+
+
+def test_sweep_ends_with_its_report_logged_to_the_parent_run(
+    sweep_run: tuple[Path, str], uri: str, parent: str
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    stdout = sweep_run[1]
+    match = re.search(r"depthlab: report (\S+report\.html)", stdout)
+    assert match, stdout
+    assert figure_names(Path(match.group(1)).parent) == set(FIGURE_NAMES)
+    logged = {a.path for a in MlflowClient(uri).list_artifacts(parent, "report")}
+    assert {"report/report.html", *(f"report/{n}.png" for n in FIGURE_NAMES)} <= (
+        logged
+    )
+
+
+def test_rebuilt_from_mlflow_alone_same_figures_names_escaped(
+    built: Path, sweep_dir: Path, uri: str, parent: str, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    script = "<script>alert(1)</script>"
+    child = tracking.load_sweep(uri, parent).runs["run_id"].iloc[0]
+    client.set_tag(child, "mlflow.runName", script)
+    client.set_tag(parent, "mlflow.runName", f"sweep {script}")
+    rebuilt = tmp_path / "rebuilt"
+    out = subprocess.run(
+        [sys.executable, "-m", "depthlab.report", "--run", parent, "--out", rebuilt],
+        cwd=sweep_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str((rebuilt / "report.html").resolve())
+    assert figure_names(rebuilt) == figure_names(built.parent) == set(FIGURE_NAMES)
+    html = (rebuilt / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_a_sweep_with_less_data_lists_what_is_left_out(
+    sweep: tracking.Sweep, built: Path, tmp_path: Path
+) -> None:
+    # One sigma_w, no Jacobian spectra, the depth-2 run FAILED: one run is left.
+    samples = sweep.tables["samples"]
+    keep = set(samples.loc[samples["sigma_w"] == 0.8, "run_id"])
+    tables = {
+        name: table[table["run_id"].isin(keep)]
+        for name, table in sweep.tables.items()
+        if name != "spectrum"
+    }
+    runs = sweep.runs[sweep.runs["run_id"].isin(keep)].copy()
+    failed = runs.index[runs["params.depth"] == "2"][0]
+    runs.loc[failed, "status"] = "FAILED"
+    partial = dataclasses.replace(sweep, runs=runs, tables=tables)
+    # Figures of an earlier report in the same directory must not linger.
+    shutil.copytree(built.parent, tmp_path, dirs_exist_ok=True)
+    report = build_without_warnings(partial, tmp_path)
+    left = {"heatmap", "jacobian_spectrum", "grad_norm_vs_depth", "fluctuations"}
+    assert figure_names(tmp_path) == set(FIGURE_NAMES) - left
+    html = report.read_text(encoding="utf-8")
+    section = html.split('id="left-out"', 1)[1].split("</section>", 1)[0]
+    assert "sigma_w and width were not swept" in section
+    assert "no Jacobian spectra were computed" in section
+    assert "depth was not swept" in section
+    assert "2 job run(s): 1 finished, 1 failed." in html
+    assert "Runs that did not finish" in html
+    assert str(runs.loc[failed, "run_name"]) in html
+
+
+def test_cli_errors_are_one_line(
+    uri: str, sweep_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "out")
+    missing = tmp_path / "nowhere" / "mlflow.db"
+    assert report_main(["--tracking-uri", f"sqlite:///{missing}", "--out", out]) == 2
+    assert not missing.exists()
+    assert report_main(["--tracking-uri", uri, "--experiment", "nope"]) == 2
+    assert report_main(["--tracking-uri", uri, "--run", "0123abcd", "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3
+    assert all(line.startswith("depthlab.report: error: ") for line in err)
+    assert "no tracking store" in err[0]
+    assert "'nope'" in err[1]
+    assert "0123abcd" in err[2]
+
+
+def test_helpers() -> None:
+    assert usable_depth(np.array([2, 10, 20]), np.array([-1.0, -5.0, -9.0])) == (
+        10,
+        False,
+    )
+    assert usable_depth(np.array([2, 10]), np.array([-1.0, -5.0])) == (10, True)
+    assert usable_depth(np.array([2, 10]), np.array([-7.0, -9.0])) == (None, False)
+    assert [regime(c) for c in (0.5, 1.0, 1.2, float("nan"))] == [
+        "vanishing",
+        "near-critical",
+        "exploding",
+        "unknown",
+    ]
+    assert thin(list(range(10)), 4) == [0, 3, 6, 9]
+    import pandas as pd
+
+    frame = pd.DataFrame({"g": [0, 0, 0, 0], "x": [-np.inf, -np.inf, 1.0, 2.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q = log10_quantiles(frame, "g", "x")
+    assert np.isneginf(q.loc[0, "q25"]) and q.loc[0, "q75"] == pytest.approx(1.25)
+
+
+def test_one_colour_per_config_in_every_figure(sweep: tracking.Sweep) -> None:
+    data = prepare(sweep)
+    assert data.hue_keys == ["sigma_w"] and data.facet_keys == []
+    assert list(data.colors) == data.hue_order == ["sigma_w=0.8", "sigma_w=1.5"]
+    assert len(set(data.colors.values())) == 2
