@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -39,6 +39,7 @@ PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "depthlab.error"
 TABLES_DIR = "tables"
 REUSED_FILE = "reused_runs.txt"
+_FLOAT_MAX = 1.7976931348623157e308
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
 PER_LAYER_METRICS = (
@@ -384,8 +385,22 @@ def latest_sweep_id(uri: str, experiment: str) -> str:
     return runs[0].info.run_id
 
 
-def load_sweep(uri: str, parent_run_id: str) -> Sweep:
-    """Read a sweep's child runs and their tables back from MLflow alone."""
+def load_sweep(
+    uri: str, parent_run_id: str, *, tables: Collection[str] | None = None
+) -> Sweep:
+    """Read a sweep's child runs and their tables back from MLflow alone.
+
+    Parameters
+    ----------
+    uri : str
+        Tracking URI.
+    parent_run_id : str
+        The sweep's parent run.
+    tables : collection of str, optional
+        Names of the tables to read (default: all). The per-(network, input,
+        layer) ``layers`` table is by far the largest; leave it out when only
+        summaries are needed.
+    """
     client = _client(uri)
     try:
         parent = client.get_run(parent_run_id)
@@ -415,12 +430,12 @@ def load_sweep(uri: str, parent_run_id: str) -> Sweep:
             "run_name": run.info.run_name,
             "status": run.info.status,
             **{f"params.{k}": v for k, v in run.data.params.items()},
-            **run.data.metrics,
+            **{k: _infinite(v) for k, v in run.data.metrics.items()},
         }
         rows.append(row)
         if run.info.status != "FINISHED":
             continue
-        for name, table in _read_tables(client, run).items():
+        for name, table in _read_tables(client, run, tables).items():
             frames.setdefault(name, []).append(table.assign(run_id=run.info.run_id))
     tables = {
         name: pd.concat(parts, ignore_index=True) for name, parts in frames.items()
@@ -445,16 +460,30 @@ def _reused_run_ids(client: Any, parent: Any) -> list[str]:
         return []
 
 
-def _read_tables(client: Any, run: Any) -> dict[str, pd.DataFrame]:
+def _infinite(value: float) -> float:
+    """MLflow stores +-inf metrics as +-float max; give them back as +-inf."""
+    if abs(value) >= _FLOAT_MAX:
+        return math.copysign(math.inf, value)
+    return value
+
+
+def _read_tables(
+    client: Any, run: Any, names: Collection[str] | None
+) -> dict[str, pd.DataFrame]:
+    def read(folder: Path) -> dict[str, pd.DataFrame]:
+        return {
+            p.stem: pd.read_parquet(p)
+            for p in sorted(folder.glob("*.parquet"))
+            if names is None or p.stem in names
+        }
+
     uri = run.info.artifact_uri
     if uri.startswith("file://") or "://" not in uri:
         from urllib.parse import unquote, urlparse
 
         local = Path(unquote(urlparse(uri).path) if "://" in uri else uri) / TABLES_DIR
         if local.is_dir():
-            return {p.stem: pd.read_parquet(p) for p in sorted(local.glob("*.parquet"))}
+            return read(local)
     with tempfile.TemporaryDirectory(prefix="depthlab-") as tmp:
         path = client.download_artifacts(run.info.run_id, TABLES_DIR, tmp)
-        return {
-            p.stem: pd.read_parquet(p) for p in sorted(Path(path).glob("*.parquet"))
-        }
+        return read(Path(path))

@@ -110,6 +110,10 @@ def figure_files(report: str | os.PathLike[str]) -> list[Path]:
     ]
 
 
+REPORT_TABLES = ("samples", "spectrum", "theory", "per_layer", "curves", "final")
+"""The tables a report reads back from MLflow."""
+
+
 def build_report_from_mlflow(
     uri: str,
     parent_run_id: str,
@@ -143,7 +147,10 @@ def build_report_from_mlflow(
     """
     from depthlab import tracking
 
-    sweep = tracking.load_sweep(uri, parent_run_id)
+    # Everything but the per-(network, input, layer) `layers` table, which the
+    # figures do not need (per_layer holds its quantiles) and which dominates
+    # the load time and memory of a large sweep.
+    sweep = tracking.load_sweep(uri, parent_run_id, tables=REPORT_TABLES)
     if sweep.runs.empty:
         raise tracking.TrackingError(
             f"run {parent_run_id} in {uri} has no child runs: not the parent run "
