@@ -184,7 +184,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_tracking_server(tmp_path: Path) -> None:
     port = _free_port()
     server = subprocess.Popen(
