@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from depthlab.report.data import ReportData, prepare
 from depthlab.report.figures import FIGURE_NAMES, Drawn, draw_all
@@ -73,8 +74,15 @@ def build_report(sweep: Sweep, out_dir: str | os.PathLike[str]) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    task = sweep.runs.get("params.task")
+    has_training = task is not None and bool((task == "train").any())
+    has_probes = task is None or bool((task != "train").any())
     data = prepare(sweep)
-    drawn = draw_all(data)
+    drawn = draw_all(data) if has_probes else []
+    training_table = None
+    if has_training:
+        drawn += _training_figures(sweep)
+        training_table = _training_table(sweep)
     for fig in drawn:
         path = out / f"{fig.name}.png"
         if fig.png is not None:
@@ -89,23 +97,60 @@ def build_report(sweep: Sweep, out_dir: str | os.PathLike[str]) -> Path:
         ],
         overview=text.overview(data),
         figures=drawn,
-        findings=text.findings(data),
-        config_findings=text.config_findings(data),
+        findings=text.findings(data) if has_probes else [],
+        config_findings=text.config_findings(data) if has_probes else [],
         definitions=text.definitions(),
-        config_table=text.config_table(data),
+        config_table=text.config_table(data) if has_probes else _empty(),
         runs_table=text.runs_table(data),
+        training_table=training_table,
     )
     report = out.resolve() / REPORT_FILE
     report.write_text(html.render(page), encoding="utf-8")
     return report
 
 
+def _empty() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame()
+
+
+def _training_figures(sweep: Sweep) -> list[Drawn]:
+    """The training figures (:mod:`depthlab.report.training`) of a sweep."""
+    from depthlab.report.plotting import render
+    from depthlab.report.training import FIGURE_TITLES, training_figures
+
+    drawn = []
+    for name, fig, note in training_figures(sweep):
+        drawn.append(
+            render(
+                Drawn(
+                    name,
+                    FIGURE_TITLES[name],
+                    figure=fig,
+                    caption=note if fig is not None else "",
+                    reason="" if fig is not None else note,
+                )
+            )
+        )
+    return drawn
+
+
+def _training_table(sweep: Sweep) -> Any:
+    """Best depth per config with the depths indistinguishable from it."""
+    from depthlab.report.training import prepare_training, summary_table
+
+    return summary_table(prepare_training(sweep))
+
+
 def figure_files(report: str | os.PathLike[str]) -> list[Path]:
     """The PNG files written next to a report (its figures)."""
+    from depthlab.report.training import FIGURE_TITLES
+
     directory = Path(report).parent
     return [
         directory / f"{name}.png"
-        for name in FIGURE_NAMES
+        for name in (*FIGURE_NAMES, *FIGURE_TITLES)
         if (directory / f"{name}.png").exists()
     ]
 

@@ -56,6 +56,8 @@ class Page:
     definitions: Sequence[str]
     config_table: pd.DataFrame
     runs_table: pd.DataFrame
+    training_table: pd.DataFrame | None = None
+    """Training sweeps: the best depth of every config (may be None)."""
 
 
 def table(frame: pd.DataFrame) -> str:
@@ -140,6 +142,14 @@ def render(page: Page) -> str:
             "</ul><ul>",
             "".join(f'<li class="finding">{esc(p)}</li>' for p in page.config_findings),
             "</ul></section>",
+        ]
+    if page.training_table is not None and len(page.training_table):
+        parts += [
+            '<section id="optimal-depth"><h2>Optimal depth</h2>',
+            "<p>Best depth of every config (mean over seeds) and the depths "
+            "indistinguishable from it (Welch's t-test at 5%).</p>",
+            table(page.training_table),
+            "</section>",
         ]
     if len(page.runs_table):
         parts += [

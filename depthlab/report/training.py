@@ -146,11 +146,13 @@ DPI = 110
 PANEL = (3.5, 2.7)
 MAX_WIDTH = 10.0
 MAX_PANELS = 12
-MAX_CONFIGS = 8
+MAX_CONFIGS = 10
 """Configs drawn per panel; more are thinned evenly (said in the caption)."""
 MAX_HEATMAPS = 6
+MAX_STEPS = 12
+"""Evaluation steps shown in the best-depth-against-budget figure."""
 XI_COLOR = "#D55E00"
-CRITICAL_COLOR = "white"
+XI_STYLES = ("-", "--", "-.")
 
 
 class TrainingFigure(NamedTuple):
@@ -199,7 +201,7 @@ class TrainingData:
     configs : list of str
         Config labels in order (sorted by the keys' values).
     datasets : list of str
-        Dataset names in order of appearance.
+        Dataset names, sorted.
     """
 
     final: pd.DataFrame
@@ -248,7 +250,7 @@ def _format(value: Any) -> str:
     if isinstance(value, float | np.floating):
         if math.isfinite(value) and float(value).is_integer():
             return str(int(value))
-        return f"{float(value):.4g}"
+        return f"{float(value):.5g}"
     return str(value)
 
 
@@ -351,7 +353,7 @@ def _label(
     frame["config"] = labels
     order = list(dict.fromkeys(labels))
     mapping = dict(zip(frame["run_id"], frame["config"], strict=True))
-    datasets = list(dict.fromkeys(runs["dataset"]))
+    datasets = sorted(runs["dataset"].unique())
 
     def add(table: pd.DataFrame) -> pd.DataFrame:
         table = table.copy()
@@ -656,11 +658,77 @@ def _thin(levels: Sequence[Any], k: int) -> list[Any]:
     return [levels[i] for i in keep]
 
 
-def _config_colors(configs: Sequence[str]) -> dict[str, Any]:
+LINESTYLES = ("-", "--", ":")
+MARKERS = ("o", "s", "^")
+
+
+def _line_styles(data: TrainingData, configs: Sequence[str]) -> dict[str, dict]:
+    """Colour, line style and marker of every config, colour-blind safe.
+
+    With two or more varying keys, the first key with at most three values
+    among ``configs`` (e.g. ``width``) gets line styles and markers, and the
+    other keys get colours; otherwise every config gets its own colour.
+    Colours come from seaborn's ``colorblind`` palette, or, when they stand for
+    the values of one numeric key (e.g. ``sigma_w``) with three or more values,
+    from the sequential ``plasma`` map (without its pale end).
+    """
+
+    frame = data.runs.drop_duplicates("config").set_index("config")
+    frame = frame.loc[[c for c in configs if c in frame.index]]
+    split = None
+    if len(data.config_keys) >= 2:
+        for key in data.config_keys:
+            if frame[key].map(_format).nunique() <= len(LINESTYLES):
+                split = key
+                break
+    if split is None:
+        numeric = len(data.config_keys) == 1 and data.config_keys[0] in _NUMERIC
+        palette = _palette(len(configs), sequential=numeric)
+        return {
+            c: {"color": palette[i % len(palette)], "ls": "-", "marker": "o"}
+            for i, c in enumerate(configs)
+        }
+    rest = [k for k in data.config_keys if k != split]
+    split_of = {c: _format(frame.at[c, split]) for c in frame.index}
+    rest_of = {c: tuple(_format(frame.at[c, k]) for k in rest) for c in frame.index}
+    split_levels = list(dict.fromkeys(split_of[c] for c in frame.index))
+    rest_levels = list(dict.fromkeys(rest_of[c] for c in frame.index))
+    numeric = len(rest) == 1 and rest[0] in _NUMERIC
+    palette = _palette(len(rest_levels), sequential=numeric)
+    return {
+        c: {
+            "color": palette[rest_levels.index(rest_of[c]) % len(palette)],
+            "ls": LINESTYLES[split_levels.index(split_of[c])],
+            "marker": MARKERS[split_levels.index(split_of[c])],
+        }
+        for c in frame.index
+    }
+
+
+def _palette(n: int, *, sequential: bool) -> list[Any]:
+    """``n`` colour-blind-safe colours: ordered (plasma) or categorical."""
+    import matplotlib as mpl
     import seaborn as sns
 
-    palette = sns.color_palette("colorblind", max(len(configs), 1))
-    return dict(zip(configs, palette, strict=False))
+    if sequential and n >= 3:
+        return list(mpl.colormaps["plasma"](np.linspace(0.0, 0.85, n)))
+    return list(sns.color_palette("colorblind", max(n, 1)))
+
+
+def _legend(
+    fig: Figure, handles: Sequence[Any], labels: Sequence[str], title: str = ""
+) -> None:
+    """A legend below the panels, with as many columns as fit the figure."""
+    if not handles:
+        return
+    longest = max(len(text) for text in labels)
+    entry = 0.75 + 0.062 * longest  # inches at legend.fontsize 8
+    fit = max(1, int(fig.get_figwidth() // entry))
+    ncol = min(len(handles), fit)
+    if ncol < len(handles) and ncol > 1:
+        # Balanced rows: 4 entries in 2 columns, not 3 + 1.
+        ncol = math.ceil(len(handles) / math.ceil(len(handles) / ncol))
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, title=title)
 
 
 def _depth_axis(ax: Axes, depths: Sequence[int]) -> None:
@@ -676,7 +744,7 @@ def _depth_axis(ax: Axes, depths: Sequence[int]) -> None:
 
 
 def _depth_ticks(axis: Any, depths: Sequence[int]) -> None:
-    """Ticks at the swept depths (thinned to 8) on a log axis, no minor ticks."""
+    """Ticks at the swept depths (thinned to 10) on a log axis, no minor ticks."""
     from matplotlib.ticker import (
         FixedFormatter,
         FixedLocator,
@@ -684,16 +752,72 @@ def _depth_ticks(axis: Any, depths: Sequence[int]) -> None:
         NullLocator,
     )
 
-    ticks = _thin(sorted({int(d) for d in depths}), 8)
+    ticks = _thin(sorted({int(d) for d in depths}), 10)
     axis.set_major_locator(FixedLocator(ticks))
     axis.set_major_formatter(FixedFormatter([str(t) for t in ticks]))
     axis.set_minor_locator(NullLocator())
     axis.set_minor_formatter(NullFormatter())
 
 
+def _log_spaced(steps: pd.Series, k: int) -> list[int]:
+    """About ``k`` of the positive ``steps``, log-spaced, the last one kept."""
+    available = np.sort(np.unique(steps.to_numpy(dtype=float)))
+    available = available[available > 0]
+    if available.size <= k:
+        return [int(x) for x in available]
+    targets = np.geomspace(available[0], available[-1], k)
+    idx = {int(np.argmin(np.abs(np.log(available / t)))) for t in targets}
+    return sorted({int(available[i]) for i in idx} | {int(available[-1])})
+
+
+def _log_axis(axis: Any) -> None:
+    """A base-10 log scale with plain tick labels (0.2, 1, 50, 1000)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if axis.axis_name == "x":
+        axis.axes.set_xscale("log")
+    else:
+        axis.axes.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(plain)
+    lo, hi = sorted(axis.get_view_interval())
+    if lo > 0 and hi / lo < 20:
+        # Less than about a decade: label the 2s and 5s too.
+        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 3.0, 5.0)))
+        axis.set_minor_formatter(plain)
+    else:
+        axis.set_minor_formatter(NullFormatter())
+
+
+def _depth_scale(depths: Sequence[int]) -> tuple[Any, Any]:
+    """A discrete sequential colour scale for depth: viridis without its pale end
+    (one colour per swept depth, evenly spaced whatever the depths' values)."""
+    import matplotlib as mpl
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    n = max(len(depths), 1)
+    colors = mpl.colormaps["viridis"](np.linspace(0.0, 0.88, n))
+    cmap = ListedColormap(colors)
+    return cmap, BoundaryNorm(np.arange(n + 1) - 0.5, n)
+
+
+def _depth_colorbar(
+    fig: Figure, axes: Sequence[Axes], cmap: Any, norm: Any, depths: Sequence[int]
+) -> None:
+    import matplotlib as mpl
+
+    mappable = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
+    bar = fig.colorbar(mappable, ax=list(axes), shrink=0.8, aspect=30, pad=0.02)
+    ticks = list(range(len(depths)))
+    bar.set_ticks(ticks, labels=[str(d) for d in depths])
+    bar.set_label("depth L")
+    bar.ax.minorticks_off()
+
+
 def _fixed_note(data: TrainingData, skip: Sequence[str] = ()) -> str:
     """``Fixed: tanh, gaussian, sigma_b=0.05, ...`` for a caption."""
-    keys = [k for k in CONFIG_KEYS if k in data.fixed and k not in skip]
+    quiet = ("output_activation", "dtype", *skip)  # defaults, or implied by cost
+    keys = [k for k in CONFIG_KEYS if k in data.fixed and k not in quiet]
     if not keys:
         return ""
     return " Fixed: " + config_label(keys, [data.fixed[k] for k in keys]) + "."
@@ -741,7 +865,7 @@ def depth_figure(data: TrainingData) -> TrainingFigure:
     metrics = ["test_accuracy", "test_loss"] if _has_accuracy(data) else ["test_loss"]
     configs = _thin(data.configs, MAX_CONFIGS)
     datasets = data.datasets[:4]
-    colors = _config_colors(configs)
+    styles = _line_styles(data, configs)
     stats = {
         m: depth_statistics(data.final[data.final["config"].isin(configs)], m)
         for m in metrics
@@ -766,16 +890,18 @@ def depth_figure(data: TrainingData) -> TrainingFigure:
                         continue
                     x = line["depth"].to_numpy(dtype=float) * dodge[config]
                     y = line["mean"].to_numpy()
-                    color = colors[config]
+                    style = styles[config]
+                    color = style["color"]
                     err = np.vstack([y - line["ci_low"], line["ci_high"] - y])
                     ax.errorbar(
                         x,
                         y,
                         yerr=np.where(np.isfinite(err), err, 0.0),
                         color=color,
+                        ls=style["ls"],
+                        marker=style["marker"],
                         lw=1.4,
                         ms=3.5,
-                        marker="o",
                         capsize=2,
                         elinewidth=0.9,
                         label=config,
@@ -816,26 +942,25 @@ def depth_figure(data: TrainingData) -> TrainingFigure:
                     )
                 if row == len(metrics) - 1:
                     ax.set_xlabel("depth L (layers, input included)")
-            if metric == "test_loss":
-                for ax in grid[row][: len(datasets)]:
-                    lo = st.loc[st["dataset"].isin(datasets), "ci_low"]
-                    if (lo.dropna() > 0).all():
-                        ax.set_yscale("log")
-        handles, labels = _legend_entries(grid, configs, colors)
-        if handles:
-            fig.legend(
-                handles,
-                labels,
-                loc="outside lower center",
-                ncol=min(len(handles), 3 if len(handles) > 4 else len(handles)),
-                title=_legend_title(data),
-            )
+            for ax, dataset in zip(grid[row], datasets, strict=False):
+                sub = st[st["dataset"] == dataset]
+                lo = np.nanmin(sub[["mean", "ci_low"]].to_numpy(dtype=float))
+                hi = np.nanmax(sub[["mean", "ci_high"]].to_numpy(dtype=float))
+                if metric == "test_accuracy":
+                    # t intervals can pass 0 and 1; the axis stops at them.
+                    bottom, top = ax.get_ylim()
+                    ax.set_ylim(max(bottom, -0.01), min(top, 1.01))
+                elif np.nanmin(sub["mean"]) > 0 and hi / max(lo, 1e-300) > 3:
+                    _log_axis(ax.yaxis)
+                    ax.set_ylim(bottom=max(ax.get_ylim()[0], 0.5 * sub["mean"].min()))
+                else:
+                    ax.set_ylim(bottom=max(ax.get_ylim()[0], 0.0))
+        if data.config_keys:
+            shown = [c for c in configs if c in set(data.final["config"])]
+            handles = [_handle(styles[c]) for c in shown]
+            _legend(fig, handles, shown, _legend_title(data))
     n_seeds = _seed_counts(data.final)
-    thinned = (
-        f" Showing {len(configs)} of {len(data.configs)} configs, evenly spread."
-        if len(configs) < len(data.configs)
-        else ""
-    )
+    thinned = _thinned_note(configs, data.configs)
     caption = (
         f"Final test accuracy and test loss after training against depth L, "
         f"mean over seeds ({n_seeds}) with 95% Student-t confidence intervals "
@@ -851,19 +976,10 @@ def depth_figure(data: TrainingData) -> TrainingFigure:
     return TrainingFigure(name, fig, caption)
 
 
-def _legend_entries(
-    grid: list[list[Axes]], configs: Sequence[str], colors: dict[str, Any]
-) -> tuple[list[Any], list[str]]:
+def _handle(style: dict) -> Any:
     from matplotlib.lines import Line2D
 
-    present = set()
-    for row in grid:
-        for ax in row:
-            present.update(line.get_label() for line in ax.get_lines())
-            present.update(c.get_label() for c in ax.containers)
-    shown = [c for c in configs if c in present and c]
-    handles = [Line2D([], [], color=colors[c], lw=1.6, marker="o", ms=4) for c in shown]
-    return handles, shown
+    return Line2D([], [], lw=1.6, ms=4, **style)
 
 
 def _legend_title(data: TrainingData) -> str:
@@ -872,6 +988,12 @@ def _legend_title(data: TrainingData) -> str:
         if (data.config_keys)
         else ""
     )
+
+
+def _thinned_note(shown: Sequence[str], configs: Sequence[str]) -> str:
+    if len(shown) >= len(configs):
+        return ""
+    return f" Showing {len(shown)} of {len(configs)} configs, evenly spread."
 
 
 def _seed_counts(final: pd.DataFrame) -> str:
@@ -889,11 +1011,10 @@ def learning_curves_figure(
 ) -> TrainingFigure:
     """The mean learning curve (``metric`` against step) of every depth.
 
-    One panel per (dataset, config), one line per depth coloured by depth on a
+    One row of panels per dataset, one panel per config (at most 4 per
+    dataset, evenly thinned), one line per depth coloured by depth on a
     sequential (viridis) scale.
     """
-    import matplotlib as mpl
-    from matplotlib.colors import BoundaryNorm
 
     name = "training_curves"
     if (missing := _need_data(data, name)) is not None:
@@ -906,62 +1027,61 @@ def learning_curves_figure(
         .mean()
         .reset_index()
     )
-    cells = list(
-        mean[["dataset", "config"]].drop_duplicates().itertuples(index=False, name=None)
-    )
     order = {c: i for i, c in enumerate(data.configs)}
-    cells.sort(key=lambda c: (data.datasets.index(c[0]), order.get(c[1], 0)))
-    shown = _thin(cells, MAX_PANELS)
+    rows = []
+    for dataset in data.datasets[:3]:
+        present = set(mean.loc[mean["dataset"] == dataset, "config"])
+        configs = sorted(present, key=lambda c: order.get(c, 0))
+        rows.append((dataset, _thin(configs, 4), len(configs)))
+    n_cells = sum(total for _, _, total in rows)
+    n_shown = sum(len(configs) for _, configs, _ in rows)
+    ncols = max(len(configs) for _, configs, _ in rows)
     depths = sorted(int(d) for d in mean["depth"].unique())
-    cmap = mpl.colormaps["viridis"]
-    bounds = np.arange(len(depths) + 1) - 0.5
-    norm = BoundaryNorm(bounds, cmap.N)
+    cmap, norm = _depth_scale(depths)
     index = {d: i for i, d in enumerate(depths)}
     loss = metric.endswith("loss")
-    values = mean.loc[
-        mean.set_index(["dataset", "config"]).index.isin(shown), metric
-    ].to_numpy(dtype=float)
-    log_y = loss and bool(np.all(values[np.isfinite(values)] > 0))
     with _style():
-        ncols = min(len(shown), 4)
         fig, grid = _panels(
-            len(shown),
+            len(rows) * ncols,
             ncols=ncols,
-            panel=(2.6 if ncols == 4 else 3.2, 2.3),
+            panel=(2.5 if ncols >= 3 else 3.2, 2.2),
             extra_width=0.9,
-            sharey=True,
+            sharey="row",
+            sharex=True,
         )
-        axes = [ax for row in grid for ax in row][: len(shown)]
-        for ax, (dataset, config) in zip(axes, shown, strict=True):
-            sub = mean[(mean["dataset"] == dataset) & (mean["config"] == config)]
-            for depth, line in sub.groupby("depth"):
-                ax.plot(
-                    line["step"],
-                    line[metric],
-                    color=cmap(norm(index[int(depth)])),
-                    lw=1.2,
-                )
-            ax.set_title(f"{dataset}\n{config}" if config else dataset, fontsize=8.5)
-            if log_y:
-                ax.set_yscale("log")
-        for i, ax in enumerate(axes):
-            if i % ncols == 0:
-                ax.set_ylabel(
-                    _loss_label(data)
-                    if metric == "test_loss"
-                    else metric.replace("_", " ")
-                )
-            if i + ncols >= len(axes):
-                ax.set_xlabel("training step")
-        mappable = mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
-        bar = fig.colorbar(mappable, ax=axes, shrink=0.8, aspect=30, pad=0.02)
-        ticks = _thin(range(len(depths)), 9)
-        bar.set_ticks(ticks, labels=[str(depths[i]) for i in ticks])
-        bar.set_label("depth L")
-        bar.ax.minorticks_off()
+        axes = []
+        for (dataset, configs, _), row in zip(rows, grid, strict=True):
+            for j, ax in enumerate(row):
+                if j >= len(configs):
+                    fig.delaxes(ax)
+                    continue
+                config = configs[j]
+                axes.append(ax)
+                sub = mean[(mean["dataset"] == dataset) & (mean["config"] == config)]
+                for depth, line in sub.groupby("depth"):
+                    ax.plot(
+                        line["step"],
+                        line[metric],
+                        color=cmap(norm(index[int(depth)])),
+                        lw=1.2,
+                    )
+                ax.set_title(config or dataset, fontsize=8.5)
+                ax.xaxis.set_tick_params(labelbottom=True)
+            values = mean.loc[mean["dataset"] == dataset, metric].to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            if loss and values.size and values.min() > 0:
+                if values.max() / values.min() > 3:
+                    _log_axis(row[0].yaxis)
+            what = (
+                _loss_label(data) if metric == "test_loss" else metric.replace("_", " ")
+            )
+            row[0].set_ylabel(f"{dataset}\n{what}")
+        for ax in grid[-1]:
+            ax.set_xlabel("training step")
+        _depth_colorbar(fig, axes, cmap, norm, depths)
     thinned = (
-        f" Showing {len(shown)} of {len(cells)} panels."
-        if len(shown) < len(cells)
+        f" Showing {n_shown} of {n_cells} panels (at most 4 configs per dataset)."
+        if n_shown < n_cells
         else ""
     )
     caption = (
@@ -1005,6 +1125,14 @@ def _critical(activation: str, init: str, width: float, sigma_b: float) -> float
         return math.nan
 
 
+def _critical_style() -> dict[str, Any]:
+    """A dotted dark line with a white halo: visible on light and dark cells."""
+    from matplotlib import patheffects
+
+    halo = [patheffects.Stroke(linewidth=3.2, foreground="white"), patheffects.Normal()]
+    return {"color": "0.15", "ls": ":", "lw": 1.5, "path_effects": halo}
+
+
 def _edges(centers: np.ndarray, *, log: bool) -> np.ndarray:
     c = np.log(centers) if log else centers.astype(float)
     if c.size == 1:
@@ -1018,12 +1146,19 @@ def _edges(centers: np.ndarray, *, log: bool) -> np.ndarray:
 
 
 def trainability_heatmap(
-    data: TrainingData, *, xi_multiple: float = XI_MULTIPLE
+    data: TrainingData, *, xi_multiples: Sequence[float] = (XI_MULTIPLE,)
 ) -> TrainingFigure:
-    """Mean final test accuracy over (sigma_w, depth), with ``xi_multiple * xi_c``.
+    """Mean final test accuracy over (sigma_w, depth), with multiples of xi_c.
 
     One panel per (dataset, config without sigma_w) that has at least three
     values of sigma_w and two depths.
+
+    Parameters
+    ----------
+    data : TrainingData
+    xi_multiples : sequence of float
+        Draw the curves L = m xi_c(sigma_w) for each m (solid, dashed, dash-dot);
+        Schoenholz et al. (2017) found networks trainable up to about 6 xi_c.
     """
     import matplotlib as mpl
 
@@ -1112,7 +1247,8 @@ def trainability_heatmap(
             )
             if np.isfinite(xi).any():
                 xi_drawn = True
-                ax.plot(fine, xi_multiple * xi, color=XI_COLOR, lw=2.0)
+                for m, ls in zip(xi_multiples, XI_STYLES, strict=False):
+                    ax.plot(fine, m * xi, color=XI_COLOR, lw=2.0, ls=ls)
             crit = _critical(
                 str(first["activation"]),
                 str(first["init"]),
@@ -1121,7 +1257,7 @@ def trainability_heatmap(
             )
             if math.isfinite(crit) and x_edges[0] < crit < x_edges[-1]:
                 crit_drawn = True
-                ax.axvline(crit, color=CRITICAL_COLOR, ls=":", lw=1.4)
+                ax.axvline(crit, **_critical_style())
             ax.set_title(f"{dataset}, {panel}" if panel else dataset, fontsize=9)
         for i, ax in enumerate(axes):
             ncols = min(len(panels), 2)
@@ -1135,22 +1271,26 @@ def trainability_heatmap(
 
         handles, labels = [], []
         if xi_drawn:
-            handles.append(Line2D([], [], color=XI_COLOR, lw=2))
-            labels.append(f"L = {xi_multiple:g} xi_c(sigma_w)")
+            for m, ls in zip(xi_multiples, XI_STYLES, strict=False):
+                handles.append(Line2D([], [], color=XI_COLOR, lw=2, ls=ls))
+                labels.append(f"L = {m:g} xi_c(sigma_w)")
         if crit_drawn:
-            handles.append(Line2D([], [], color="0.3", ls=":", lw=1.4))
+            handles.append(Line2D([], [], **_critical_style()))
             labels.append("critical sigma_w (chi_1 = 1)")
         if handles:
-            fig.legend(handles, labels, loc="outside lower center", ncol=len(handles))
+            _legend(fig, handles, labels)
     note = f" Showing {len(panels)} of {total} panels." if total > len(panels) else ""
+    multiples = " and ".join(f"{m:g}" for m in xi_multiples[: len(XI_STYLES)])
     caption = (
         f"Trainability: mean final test accuracy over seeds that did not diverge, "
-        f"for every (sigma_w, depth L); white x: some seed diverged; grey: every "
-        f"seed diverged. Orange: L = {xi_multiple:g} xi_c(sigma_w), the mean-field "
-        f"depth scale of input correlations (Schoenholz et al. 2017: networks "
-        f"deeper than about 6 xi_c do not train), computed for the hidden layers' "
-        f"sigma_w and sigma_b; it runs off the top near the critical sigma_w "
-        f"(dotted), where xi_c diverges.{note}{_fixed_note(data, ('sigma_w',))}"
+        f"for every (sigma_w, depth L); white x: some seed diverged; grey: no "
+        f"seed trained to the end (every seed diverged, or no run). Orange: "
+        f"L = {multiples} xi_c(sigma_w), xi_c being the "
+        f"mean-field depth scale of input correlations (Schoenholz et al. 2017 "
+        f"found networks deeper than about 6 xi_c untrainable), computed for the "
+        f"hidden layers' sigma_w and sigma_b; the curves run off the top near the "
+        f"critical sigma_w (dotted, chi_1 = 1), where xi_c diverges."
+        f"{note}{_fixed_note(data, ('sigma_w',))}"
     )
     return TrainingFigure(name, fig, caption)
 
@@ -1163,11 +1303,10 @@ def gradient_health_figure(data: TrainingData) -> TrainingFigure:
     """Final test accuracy against the initial gradient norm, one point per cell.
 
     x: the median over seeds and training inputs of log10 ||grad a^[L](x)|| at
-    initialization; y: the mean final test accuracy over seeds (95% CI); colour:
-    depth; marker: config (when few).
+    initialization; y: the mean final test accuracy over seeds (95% CI). One
+    path per config (colour and line style as in the other figures) through its
+    depths, the marker growing with depth.
     """
-    import matplotlib as mpl
-    from matplotlib.colors import BoundaryNorm
     from matplotlib.lines import Line2D
 
     name = "training_gradient_health"
@@ -1188,94 +1327,77 @@ def gradient_health_figure(data: TrainingData) -> TrainingFigure:
     )
     points = stats.merge(grad, on=["dataset", "config", "depth"])
     depths = sorted(int(d) for d in points["depth"].unique())
-    cmap = mpl.colormaps["viridis"]
-    norm = BoundaryNorm(np.arange(len(depths) + 1) - 0.5, cmap.N)
-    index = {d: i for i, d in enumerate(depths)}
-    markers = "osD^vP<>"
-    use_markers = len(data.configs) <= len(markers)
-    marker = {
-        c: (markers[i] if use_markers else "o") for i, c in enumerate(data.configs)
-    }
+    span = math.log2(depths[-1] / depths[0]) if depths[-1] > depths[0] else 1.0
+
+    def size(depth: float) -> float:
+        return 3.0 + 6.0 * math.log2(depth / depths[0]) / span
+
+    configs = _thin(data.configs, MAX_CONFIGS)
+    styles = _line_styles(data, configs)
     datasets = data.datasets[:4]
     with _style():
         fig, grid = _panels(
             len(datasets),
             ncols=len(datasets),
             panel=(3.6, 2.9),
-            extra_width=0.9,
-            extra_height=0.3 * math.ceil(len(data.configs) / 3) if use_markers else 0,
+            extra_height=0.3 * math.ceil(len(configs) / 2) + 0.3,
         )
         axes = [ax for row in grid for ax in row][: len(datasets)]
         for ax, dataset in zip(axes, datasets, strict=True):
             sub = points[points["dataset"] == dataset]
-            for config, line in sub.groupby("config", sort=False):
-                line = line.sort_values("depth")
+            for config in configs:
+                line = sub[sub["config"] == config].sort_values("depth")
+                if line.empty:
+                    continue
+                style = styles[config]
                 x = line["init_grad_log10_norm_median"].to_numpy(dtype=float)
                 y = line["mean"].to_numpy(dtype=float)
-                ax.plot(x, y, color="0.75", lw=0.8, zorder=1)
                 err = np.vstack([y - line["ci_low"], line["ci_high"] - y])
                 ax.errorbar(
                     x,
                     y,
                     yerr=np.where(np.isfinite(err), err, 0.0),
                     fmt="none",
-                    ecolor="0.6",
+                    ecolor=style["color"],
+                    alpha=0.5,
                     elinewidth=0.7,
                     zorder=2,
                 )
-                ax.scatter(
-                    x,
-                    y,
-                    c=[cmap(norm(index[int(d)])) for d in line["depth"]],
-                    marker=marker[config],
-                    s=26,
-                    edgecolors="black",
-                    linewidths=0.4,
-                    zorder=3,
-                )
+                ax.plot(x, y, color=style["color"], ls=style["ls"], lw=0.9, zorder=2)
+                for xi, yi, d in zip(x, y, line["depth"], strict=True):
+                    ax.plot(
+                        xi,
+                        yi,
+                        marker=style["marker"],
+                        ms=size(d),
+                        color=style["color"],
+                        mec="black",
+                        mew=0.4,
+                        zorder=3,
+                    )
             ax.set_title(dataset)
-            ax.set_xlabel("log10 ||grad a^[L](x)|| at initialization (median)")
+            ax.set_xlabel("median log10 ||grad a^[L](x)|| at init")
+            bottom, top = ax.get_ylim()
+            ax.set_ylim(max(bottom, -0.01), min(top, 1.01))
         axes[0].set_ylabel("mean final test accuracy")
-        bar = fig.colorbar(
-            mpl.cm.ScalarMappable(norm=norm, cmap=cmap),
-            ax=axes,
-            shrink=0.85,
-            aspect=30,
-            pad=0.02,
-        )
-        ticks = _thin(range(len(depths)), 9)
-        bar.set_ticks(ticks, labels=[str(depths[i]) for i in ticks])
-        bar.set_label("depth L")
-        bar.ax.minorticks_off()
-        if use_markers and data.config_keys:
-            handles = [
-                Line2D(
-                    [],
-                    [],
-                    ls="none",
-                    marker=marker[c],
-                    color="0.4",
-                    mec="black",
-                    mew=0.4,
-                    ms=5.5,
-                )
-                for c in data.configs
-            ]
-            fig.legend(
-                handles,
-                data.configs,
-                loc="outside lower center",
-                ncol=min(len(handles), 3),
-                title=_legend_title(data),
+        handles, labels = [], []
+        if data.config_keys:
+            handles += [_handle(styles[c]) for c in configs]
+            labels += list(configs)
+        for d in _thin(depths, 3):
+            handles.append(
+                Line2D([], [], ls="none", marker="o", ms=size(d), color="0.6", mec="k")
             )
+            labels.append(f"L = {d}")
+        _legend(fig, handles, labels, _legend_title(data))
     caption = (
         "Gradient health at initialization against trainability: for every "
         "(config, depth L), the median over seeds and training inputs of "
-        "log10 ||grad a^[L](x)|| (the input gradient of the untrained network, "
-        "all outputs' norm) against the mean final test accuracy over seeds "
-        "(bars: 95% Student-t intervals). Colour: depth; grey lines join the "
-        "depths of one config"
-        + ("; marker: config." if use_markers and data.config_keys else ".")
+        "log10 ||grad a^[L](x)|| (the input-output gradient of the untrained "
+        "network) against the mean final test accuracy over seeds (bars: 95% "
+        "Student-t intervals). Each config is a path through its depths; the "
+        f"marker grows with depth (L = {depths[0]} to {depths[-1]})."
+        + _thinned_note(configs, data.configs)
         + _fixed_note(data)
     )
     return TrainingFigure(name, fig, caption)
@@ -1298,8 +1420,9 @@ def optimal_depth_vs_step_figure(
     by_step = by_step[by_step["step"] > 0].dropna(subset=["best_depth"])
     if by_step.empty:
         return _missing(name, "no depth is eligible at any step (too few seeds)")
+    by_step = by_step[by_step["step"].isin(_log_spaced(by_step["step"], MAX_STEPS))]
     configs = _thin(data.configs, MAX_CONFIGS)
-    colors = _config_colors(configs)
+    styles = _line_styles(data, configs)
     datasets = data.datasets[:4]
     depths = sorted(int(d) for d in data.final["depth"].unique())
     with _style():
@@ -1317,50 +1440,44 @@ def optimal_depth_vs_step_figure(
                 line = sub[sub["config"] == config].sort_values("step")
                 if line.empty:
                     continue
-                color = colors[config]
+                style = styles[config]
                 steps = line["step"].to_numpy(dtype=float)
                 ax.fill_between(
                     steps,
                     line["depth_min"].to_numpy(dtype=float),
                     line["depth_max"].to_numpy(dtype=float),
-                    color=color,
-                    alpha=0.15,
-                    step="mid",
+                    color=style["color"],
+                    alpha=0.25 if len(configs) == 1 else 0.12,
                     lw=0,
                 )
                 ax.plot(
                     steps,
                     line["best_depth"].to_numpy(dtype=float),
-                    color=color,
                     lw=1.6,
-                    drawstyle="steps-mid",
+                    ms=4,
                     label=config,
+                    **style,
                 )
             ax.set_yscale("log", base=2)
             _depth_ticks(ax.yaxis, depths)
             ax.set_ylim(depths[0] / 1.15, depths[-1] * 1.15)
-            ax.set_xscale("log")
+            _log_axis(ax.xaxis)
             ax.set_title(dataset)
             ax.set_xlabel("training step (budget)")
         axes[0].set_ylabel("best depth L")
-        from matplotlib.lines import Line2D
-
         shown = [c for c in configs if c in set(by_step["config"])]
         if data.config_keys and shown:
-            fig.legend(
-                [Line2D([], [], color=colors[c], lw=1.6) for c in shown],
-                shown,
-                loc="outside lower center",
-                ncol=min(len(shown), 3),
-                title=_legend_title(data),
+            _legend(
+                fig, [_handle(styles[c]) for c in shown], shown, _legend_title(data)
             )
     caption = (
-        f"The best depth (highest mean {METRICS[metric][0]} over seeds, line) "
-        f"and the range of depths indistinguishable from it (Welch t-test, 5%; "
-        f"band from the shallowest to the deepest) when training stops after a "
-        f"given number of steps, read from the learning curves (the optimizer "
-        f"has no schedule, so stopping at step s is the budget s)."
-        f"{_fixed_note(data)}"
+        f"The best depth (highest mean {METRICS[metric][0]} over seeds; line and "
+        f"markers) and the range of depths indistinguishable from it (Welch "
+        f"t-test at 5%; shaded from the shallowest to the deepest such depth) "
+        f"when training stops after a given number of steps (log-spaced "
+        f"evaluation steps), read from the learning curves: the optimizer has "
+        f"no schedule, so stopping at step s is the budget s."
+        f"{_thinned_note(configs, data.configs)}{_fixed_note(data)}"
     )
     return TrainingFigure(name, fig, caption)
 
