@@ -164,6 +164,9 @@ def run_training_job(
             float(np.median(values)) if values.size else math.nan
         )
     summary["diverged_fraction"] = float(np.mean(~ok))
+    train_acc = final["train_accuracy"].to_numpy(dtype=float)
+    # Seeds that classify every training point (the paper's example asks this).
+    summary["seeds_all_train_correct"] = float(np.mean(train_acc == 1.0))
     hidden_sw = effective_sigma_w(
         d["init"]["name"], d["width"], d["width"], float(d["init"]["sigma_w"])
     )
@@ -229,7 +232,8 @@ def run_training_job(
     )
     acc = summary["final_test_accuracy_mean"]
     line = (
-        f"test loss {summary['final_test_loss_mean']:.4g}  "
+        f"test loss {summary['final_test_loss_mean']:.4g} "
+        f"(median {summary['final_test_loss_median']:.3g})  "
         f"test acc {acc:.3f}  diverged {summary['diverged_fraction']:.0%}  "
         f"init |grad| 10^{summary['init_grad_log10_norm_median']:.1f}"
     )
