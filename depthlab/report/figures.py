@@ -482,6 +482,7 @@ def jacobian_spectrum(data: ReportData) -> Drawn:
         f"{data.hue_names.get(h, h)}: L={int(d)}"
         for h, d in deepest.groupby("hue", sort=False)["depth"].max().items()
     )
+    flat = 0
     with style():
         fig, axes = panels(
             len(facets), panel=(width, 3.0), max_cols=max_cols, sharey=False
@@ -505,6 +506,7 @@ def jacobian_spectrum(data: ReportData) -> Drawn:
                 legend=False,
                 ax=ax,
             )
+            flat += _mark_flat(ax, sub, layers, present, data)
             ax.axhline(0.0, color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=0)
             panel_title(ax, facet, data)
         label_outer(axes, "layer l", "log10 singular values of J^(l)")
@@ -520,9 +522,51 @@ def jacobian_spectrum(data: ReportData) -> Drawn:
         "is rank-deficient and its zero singular values appear as a tail of very "
         "small values at round-off level."
     )
+    if flat:
+        caption += (
+            " A distribution without spread (every singular value the same to "
+            f"{FLAT_SPREAD:g} decades, e.g. an exact isometry) has no violin: it "
+            "is drawn as a short bar in its colour."
+        )
     if dropped:
         caption += f" {dropped} singular values that are exactly 0 are not shown."
     return Drawn(name, title, fig, caption + note + hue_note)
+
+
+FLAT_SPREAD = 1e-6
+"""A spectrum whose log10 singular values span less than this is flat."""
+VIOLIN_WIDTH = 0.8
+"""The width seaborn gives all the violins of one category together."""
+
+
+def _mark_flat(
+    ax: Axes,
+    rows: pd.DataFrame,
+    layers: Sequence[int],
+    hues: Sequence[str],
+    data: ReportData,
+) -> int:
+    """Draw a bar where a violin would have no width (a spectrum with no spread:
+    seaborn draws only its quartile lines, in black); returns how many."""
+    count = 0
+    width = VIOLIN_WIDTH / max(len(hues), 1)
+    for i, layer in enumerate(layers):
+        for j, hue in enumerate(hues):
+            sv = rows.loc[(rows["layer"] == layer) & (rows["hue"] == hue)]
+            sv = sv["jac_log10_sv"].to_numpy(dtype=float)
+            if sv.size == 0 or np.ptp(sv) >= FLAT_SPREAD:
+                continue
+            center = i - VIOLIN_WIDTH / 2 + (j + 0.5) * width
+            ax.plot(
+                [center - 0.4 * width, center + 0.4 * width],
+                [float(np.median(sv))] * 2,
+                color=data.color(hue),
+                lw=4,
+                solid_capstyle="butt",
+                zorder=3,
+            )
+            count += 1
+    return count
 
 
 # ---------------------------------------------------------------------------
@@ -564,6 +608,29 @@ def _theory_overlay(
         except (ValueError, ArithmeticError):
             pass
     return critical, grid, xi, note
+
+
+def _spaced(values: Sequence[float], k: int, *, log: bool) -> list[float]:
+    """Sorted values at least 1/k of their range apart (in log for a log axis),
+    first and last included: tick positions whose labels do not overlap when
+    the swept values are unevenly spaced (e.g. dense near a critical point).
+
+    Examples
+    --------
+    >>> _spaced([0.5, 1, 1.3, 1.4, 1.5, 2, 4], 7, log=False)
+    [0.5, 1, 1.5, 2, 4]
+    """
+    values = sorted(values)
+    if len(values) <= 2:
+        return values
+    pos = np.log(values) if log else np.asarray(values, dtype=float)
+    gap = (pos[-1] - pos[0]) / k
+    kept = [0]
+    for i in range(1, len(values) - 1):
+        if pos[i] - pos[kept[-1]] >= gap and pos[-1] - pos[i] >= gap:
+            kept.append(i)
+    kept.append(len(values) - 1)
+    return [values[i] for i in kept]
 
 
 def _edges(centers: np.ndarray, log: bool) -> np.ndarray:
@@ -658,8 +725,10 @@ def heatmap(data: ReportData) -> Drawn:
                     contours.add("usable")
             if log_x:
                 ax.set_xscale("log", base=2)
-            # Ticks at the swept values (cells are centred on them).
-            xticks, yticks = thin(x.tolist(), 8), thin(y.tolist(), 8)
+            # Ticks at the swept values (cells are centred on them), far
+            # enough apart that their labels do not overlap on uneven grids.
+            xticks = _spaced(x.tolist(), 7, log=log_x)
+            yticks = _spaced(y.tolist(), 8, log=False)
             ax.set_xticks(xticks, [format_value(v) for v in xticks])
             ax.set_yticks(yticks, [format_value(v) for v in yticks])
             ax.minorticks_off()
