@@ -337,12 +337,15 @@ def _critical_lines(data: ReportData) -> list[str]:
                 f"{format_value(ratio)} x the nominal one)"
             )
         lo, hi = float(g["sigma_w"].min()), float(g["sigma_w"].max())
-        inside = lo <= critical / ratio <= hi
-        text += (
-            "; the swept sigma_w range contains it."
-            if inside
-            else f"; outside the swept range {format_value(lo)}..{format_value(hi)}."
-        )
+        if lo == hi:
+            # sigma_w varies across inits, not within this one.
+            text += f"; these runs have sigma_w = {format_value(lo)}."
+        elif lo <= critical / ratio <= hi:
+            text += "; the swept sigma_w range contains it."
+        else:
+            text += (
+                f"; outside the swept range {format_value(lo)}..{format_value(hi)}."
+            )
         out.append(text)
     return out
 
