@@ -60,7 +60,7 @@ def grad_vs_depth(data: ReportData) -> Drawn:
     """Median and interquartile band of log10 ||grad a^[L](x)|| against depth L.
 
     One line per config, one panel per facet, the mean-field prediction of the
-    root-mean-square norm dashed (and the measured root-mean-square dotted
+    root-mean-square norm dashed (and the measured root-mean-square dash-dotted
     where few configs share a panel).
     """
     name, title = "grad_norm_vs_depth", "Gradient norm against depth"
@@ -85,6 +85,7 @@ def grad_vs_depth(data: ReportData) -> Drawn:
         return left_out("no finite gradient norms were measured", name, title)
     lo_lim, hi_lim = pad(*rng)
     zero_median = int(np.isneginf(shown["grad_log10_norm_median"]).sum())
+    usable_drawn = False
     with style():
         fig, axes = panels(len(facets), sharex=True)
         for ax, facet in zip(axes, facets, strict=True):
@@ -107,7 +108,7 @@ def grad_vs_depth(data: ReportData) -> Drawn:
                     ax.plot(
                         x,
                         finite_or_nan(g["grad_log10_rms"]),
-                        ":",
+                        "-.",
                         lw=1.3,
                         **over(color),
                     )
@@ -122,6 +123,7 @@ def grad_vs_depth(data: ReportData) -> Drawn:
             for bound in (-USABLE_LOG10, USABLE_LOG10):
                 if lo_lim < bound < hi_lim:
                     ax.axhline(bound, color="0.45", lw=0.9, ls=(0, (1, 2.5)))
+                    usable_drawn = True
             ax.set_ylim(lo_lim, hi_lim)
             integer_x(ax)
             panel_title(ax, facet, data)
@@ -131,8 +133,12 @@ def grad_vs_depth(data: ReportData) -> Drawn:
             ("measured median (band: 25-75%)", {"lw": 1.8, "marker": "o", "ms": 3}),
         ]
         if show_rms:
-            entries.append(("measured rms", {"ls": ":"}))
+            entries.append(("measured rms", {"ls": "-."}))
         entries.append(("mean-field rms (theory)", {"ls": "--", "lw": 1.4}))
+        if usable_drawn:
+            entries.append(
+                ("usable range 1e-6..1e6", {"ls": (0, (1, 2.5)), "color": "0.45"})
+            )
         style_legend(fig, entries)
     caption = (
         "Median of log10 ||grad a^[L](x)|| over the sampled networks and inputs, "
@@ -141,7 +147,9 @@ def grad_vs_depth(data: ReportData) -> Drawn:
         "drawn as the root-mean-square norm log10 sqrt(E||grad||^2)"
     )
     caption += (
-        ", next to the measured root-mean-square (dotted). " if show_rms else ". "
+        ", next to the measured root-mean-square (dash-dotted). "
+        if show_rms
+        else ". "
     )
     caption += (
         "At finite width a typical network's norm (the median) lies below the "
