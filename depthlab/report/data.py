@@ -25,22 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from depthlab.probe import CONFIG_COLUMNS
 from depthlab.tracking import Sweep
-
-CONFIG_COLUMNS = (
-    "depth",
-    "width",
-    "input_dim",
-    "output_dim",
-    "activation",
-    "output_activation",
-    "init",
-    "sigma_w",
-    "sigma_b",
-    "dtype",
-    "seed",
-)
-"""The config columns of every probe table (``depthlab.probe.CONFIG_COLUMNS``)."""
 
 CONFIG_KEYS = (*CONFIG_COLUMNS, "hidden_widths")
 """Every key that can tell configs apart (``hidden_widths`` only as a param)."""
