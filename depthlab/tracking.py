@@ -124,7 +124,33 @@ def _client(uri: str) -> Any:
         logging.getLogger(name).setLevel(logging.WARNING)
     from mlflow.tracking import MlflowClient
 
+    if uri.startswith("sqlite:"):
+        _use_sqlite_wal()
     return MlflowClient(tracking_uri=uri)
+
+
+@cache
+def _use_sqlite_wal() -> None:
+    """Open every SQLite connection in WAL mode with ``synchronous=NORMAL``.
+
+    Every MLflow call is one transaction, and SQLite's default rollback journal
+    syncs the disk on each: store creation took 6.5 s and a job's run 122 ms on a
+    busy disk here, against 0.7 s and 36 ms in WAL mode. WAL also lets parallel
+    workers read while one writes. (It needs the database on a local file
+    system; a shared file system should use a tracking server anyway.)
+    """
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _wal(connection: Any, _record: Any) -> None:
+        if isinstance(connection, sqlite3.Connection):
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
 
 
 def _experiment_id(uri: str, experiment: str) -> str:
