@@ -1,0 +1,198 @@
+"""``python -m depthlab`` with timers around its parts (for the sweep benchmark).
+
+Usage: ``python timed_sweep.py OUT.json [depthlab arguments]``. Runs the real
+sweep in this process, with the same code and output as ``python -m
+depthlab``, and writes the seconds spent in each part to ``OUT.json``:
+
+- ``imports``: from this script's start to Hydra's entry (depthlab, Hydra);
+- ``compose_to_validate``, ``compose_in_launcher``: Hydra composing job configs
+  (``load_sweep_config``): depthlab's sweeper composes every job to validate
+  it, Hydra's launcher composes it again to run it;
+- ``mlflow_import``: importing mlflow's client and SQLite store (done here
+  up front; depthlab imports it lazily at its first tracking call);
+- ``mlflow_first_client``: the first MlflowClient's creation and first use
+  (for a fresh database: creating it, i.e. MLflow's schema migrations);
+- ``start_sweep``: creating the store (if new), the experiment and parent run;
+- ``finished_runs``: the resume query;
+- ``job_total``: depthlab's job function, whole; inside it ``run_probe`` (the
+  computation), ``job_run`` (create_run and set_terminated), ``log_job``
+  (log_batch, parquet tables and log_artifacts);
+- ``mlflow_calls``: time in each MlflowClient method;
+- ``launch``: Hydra's launcher, whole (its per-job machinery is ``launch`` minus
+  the job function and the launcher's composing);
+- ``report``: building the report;
+- ``main``: Hydra's entry to the end.
+
+Only the basic launcher runs jobs in this process; with joblib the job parts
+are not seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+START = time.perf_counter()
+spent: dict[str, float] = defaultdict(float)
+calls: dict[str, int] = defaultdict(int)
+mlflow_calls: dict[str, float] = defaultdict(float)
+
+
+def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with its time added to ``spent[name]``."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tic = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[name] += time.perf_counter() - tic
+            calls[name] += 1
+
+    return wrapper
+
+
+def main() -> None:
+    """Patch the timers in, run depthlab's command line, write the JSON."""
+    out = sys.argv[1]
+    sys.argv = [sys.argv[0], *sys.argv[2:]]
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    import depthlab.app as app
+    import depthlab.probe as probe
+    from depthlab import tracking
+
+    in_launch = [False]
+    compose = ConfigLoaderImpl.load_sweep_config
+
+    def load_sweep_config(*args: Any, **kwargs: Any) -> Any:
+        name = "compose_in_launcher" if in_launch[0] else "compose_to_validate"
+        return timed(name, compose)(*args, **kwargs)
+
+    ConfigLoaderImpl.load_sweep_config = load_sweep_config
+    sweep = app.sweep
+
+    def sweep_timed(sweeper: Any, arguments: list[str]) -> Any:
+        # Hydra loads its launcher plugins as fresh module objects: wrap the
+        # instance's method instead of the class's.
+        launch = sweeper.launcher.launch
+
+        def launch_timed(*args: Any, **kwargs: Any) -> Any:
+            in_launch[0] = True
+            try:
+                return timed("launch", launch)(*args, **kwargs)
+            finally:
+                in_launch[0] = False
+
+        sweeper.launcher.launch = launch_timed
+        return sweep(sweeper, arguments)
+
+    app.sweep = sweep_timed
+    probe.run_probe = timed("run_probe", probe.run_probe)
+    app.run_job = timed("job_total", app.run_job)
+    app._report = timed("report", app._report)
+    tracking.log_job = timed("log_job", tracking.log_job)
+    tracking.start_sweep = timed("start_sweep", tracking.start_sweep)
+    tracking.finished_runs = timed("finished_runs", tracking.finished_runs)
+    original_job_run = tracking.job_run
+
+    @contextlib.contextmanager
+    def job_run(*args: Any, **kwargs: Any) -> Iterator[str]:
+        tic = time.perf_counter()
+        cm = original_job_run(*args, **kwargs)
+        run_id = cm.__enter__()
+        spent["job_run"] += time.perf_counter() - tic
+        calls["job_run"] += 1
+        try:
+            yield run_id
+        except BaseException:
+            tic = time.perf_counter()
+            if not cm.__exit__(*sys.exc_info()):
+                raise
+        else:
+            tic = time.perf_counter()
+            cm.__exit__(None, None, None)
+        finally:
+            spent["job_run"] += time.perf_counter() - tic
+
+    tracking.job_run = job_run
+    original_client = tracking._client
+    wrapped: set[int] = set()
+
+    def client(uri: str) -> Any:
+        first = not wrapped
+        tic = time.perf_counter()
+        c = original_client(uri)
+        if first:
+            spent["mlflow_first_client"] += time.perf_counter() - tic
+        if id(c) not in wrapped:
+            wrapped.add(id(c))
+            for name in (
+                "create_run",
+                "log_batch",
+                "log_artifacts",
+                "log_artifact",
+                "log_text",
+                "set_terminated",
+                "set_tag",
+                "get_experiment_by_name",
+                "create_experiment",
+                "search_runs",
+                "get_run",
+                "list_artifacts",
+                "download_artifacts",
+            ):
+                method = getattr(c, name, None)
+                if method is None:
+                    continue
+
+                def wrapper(*a: Any, _m: Any = method, _n: str = name, **k: Any) -> Any:
+                    tic = time.perf_counter()
+                    try:
+                        return _m(*a, **k)
+                    finally:
+                        mlflow_calls[_n] += time.perf_counter() - tic
+
+                setattr(c, name, wrapper)
+        return c
+
+    tracking._client = client
+    from depthlab.__main__ import main as depthlab_main
+
+    spent["imports"] = time.perf_counter() - START
+    # mlflow is imported lazily by the first tracking call; import it here so
+    # that the first call's time is the store's, not the import's.
+    tic = time.perf_counter()
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    from mlflow.tracking import MlflowClient  # noqa: F401
+
+    spent["mlflow_import"] = time.perf_counter() - tic
+    tic = time.perf_counter()
+    code = 0
+    try:
+        depthlab_main()
+    except SystemExit as err:
+        code = err.code if isinstance(err.code, int) else 1
+    finally:
+        spent["main"] = time.perf_counter() - tic
+        spent["total_in_process"] = time.perf_counter() - START
+        with open(out, "w") as f:
+            json.dump(
+                {
+                    "spent": spent,
+                    "calls": calls,
+                    "mlflow_calls": mlflow_calls,
+                },
+                f,
+                indent=1,
+            )
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()
