@@ -1,0 +1,96 @@
+"""Tracking in-process: failed jobs, infinite metrics, URIs; the CLI's sugar."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from depthlab import tracking
+from depthlab.__main__ import UsageError, expand_range, rewrite_argv
+
+
+def test_a_job_that_raises_ends_failed_with_its_error(tmp_path: Path) -> None:
+    uri = tracking.default_uri(tmp_path)
+    parent = tracking.start_sweep(uri, "t", run_name="sweep", params={"jobs": 1})
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        tracking.job_run(uri, "t", parent, "L=3 bad", "abc") as run_id,
+    ):
+        raise RuntimeError("boom")
+    run = tracking._client(uri).get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[tracking.ERROR_TAG] == "RuntimeError: boom"
+    # A failed job does not count as done: a rerun computes it again.
+    assert tracking.finished_runs(uri, "t") == {}
+
+
+def test_finished_job_is_found_and_infinite_metrics_come_back(tmp_path: Path) -> None:
+    uri = tracking.default_uri(tmp_path)
+    parent = tracking.start_sweep(uri, "t", run_name="sweep", params={})
+    record = tracking.JobRecord(
+        run_name="L=2",
+        params={"depth": 2, "output_activation": None},
+        config_hash="h1",
+        summary={"grad_log10_norm_median": -math.inf, "beta": 0.0, "nan": math.nan},
+        per_layer=pd.DataFrame({"layer": [1, 2], "chi": [0.5, math.nan]}),
+        tables={"samples": pd.DataFrame({"net": [0], "grad_log10_norm": [-1.0]})},
+        config_yaml="depth: 2\n",
+    )
+    with tracking.job_run(uri, "t", parent, "L=2", "h1") as run_id:
+        tracking.log_job(uri, run_id, record)
+    tracking.end_sweep(uri, parent)
+    assert tracking.finished_runs(uri, "t") == {"h1": run_id}
+    sweep = tracking.load_sweep(uri, parent)
+    row = sweep.runs.iloc[0]
+    assert row["status"] == "FINISHED"
+    assert row["grad_log10_norm_median"] == -math.inf
+    assert "nan" not in sweep.runs  # NaN summaries are not logged
+    assert row["params.output_activation"] == "null"
+    assert list(sweep.tables["samples"]["grad_log10_norm"]) == [-1.0]
+    assert tracking.latest_sweep_id(uri, "t") == parent
+    history = tracking._client(uri).get_metric_history(run_id, "chi")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5)]
+
+
+def test_default_uri_is_absolute_sqlite(tmp_path: Path) -> None:
+    assert tracking.default_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert tracking.resolve_uri("http://host:5000") == "http://host:5000"
+
+
+def test_dead_server_is_named_within_seconds() -> None:
+    with pytest.raises(tracking.TrackingError, match=r"127\.0\.0\.1:9"):
+        tracking.check_store("http://127.0.0.1:9", timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [
+        ("depth=2..50", "depth=range(2,51,1)"),
+        ("depth=2..50:4", "depth=range(2,51,4)"),
+        ("init.sigma_w=1.5", "init.sigma_w=1.5"),
+        ("depth=3..3", "depth=range(3,4,1)"),
+    ],
+)
+def test_range_syntax(argument: str, expected: str) -> None:
+    assert expand_range(argument) == expected
+
+
+@pytest.mark.parametrize("argument", ["depth=50..2", "depth=2..x", "depth=2..5:0"])
+def test_bad_ranges_are_refused(argument: str) -> None:
+    with pytest.raises(UsageError, match="depth="):
+        expand_range(argument)
+
+
+def test_every_invocation_is_a_multirun_except_help_and_cfg() -> None:
+    assert rewrite_argv(["depth=2..3"]) == ["--multirun", "depth=range(2,4,1)"]
+    assert rewrite_argv([]) == ["--multirun"]
+    assert rewrite_argv(["-m", "depth=2"]) == ["-m", "depth=2"]
+    assert rewrite_argv(["experiment=vanishing"]) == [
+        "--multirun",
+        "+experiment=vanishing",
+    ]
+    assert "--multirun" not in rewrite_argv(["--cfg", "job", "depth=3"])
+    assert "--multirun" not in rewrite_argv(["--help"])
