@@ -269,9 +269,11 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     jobs = _compose_jobs(sweeper, arguments)
     loader = sweeper.hydra_context.config_loader
     configs: list[dict[str, Any]] = []
+    composed: list[DictConfig] = []
     for overrides in jobs:
         try:
             cfg = loader.load_sweep_config(sweeper.config, list(overrides))
+            composed.append(cfg)
             d = job_dict(cfg)
         except (HydraException, ValueError, KeyError) as err:
             fail(_explain_composition_error(err))
@@ -349,7 +351,12 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     failed: list[str] = []
     status = "FINISHED"
     try:
-        if launch:
+        if launch and _is_basic_launcher(sweeper.launcher):
+            sweep_info = {"parent_run_id": parent, "jobs_total": total}
+            results = _run_in_process(
+                sweeper, [(i, composed[i]) for i in todo], sweep_info
+            )
+        elif launch:
             results = list(sweeper.launcher.launch(launch, initial_job_idx=0))
         for i, r in zip(todo, results, strict=False):
             if r.status == JobStatus.FAILED:
@@ -388,6 +395,47 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
             print(f"depthlab: FAILED {line}", file=sys.stderr)
         raise SystemExit(1)
     return [results]
+
+
+def _is_basic_launcher(launcher: Any) -> bool:
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+    return type(launcher) is BasicLauncher
+
+
+def _run_in_process(
+    sweeper: Any, jobs: list[tuple[int, DictConfig]], sweep_info: dict[str, Any]
+) -> list[Any]:
+    """Hydra's basic launcher, on the configs the sweeper already composed.
+
+    Hydra's BasicLauncher composes every job's config again from its overrides
+    (about 50 ms a job); here each job runs through Hydra's own ``run_job`` with
+    the config composed for validation, plus the sweep's tracking keys. Other
+    launchers (joblib, submitit, ray) compose in their workers as usual.
+    """
+    from hydra.core.utils import run_job, setup_globals
+    from omegaconf import open_dict
+
+    setup_globals()
+    launcher = sweeper.launcher
+    results = []
+    for index, cfg in jobs:
+        with open_dict(cfg):
+            cfg.hydra.job.id = index
+            cfg.hydra.job.num = index
+            cfg.tracking.parent_run_id = sweep_info["parent_run_id"]
+            cfg.tracking.jobs_total = sweep_info["jobs_total"]
+            cfg.tracking.job_index = index
+        results.append(
+            run_job(
+                hydra_context=launcher.hydra_context,
+                task_function=launcher.task_function,
+                config=cfg,
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+        )
+    return results
 
 
 def first_bool(configs: Sequence[dict[str, Any]], key: str) -> bool:

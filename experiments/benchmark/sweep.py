@@ -173,6 +173,9 @@ def _default_job(depth: int) -> dict[str, Any]:
 _SQLITE_SCRIPT = """\
 import json, statistics, sys, tempfile, time
 mode, runs, depth = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+import depthlab.tracking
+if mode == "stock" and hasattr(depthlab.tracking, "_use_sqlite_wal"):
+    depthlab.tracking._use_sqlite_wal = lambda: None  # SQLite's defaults
 if mode == "wal":
     import sqlite3
     from sqlalchemy import event
@@ -237,7 +240,6 @@ def levers(quick: bool) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     import depthlab.app as app
-    from depthlab import Network, init_network, spectra
     from depthlab.probe import run_probe
 
     out: dict[str, Any] = {"sqlite": _sqlite_modes(4 if quick else 8, 26)}
@@ -277,51 +279,16 @@ def levers(quick: bool) -> dict[str, Any]:
 
     t = compare({"insert": insert, "construct": construct}, rounds=5, max_total_s=3)
     out["config_columns"] = {k: v.median for k, v in t.items()}
-    net = init_network(
-        spec.widths,
-        activation=spec.activation,
-        init=spec.init,
-        sigma_w=spec.sigma_w,
-        sigma_b=spec.sigma_b,
-        rng=np.random.default_rng(0),
-        num_networks=spec.networks,
-    )
-    X = np.random.default_rng(1).standard_normal((spec.networks, 1, spec.input_dim))
-    pairs = spec.spectra
-    nets = net.unstack()[:pairs]
-    group = Network(
-        [w[:pairs] for w in net.weights],
-        [b[:pairs] for b in net.biases],
-        net.activation,
-        net.output_activation,
-    )
-
-    def one_by_one() -> None:
-        for i, n in enumerate(nets):
-            spectra.layer_singular_values(n, X[i])
-            spectra.jacobian_log_singular_values(n, X[i])
-
-    def at_once() -> None:
-        spectra.layer_singular_values(group, X[:pairs])
-        spectra.jacobian_log_singular_values(group, X[:pairs])
-
-    t = compare({"one_by_one": one_by_one, "at_once": at_once}, rounds=5, max_total_s=4)
-    out["spectra_pairs"] = {k: v.median for k, v in t.items()}
-    out["spectra_pairs"]["pairs"] = pairs
     out["depth"] = depth
     return out
 
 
-def _levers_table(lv: dict[str, Any], n: int, mean_depth: float) -> str:
+def _levers_table(lv: dict[str, Any], n: int) -> str:
     sq = lv["sqlite"]
-    sp = lv["spectra_pairs"]
-    # The spectra's cost grows in proportion to depth: scale the saving measured
-    # at one depth to the sweep's mean depth.
-    spectra_saved = n * (sp["one_by_one"] - sp["at_once"]) * mean_depth / lv["depth"]
     rows = [
         [
-            "SQLite in WAL mode, synchronous=NORMAL (tracking.py: a SQLAlchemy "
-            "`connect` listener for sqlite3 connections)",
+            "SQLite in WAL mode, synchronous=NORMAL (done: tracking.py's "
+            "`_use_sqlite_wal`; 'now' is SQLite's default journal)",
             "fresh store",
             fmt_seconds(sq["stock"]["create"]),
             fmt_seconds(sq["wal"]["create"]),
@@ -341,14 +308,6 @@ def _levers_table(lv: dict[str, Any], n: int, mean_depth: float) -> str:
             fmt_seconds(2 * lv["compose"]["compose"]),
             fmt_seconds(lv["compose"]["update"]),
             f"{n * (2 * lv['compose']['compose'] - lv['compose']['update']):.1f} s",
-        ],
-        [
-            f"spectra of the {lv['spectra_pairs']['pairs']} pairs in one call on "
-            "a sub-stack, not one call per network (probe.py `_spectra`)",
-            f"one job, L={lv['depth']}",
-            fmt_seconds(lv["spectra_pairs"]["one_by_one"]),
-            fmt_seconds(lv["spectra_pairs"]["at_once"]),
-            f"~{spectra_saved:.1f} s",
         ],
         [
             "config columns built with each table, not 55 `DataFrame.insert` "
@@ -540,10 +499,9 @@ def sweep_section(args: Any) -> tuple[str, dict[str, Any]]:
         + ".",
         "",
         "Levers, each measured on its own in this run (what the findings in the "
-        f"README propose; the spectra saving measured at L={lv['depth']} is scaled "
-        f"to the sweep's mean depth {(a + b) / 2:g}):",
+        "README propose):",
         "",
-        _levers_table(lv, n, (a + b) / 2),
+        _levers_table(lv, n),
     ]
     return "\n".join(md), data
 
