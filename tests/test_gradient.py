@@ -451,3 +451,30 @@ def test_backprop_norms_of_inputs_at_very_different_scales():
     # float32 exp is correctly rounded to 6e-8 relative: 3e-8 in log10.
     np.testing.assert_allclose(logs[:, 0], exact, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(logs[:, 1], 0.0)
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_stack_processed_in_groups_equals_whole_stack(monkeypatch, n_out: int) -> None:
+    """Large stacks are processed in cache-sized groups; the numbers must not change.
+
+    Forcing one network per group (a group budget of 1 byte) exercises the path
+    that only large stacks take by default; the results must be bitwise equal.
+    """
+    import depthlab.gradient as gradient
+
+    rng = np.random.default_rng(7)
+    net = init_network(
+        [5, 6, 6, n_out],
+        activation="tanh",
+        init="gaussian",
+        sigma_w=1.3,
+        sigma_b=0.1,
+        rng=rng,
+        num_networks=4,
+    )
+    X = rng.standard_normal((4, 3, 5))
+    whole_grad = gradient.input_gradient(net, X)
+    whole_logs = gradient.backprop_log10_norms(net, X)
+    monkeypatch.setattr(gradient, "_GROUP_BYTES", 1)
+    np.testing.assert_array_equal(gradient.input_gradient(net, X), whole_grad)
+    np.testing.assert_array_equal(gradient.backprop_log10_norms(net, X), whole_logs)
