@@ -149,10 +149,6 @@ def _precheck(arg: str) -> None:
         raise UsageError(str(err)) from None
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> None:
     """Run depthlab's Hydra app with the rewritten command line."""
     try:
@@ -163,10 +159,21 @@ def main() -> None:
     sys.argv = [sys.argv[0], *argv]
     # SIGTERM (a scheduler cancelling the sweep) ends it like Ctrl-C: the runs in
     # flight are marked FAILED / KILLED instead of being left RUNNING.
-    signal.signal(signal.SIGTERM, _interrupt)
-    from depthlab.app import main as app_main
+    from depthlab import interrupts
 
-    app_main()
+    interrupts.install()
+    try:
+        from depthlab.app import main as app_main
+
+        app_main()
+    except KeyboardInterrupt:
+        signum = interrupts.received() or signal.SIGINT
+        print(
+            f"depthlab: interrupted by {signal.Signals(signum).name}; finished jobs "
+            f"are kept, and the same command resumes the sweep",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + signum) from None
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ ray), and at the end prints a summary and builds the report.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -263,8 +264,10 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     from hydra.core.utils import JobStatus
     from hydra.errors import HydraException
 
-    from depthlab import tracking
+    from depthlab import interrupts, tracking
 
+    if threading.current_thread() is threading.main_thread():
+        interrupts.install()
     tic = time.perf_counter()
     jobs = _compose_jobs(sweeper, arguments)
     loader = sweeper.hydra_context.config_loader
@@ -326,6 +329,68 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         fail(str(err))
     todo = [i for i, h in enumerate(hashes) if h not in done]
     reused = [done[h] for h in hashes if h in done]
+    results: list[Any] = []
+    failed: list[str] = []
+    status = "KILLED"
+    try:
+        results, failed = _launch(
+            sweeper, jobs, composed, todo, reused, parent, uri, experiment
+        )
+        status = "FAILED" if failed else "FINISHED"
+    finally:
+        # Runs on an interrupt too: the sweep run never stays RUNNING.
+        metrics = {
+            "jobs": total,
+            "jobs_skipped": len(reused),
+            "jobs_failed": len(failed),
+            "seconds": time.perf_counter() - tic,
+        }
+        tracking.end_sweep(
+            uri, parent, status=status, **(metrics if status != "KILLED" else {})
+        )
+    summaries = [r.return_value for r in results if r.status == JobStatus.COMPLETED]
+    _print_summary(summaries, total, len(reused), failed)
+    if first_bool(configs, "report"):
+        _report(uri, parent, sweep_dir)
+    db = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    ui = (
+        f"mlflow ui --backend-store-uri sqlite:///{db}"
+        if db
+        else f"open {uri} in a browser"
+    )
+    print(
+        f"depthlab: runs in {uri}, experiment {experiment!r}; dashboard: {ui}",
+        flush=True,
+    )
+    if failed:
+        for line in failed:
+            print(f"depthlab: FAILED {line}", file=sys.stderr)
+        raise SystemExit(1)
+    return [results]
+
+
+def _launch(
+    sweeper: Any,
+    jobs: list[list[str]],
+    composed: list[DictConfig],
+    todo: list[int],
+    reused: list[str],
+    parent: str,
+    uri: str,
+    experiment: str,
+) -> tuple[list[Any], list[str]]:
+    """Run the jobs ``todo`` (indices into ``jobs``) as children of ``parent``.
+
+    Returns
+    -------
+    tuple of list
+        Hydra's job results, and one line per FAILED job.
+    """
+    from hydra.core.utils import JobStatus
+
+    from depthlab import tracking
+
+    total = len(jobs)
     if reused:
         tracking.record_reused_runs(uri, parent, reused)
         print(
@@ -348,53 +413,17 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         flush=True,
     )
     results: list[Any] = []
-    failed: list[str] = []
-    status = "FINISHED"
-    try:
-        if launch and _is_basic_launcher(sweeper.launcher):
-            sweep_info = {"parent_run_id": parent, "jobs_total": total}
-            results = _run_in_process(
-                sweeper, [(i, composed[i]) for i in todo], sweep_info
-            )
-        elif launch:
-            results = list(sweeper.launcher.launch(launch, initial_job_idx=0))
-        for i, r in zip(todo, results, strict=False):
-            if r.status == JobStatus.FAILED:
-                failed.append(f"job {i + 1}: {_one_line(r._return_value)}")
-    except BaseException:
-        status = "KILLED"
-        tracking.end_sweep(uri, parent, status="KILLED")
-        raise
-    if failed:
-        status = "FAILED"
-    tracking.end_sweep(
-        uri,
-        parent,
-        status=status,
-        jobs=total,
-        jobs_skipped=len(reused),
-        jobs_failed=len(failed),
-        seconds=time.perf_counter() - tic,
-    )
-    summaries = [r.return_value for r in results if r.status == JobStatus.COMPLETED]
-    _print_summary(summaries, total, len(reused), failed)
-    if first_bool(configs, "report"):
-        _report(uri, parent, sweep_dir)
-    db = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
-    ui = (
-        f"mlflow ui --backend-store-uri sqlite:///{db}"
-        if db
-        else f"open {uri} in a browser"
-    )
-    print(
-        f"depthlab: runs in {uri}, experiment {experiment!r}; dashboard: {ui}",
-        flush=True,
-    )
-    if failed:
-        for line in failed:
-            print(f"depthlab: FAILED {line}", file=sys.stderr)
-        raise SystemExit(1)
-    return [results]
+    if launch and _is_basic_launcher(sweeper.launcher):
+        sweep_info = {"parent_run_id": parent, "jobs_total": total}
+        results = _run_in_process(sweeper, [(i, composed[i]) for i in todo], sweep_info)
+    elif launch:
+        results = list(sweeper.launcher.launch(launch, initial_job_idx=0))
+    failed = [
+        f"job {i + 1}: {_one_line(r._return_value)}"
+        for i, r in zip(todo, results, strict=False)
+        if r.status == JobStatus.FAILED
+    ]
+    return results, failed
 
 
 def _is_basic_launcher(launcher: Any) -> bool:

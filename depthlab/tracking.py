@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from depthlab import __version__
+from depthlab.interrupts import deferred, deferring
 
 HASH_TAG = "depthlab.config_hash"
 VERSION_TAG = "depthlab.version"
@@ -211,18 +212,32 @@ def start_sweep(
     from mlflow.entities import Param
 
     client = _client(uri)
-    exp_id = _experiment_id(uri, experiment)
-    run = client.create_run(
-        exp_id,
-        run_name=run_name,
-        tags={KIND_TAG: "sweep", VERSION_TAG: __version__, COMMIT_TAG: git_commit()},
-    )
-    items = [Param(k, _param(v)) for k, v in params.items()]
-    for chunk in _chunks(items, MAX_PARAMS_PER_BATCH):
-        client.log_batch(run.info.run_id, params=chunk)
-    return run.info.run_id
+    run_id: str | None = None
+    try:
+        with deferred():
+            exp_id = _experiment_id(uri, experiment)
+            run = client.create_run(
+                exp_id,
+                run_name=run_name,
+                tags={
+                    KIND_TAG: "sweep",
+                    VERSION_TAG: __version__,
+                    COMMIT_TAG: git_commit(),
+                },
+            )
+            run_id = run.info.run_id
+            items = [Param(k, _param(v)) for k, v in params.items()]
+            for chunk in _chunks(items, MAX_PARAMS_PER_BATCH):
+                client.log_batch(run_id, params=chunk)
+    except KeyboardInterrupt:
+        if run_id is not None:
+            with deferred():
+                client.set_terminated(run_id, status="KILLED")
+        raise
+    return run_id
 
 
+@deferring
 def end_sweep(
     uri: str, run_id: str, *, status: str = "FINISHED", **metrics: float
 ) -> None:
@@ -262,6 +277,7 @@ def finished_runs(uri: str, experiment: str) -> dict[str, str]:
             return runs
 
 
+@deferring
 def record_reused_runs(uri: str, parent_run_id: str, run_ids: Sequence[str]) -> None:
     """Remember, in the parent run, the FINISHED runs a resumed sweep reuses."""
     _client(uri).log_text(parent_run_id, "\n".join(run_ids), REUSED_FILE)
@@ -311,7 +327,6 @@ def job_run(
         The run id.
     """
     client = _client(uri)
-    exp_id = _job_experiment_id(uri, experiment)
     tags = {
         HASH_TAG: config_hash,
         VERSION_TAG: __version__,
@@ -320,19 +335,25 @@ def job_run(
     }
     if parent_run_id:
         tags[PARENT_TAG] = parent_run_id
-    run = client.create_run(exp_id, run_name=run_name, tags=tags)
-    run_id = run.info.run_id
+    run_id: str | None = None
     try:
+        with deferred():
+            exp_id = _job_experiment_id(uri, experiment)
+            run_id = client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
         yield run_id
     except BaseException as err:
-        message = f"{type(err).__name__}: {err}"[:4000]
-        with contextlib.suppress(Exception):
-            client.set_tag(run_id, ERROR_TAG, message)
-        client.set_terminated(run_id, status="FAILED")
+        if run_id is not None:
+            message = f"{type(err).__name__}: {err}"[:4000]
+            with deferred():
+                with contextlib.suppress(Exception):
+                    client.set_tag(run_id, ERROR_TAG, message)
+                client.set_terminated(run_id, status="FAILED")
         raise
-    client.set_terminated(run_id, status="FINISHED")
+    with deferred():
+        client.set_terminated(run_id, status="FINISHED")
 
 
+@deferring
 def log_job(uri: str, run_id: str, record: JobRecord) -> None:
     """Write a job's params, metrics and tables into its run."""
     from mlflow.entities import Metric, Param
@@ -375,6 +396,7 @@ def log_job(uri: str, run_id: str, record: JobRecord) -> None:
         client.log_artifacts(run_id, str(out))
 
 
+@deferring
 def log_files(uri: str, run_id: str, paths: Sequence[Path], artifact_path: str) -> None:
     """Attach files (e.g. the report) to a run."""
     client = _client(uri)
