@@ -280,11 +280,13 @@ def test_tracking_server(tmp_path: Path) -> None:
         deadline = time.time() + 90
         import urllib.request
 
-        while time.time() < deadline:
+        while True:
             try:
-                urllib.request.urlopen(uri + "/health", timeout=1)
-                break
+                with urllib.request.urlopen(uri + "/health", timeout=1):
+                    break
             except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    pytest.fail(f"mlflow server on port {port} did not start")
                 time.sleep(0.5)
         out = run_cli(tmp_path, "depth=2,3", f"tracking.uri={uri}", *TINY)
         assert out.returncode == 0, out.stderr
@@ -293,7 +295,11 @@ def test_tracking_server(tmp_path: Path) -> None:
         assert not (tmp_path / "mlflow.db").exists()
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 BAD_INPUTS = [
