@@ -28,6 +28,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from depthlab.compose import compose_job_configs
 from depthlab.config import Config, ConfigError, config_hash, flatten, validate
 
 CONFIG_PATH = str(Path(__file__).parent / "conf")
@@ -272,14 +273,12 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     jobs = _compose_jobs(sweeper, arguments)
     loader = sweeper.hydra_context.config_loader
     configs: list[dict[str, Any]] = []
-    composed: list[DictConfig] = []
-    for overrides in jobs:
-        try:
-            cfg = loader.load_sweep_config(sweeper.config, list(overrides))
-            composed.append(cfg)
-            d = job_dict(cfg)
-        except (HydraException, ValueError, KeyError) as err:
-            fail(_explain_composition_error(err))
+    try:
+        composed = compose_job_configs(loader, sweeper.config, jobs)
+        dicts = [job_dict(cfg) for cfg in composed]
+    except (HydraException, ValueError, KeyError) as err:
+        fail(_explain_composition_error(err))
+    for d in dicts:
         try:
             validate(d)
         except ConfigError as err:

@@ -230,6 +230,15 @@ def machine_markdown(info: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def machine_line(info: Mapping[str, Any]) -> str:
+    """The machine in one line: CPU, load, commit and date."""
+    load = ", ".join(f"{x:g}" for x in info["load_average_at_start"])
+    return (
+        f"{info['cpu']}, {info['cores']} cores, load average {load} at start, "
+        f"depthlab commit {info['git_commit']}, {info['date']}"
+    )
+
+
 # ---------------------------------------------------------------------------
 # Tables
 

@@ -133,12 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     tic = time.perf_counter()
+    sections_md: dict[str, str] = {}
     for name in args.sections:
         t0 = time.perf_counter()
         print(f"== {name}", flush=True)
         md, data = funcs[name](args)
         seconds = time.perf_counter() - t0
-        parts += ["", f"### {titles[name]}", "", md, "", f"*({seconds:.0f} s)*"]
+        sections_md[name] = f"{md}\n\n*({seconds:.0f} s)*"
+        parts += ["", f"### {titles[name]}", "", sections_md[name]]
         results[name] = data
     total = time.perf_counter() - tic
     parts += ["", f"Whole run: {total:.0f} s."]
@@ -157,10 +159,55 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        readme.write_text(f"{head}{BEGIN}\n\n{markdown}\n{END}{tail}")
+        block, tail = rest.split(END, 1)
+        if set(args.sections) != set(SECTIONS):
+            # Only some sections ran: replace those, keep the others' results.
+            new = {titles[name]: sections_md[name] for name in args.sections}
+            note = (
+                f"*Updated alone by `{command.strip()}` "
+                f"({common.machine_line(info)}); the rest of this block is from "
+                f"the run described at its top.*"
+            )
+            markdown = replace_sections(block, new, note)
+        readme.write_text(f"{head}{BEGIN}\n\n{markdown.strip()}\n\n{END}{tail}")
         print(f"updated {readme}", flush=True)
     return 0
+
+
+def replace_sections(block: str, new: dict[str, str], note: str) -> str:
+    r"""``block`` with the text under each ``### title`` of ``new`` replaced.
+
+    A title that is not in ``block`` is appended before its closing
+    ``Whole run`` line.
+
+    Examples
+    --------
+    >>> replace_sections("top\n\n### A\n\nold a\n\n### B\n\nb\n\nWhole run: 9 s.\n",
+    ...                  {"A": "new a"}, "*note*")
+    'top\n\n### A\n\n*note*\n\nnew a\n\n### B\n\nb\n\nWhole run: 9 s.\n'
+    """
+    lines = block.strip("\n").split("\n")
+    trailer = [ln for ln in lines if ln.startswith("Whole run:")]
+    lines = [ln for ln in lines if not ln.startswith("Whole run:")]
+    chunks: list[tuple[str | None, list[str]]] = [(None, [])]
+    for line in lines:
+        if line.startswith("### "):
+            chunks.append((line[4:].strip(), []))
+        else:
+            chunks[-1][1].append(line)
+    seen = {title for title, _ in chunks}
+    out: list[str] = []
+    for title, body in chunks:
+        if title is not None:
+            out.append(f"### {title}")
+            if title in new:
+                body = ["", note, "", *new[title].strip("\n").split("\n"), ""]
+        out.extend(body)
+    for title, text in new.items():
+        if title not in seen:
+            out += [f"### {title}", "", note, "", *text.strip("\n").split("\n"), ""]
+    out += trailer
+    return "\n".join(out).strip("\n") + "\n"
 
 
 if __name__ == "__main__":

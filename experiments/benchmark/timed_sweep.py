@@ -5,9 +5,11 @@ sweep in this process, with the same code and output as ``python -m
 depthlab``, and writes the seconds spent in each part to ``OUT.json``:
 
 - ``imports``: from this script's start to Hydra's entry (depthlab, Hydra);
-- ``compose_to_validate``, ``compose_in_launcher``: Hydra composing job configs
-  (``load_sweep_config``): depthlab's sweeper composes every job to validate
-  it, Hydra's launcher composes it again to run it;
+- ``compose_to_validate``: the sweeper building every job's config
+  (``depthlab.compose.compose_job_configs``: Hydra composes one job per
+  structure, the others are derived from it), ``compose_in_launcher``: a
+  launcher composing them again (``load_sweep_config``; the basic launcher runs
+  the sweeper's configs in this process and composes nothing);
 - ``mlflow_import``: importing mlflow's client and SQLite store (done here
   up front; depthlab imports it lazily at its first tracking call);
 - ``mlflow_first_client``: the first MlflowClient's creation and first use
@@ -18,8 +20,9 @@ depthlab``, and writes the seconds spent in each part to ``OUT.json``:
   computation), ``job_run`` (create_run and set_terminated), ``log_job``
   (log_batch, parquet tables and log_artifacts);
 - ``mlflow_calls``: time in each MlflowClient method;
-- ``launch``: Hydra's launcher, whole (its per-job machinery is ``launch`` minus
-  the job function and the launcher's composing);
+- ``launch``: running the jobs, whole (``app._run_in_process`` for the basic
+  launcher, the launcher's ``launch`` otherwise); its per-job machinery is
+  ``launch`` minus the job function and the launcher's composing;
 - ``report``: building the report;
 - ``main``: Hydra's entry to the end.
 
@@ -71,25 +74,30 @@ def main() -> None:
     compose = ConfigLoaderImpl.load_sweep_config
 
     def load_sweep_config(*args: Any, **kwargs: Any) -> Any:
-        name = "compose_in_launcher" if in_launch[0] else "compose_to_validate"
-        return timed(name, compose)(*args, **kwargs)
+        if in_launch[0]:
+            return timed("compose_in_launcher", compose)(*args, **kwargs)
+        return compose(*args, **kwargs)
 
     ConfigLoaderImpl.load_sweep_config = load_sweep_config
+    app.compose_job_configs = timed("compose_to_validate", app.compose_job_configs)
+
+    def launching(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            in_launch[0] = True
+            try:
+                return timed("launch", fn)(*args, **kwargs)
+            finally:
+                in_launch[0] = False
+
+        return wrapper
+
+    app._run_in_process = launching(app._run_in_process)
     sweep = app.sweep
 
     def sweep_timed(sweeper: Any, arguments: list[str]) -> Any:
         # Hydra loads its launcher plugins as fresh module objects: wrap the
         # instance's method instead of the class's.
-        launch = sweeper.launcher.launch
-
-        def launch_timed(*args: Any, **kwargs: Any) -> Any:
-            in_launch[0] = True
-            try:
-                return timed("launch", launch)(*args, **kwargs)
-            finally:
-                in_launch[0] = False
-
-        sweeper.launcher.launch = launch_timed
+        sweeper.launcher.launch = launching(sweeper.launcher.launch)
         return sweep(sweeper, arguments)
 
     app.sweep = sweep_timed

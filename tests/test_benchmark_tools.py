@@ -1,0 +1,71 @@
+"""The benchmark's bookkeeping: the timed sweep sees every part, README updates."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "experiments" / "benchmark"
+
+
+def _module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCHMARK / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_timed_sweep_attributes_time_to_every_part(tmp_path: Path) -> None:
+    out = tmp_path / "timings.json"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARK / "timed_sweep.py"),
+            str(out),
+            "depth=2..4",
+            "width=8",
+            "input_dim=4",
+            "probe.networks=2",
+            "probe.inputs=3",
+            "probe.spectra=1",
+            "report=false",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    timings = json.loads(out.read_text())
+    spent, calls = timings["spent"], timings["calls"]
+    assert calls["compose_to_validate"] == 1
+    assert calls["run_probe"] == calls["job_total"] == calls["log_job"] == 3
+    for part in ("compose_to_validate", "launch", "job_total", "run_probe", "main"):
+        assert spent[part] > 0, part
+    # The parts nest: jobs run inside the launch, the computation inside a job.
+    assert spent["launch"] > spent["job_total"] > spent["run_probe"]
+    assert spent["main"] > spent["launch"] + spent["compose_to_validate"]
+    assert timings["mlflow_calls"]["create_run"] > 0
+
+
+def test_update_of_some_sections_keeps_the_others() -> None:
+    run = _module("run")
+    block = (
+        "Command: `run.py`\n\n### Kernel\n\nold kernel\n\n### Sweep\n\nold sweep\n\n"
+        "Whole run: 9 s.\n"
+    )
+    out = run.replace_sections(block, {"Sweep": "new sweep"}, "*alone*")
+    assert "old kernel" in out and "old sweep" not in out
+    assert out.index("### Sweep") < out.index("*alone*") < out.index("new sweep")
+    assert out.rstrip().endswith("Whole run: 9 s.")
+    added = run.replace_sections(block, {"Scaling": "fits"}, "*alone*")
+    assert added.index("old sweep") < added.index("### Scaling") < added.index("fits")
+    assert added.rstrip().endswith("Whole run: 9 s.")
