@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -94,3 +96,38 @@ def test_every_invocation_is_a_multirun_except_help_and_cfg() -> None:
     ]
     assert "--multirun" not in rewrite_argv(["--cfg", "job", "depth=3"])
     assert "--multirun" not in rewrite_argv(["--help"])
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_exit_now_runs_atexit_and_flushes_buffered_output() -> None:
+    out = _python(
+        "import atexit, sys\n"
+        "from depthlab.__main__ import exit_now\n"
+        "atexit.register(lambda: print('atexit ran'))\n"
+        "print('buffered', end=' ')\n"
+        "sys.stderr.write('to stderr')\n"
+        "exit_now(3)\n"
+    )
+    assert out.returncode == 3
+    assert out.stdout == "buffered atexit ran\n"
+    assert out.stderr == "to stderr"
+
+
+def test_exit_now_waits_for_a_live_thread_and_prints_text_status() -> None:
+    out = _python(
+        "import threading, time\n"
+        "from depthlab.__main__ import exit_now\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done')))"
+        ".start()\n"
+        "exit_now(0)\n"
+    )
+    assert out.returncode == 0
+    assert out.stdout == "thread done\n"
+    text = _python("from depthlab.__main__ import exit_now\nexit_now('bad news')\n")
+    assert text.returncode == 1
+    assert text.stderr.strip() == "bad news"

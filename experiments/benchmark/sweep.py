@@ -244,12 +244,20 @@ def levers(quick: bool) -> dict[str, Any]:
 
     out: dict[str, Any] = {"sqlite": _sqlite_modes(4 if quick else 8, 26)}
     with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
-        base = compose(config_name="config", overrides=["depth=6"])
+        base = compose(
+            config_name="config", overrides=["depth=6"], return_hydra_config=True
+        )
         group_exists = GlobalHydra.instance().config_loader().repository.group_exists
         job = OverridesParser.create().parse_overrides(["depth=7"])
 
         def compose_job() -> None:
-            app.job_dict(compose(config_name="config", overrides=["depth=7"]))
+            app.job_dict(
+                compose(
+                    config_name="config",
+                    overrides=["depth=7"],
+                    return_hydra_config=True,
+                )
+            )
 
         def update_job() -> None:
             app.job_dict(_derive(base, job, group_exists))

@@ -170,6 +170,7 @@ def main() -> None:
         return c
 
     tracking._client = client
+    from depthlab.__main__ import exit_now
     from depthlab.__main__ import main as depthlab_main
 
     spent["imports"] = time.perf_counter() - START
@@ -199,7 +200,7 @@ def main() -> None:
                 f,
                 indent=1,
             )
-    raise SystemExit(code)
+    exit_now(code)  # as `python -m depthlab` ends
 
 
 if __name__ == "__main__":
