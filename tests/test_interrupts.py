@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from depthlab import interrupts
+from depthlab import interrupts, tracking
 
 
 @pytest.fixture
@@ -145,9 +145,14 @@ def _signal_inside(
     return calls
 
 
-def _statuses(uri: str) -> dict[str, str]:
-    from depthlab import tracking
+@pytest.fixture
+def sweep(tmp_path: Path) -> tuple[str, str]:
+    """A fresh store's URI and a RUNNING sweep run in experiment ``t``."""
+    uri = tracking.default_uri(tmp_path)
+    return uri, tracking.start_sweep(uri, "t", run_name="sweep", params={})
 
+
+def _statuses(uri: str) -> dict[str, str]:
     client = tracking._client(uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     return {r.info.run_name: r.info.status for r in runs}
@@ -155,8 +160,6 @@ def _statuses(uri: str) -> dict[str, str]:
 
 def _record() -> object:
     import pandas as pd
-
-    from depthlab import tracking
 
     return tracking.JobRecord(
         run_name="L=2",
@@ -170,12 +173,9 @@ def _record() -> object:
 
 
 def test_signal_while_creating_a_job_run_marks_it_failed(
-    handlers: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    handlers: None, sweep: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from depthlab import tracking
-
-    uri = tracking.default_uri(tmp_path)
-    parent = tracking.start_sweep(uri, "t", run_name="sweep", params={})
+    uri, parent = sweep
     _signal_inside(monkeypatch, "create_run")
     body = []
     with pytest.raises(KeyboardInterrupt):
@@ -191,12 +191,9 @@ def test_signal_while_creating_a_job_run_marks_it_failed(
 
 
 def test_signal_while_logging_keeps_the_log_and_marks_the_run_failed(
-    handlers: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    handlers: None, sweep: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from depthlab import tracking
-
-    uri = tracking.default_uri(tmp_path)
-    parent = tracking.start_sweep(uri, "t", run_name="sweep", params={})
+    uri, parent = sweep
     _signal_inside(monkeypatch, "log_batch")
     with pytest.raises(KeyboardInterrupt):
         with tracking.job_run(uri, "t", parent, "L=2", "h") as run_id:
@@ -212,12 +209,9 @@ def test_signal_while_logging_keeps_the_log_and_marks_the_run_failed(
 
 
 def test_signal_while_finishing_keeps_the_run_finished(
-    handlers: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    handlers: None, sweep: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from depthlab import tracking
-
-    uri = tracking.default_uri(tmp_path)
-    parent = tracking.start_sweep(uri, "t", run_name="sweep", params={})
+    uri, parent = sweep
     _signal_inside(monkeypatch, "set_terminated")
     with pytest.raises(KeyboardInterrupt):
         with tracking.job_run(uri, "t", parent, "L=2", "h") as run_id:
@@ -229,8 +223,6 @@ def test_signal_while_finishing_keeps_the_run_finished(
 def test_signal_while_starting_a_sweep_marks_it_killed(
     handlers: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from depthlab import tracking
-
     uri = tracking.default_uri(tmp_path)
     _signal_inside(monkeypatch, "log_batch")
     with pytest.raises(KeyboardInterrupt):
