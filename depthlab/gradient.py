@@ -16,7 +16,7 @@ Everything is batched over inputs (rows of ``X``) and over a stack of networks
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 
@@ -76,14 +76,17 @@ hidden layers is computed in one call: for small arrays the cost of a call
 (~3 µs) is most of the work (1.2-1.3x faster at one input)."""
 
 
-def _derivatives(net: Network, X: Array) -> list[Array]:
+def _derivatives(
+    net: Network, X: Array, output: list[Array] | None = None
+) -> list[Array]:
     """sigma'(z^[l]) for l = 2..L, each of shape ``(..., n_l, B)``.
 
     The forward pass (3.2) with the inputs as columns, as in the paper:
     z^[l] = W^[l] a^[l-1] + b^[l] for all B inputs is one product ``W @ A`` per
     network with no transposed operand (numpy's stacked products ``A @ W.T``
     are up to 2x slower for the small matrices of a stack of networks). Only
-    sigma'(z^[l]) is kept, and a^[L] is not computed.
+    sigma'(z^[l]) is kept; a^[L], shape ``(..., n_L, B)``, is computed only if
+    a list ``output`` is given, and appended to it.
     """
     a = np.ascontiguousarray(_transpose(net.as_input(X)))
     weights, biases, sigmas = net.weights, net.biases, net.sigmas
@@ -99,6 +102,8 @@ def _derivatives(net: Network, X: Array) -> list[Array]:
             a = sigmas[i].fn(z)
         z = weights[-1] @ a
         z += biases[-1][..., :, None]
+        if output is not None:
+            output.append(sigmas[-1].fn(z))
         return [*sigmas[0].derivative(zs), sigmas[-1].derivative(z)]
     ds = []
     for i, (w, b, sigma) in enumerate(zip(weights, biases, sigmas, strict=True)):
@@ -106,6 +111,8 @@ def _derivatives(net: Network, X: Array) -> list[Array]:
         z += b[..., :, None]
         if i < hidden:
             a = sigma.fn(z)
+        elif output is not None:
+            output.append(sigma.fn(z))
         ds.append(sigma.derivative(z))
     return ds
 
@@ -199,7 +206,21 @@ def _input_gradient(net: Network, X: Array) -> Array:
     return g
 
 
-def backprop_log10_norms(net: Network, X: Array) -> Array:
+@overload
+def backprop_log10_norms(
+    net: Network, X: Array, *, return_outputs: Literal[False] = False
+) -> Array: ...
+
+
+@overload
+def backprop_log10_norms(
+    net: Network, X: Array, *, return_outputs: Literal[True]
+) -> tuple[Array, Array]: ...
+
+
+def backprop_log10_norms(
+    net: Network, X: Array, *, return_outputs: bool = False
+) -> Array | tuple[Array, Array]:
     """log10 of the backprop norms || d a^[L] / d a^[l] ||, l = 1..L-1.
 
     Parameters
@@ -208,6 +229,8 @@ def backprop_log10_norms(net: Network, X: Array) -> Array:
         A network, or a stack of networks.
     X : ndarray, shape (B, n_1) or (n_1,); for a stack also (K, B, n_1)
         Inputs x = a^[1].
+    return_outputs : bool, default False
+        Also return the outputs a^[L](x), from the same forward pass.
 
     Returns
     -------
@@ -217,6 +240,10 @@ def backprop_log10_norms(net: Network, X: Array) -> Array:
         is the Frobenius norm. A single input vector gives shape ``(..., L-1)``.
         A gradient that is exactly zero (e.g. every ReLU of a layer inactive)
         gives -inf, with no warning.
+    ndarray, shape (..., B, n_L), in the network's dtype
+        Only with ``return_outputs=True``: a^[L](x), equal to ``net(X)`` up to
+        rounding (the products are taken in another order). A single input
+        vector gives shape ``(..., n_L)``.
 
     Notes
     -----
@@ -238,13 +265,28 @@ def backprop_log10_norms(net: Network, X: Array) -> Array:
     array([-401.,   -1.])
     """
     single = np.ndim(X) == 1
-    out = _in_groups(_backprop_log10_norms, net, X)
-    return out[..., 0, :] if single else out
+    fn = _backprop_log10_norms_and_outputs if return_outputs else _backprop_log10_norms
+    out = _in_groups(fn, net, X)
+    if single:
+        out = out[..., 0, :]
+    if not return_outputs:
+        return out
+    n_layers = net.depth - 1
+    return out[..., :n_layers], out[..., n_layers:].astype(net.dtype)
 
 
-def _backprop_log10_norms(net: Network, X: Array) -> Array:
+def _backprop_log10_norms_and_outputs(net: Network, X: Array) -> Array:
+    """The norms with a^[L] appended as n_L more columns (float64: exact)."""
+    output: list[Array] = []
+    norms = _backprop_log10_norms(net, X, output)
+    return np.concatenate([norms, _transpose(output[0]).astype(np.float64)], axis=-1)
+
+
+def _backprop_log10_norms(
+    net: Network, X: Array, output: list[Array] | None = None
+) -> Array:
     """:func:`backprop_log10_norms` for inputs of shape ``(..., B, n_1)``."""
-    ds = _derivatives(net, X)
+    ds = _derivatives(net, X, output)
     g = _seed(net, ds)
     batch_shape = g.shape[:-2]
     out = np.empty((*batch_shape, net.depth - 1), dtype=np.float64)

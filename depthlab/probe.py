@@ -289,8 +289,8 @@ def run_probe(spec: ProbeSpec, *, rng: np.random.Generator) -> ProbeResult:
     )
     X = sample_inputs(spec.input_distribution, (k, b, spec.input_dim), rng=rng)
     X = X.astype(net.dtype)
-    log10_norms = backprop_log10_norms(net, X)  # (K, B, L-1)
-    outputs = net(X)[..., 0]
+    log10_norms, outputs = backprop_log10_norms(net, X, return_outputs=True)
+    outputs = outputs[..., 0]  # log10_norms: (K, B, L-1); outputs: (K, B)
     input_sq = np.mean(X.astype(np.float64) ** 2, axis=-1)
     cfg = spec.config_columns()
 

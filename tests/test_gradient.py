@@ -478,3 +478,53 @@ def test_stack_processed_in_groups_equals_whole_stack(monkeypatch, n_out: int) -
     monkeypatch.setattr(gradient, "_GROUP_BYTES", 1)
     np.testing.assert_array_equal(gradient.input_gradient(net, X), whole_grad)
     np.testing.assert_array_equal(gradient.backprop_log10_norms(net, X), whole_logs)
+
+
+# -- outputs from the gradient's forward pass -------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_out", [1, 3])
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+@pytest.mark.parametrize(
+    ("widths", "stack", "batch"),
+    [
+        # small layers take the one-call path for sigma', large ones the loop
+        ([5, 6, 6, 6], (4,), 3),
+        ([8, 32, 48, 40], (2,), 200),
+        ([5, 7], (), 4),
+    ],
+)
+def test_outputs_come_from_the_same_forward_pass(
+    widths, stack, batch, activation, n_out, dtype, rng
+) -> None:
+    """``return_outputs=True`` gives net(X) (to rounding: the products are taken
+    in another order) and leaves the norms bitwise unchanged."""
+    extra = {"num_networks": stack[0]} if stack else {}
+    net = _network(activation, "gaussian", [*widths, n_out], rng, dtype=dtype, **extra)
+    X = rng.standard_normal((*stack, batch, widths[0])).astype(dtype)
+    norms, outputs = backprop_log10_norms(net, X, return_outputs=True)
+    np.testing.assert_array_equal(norms, backprop_log10_norms(net, X))
+    reference = net(X)
+    assert outputs.dtype == reference.dtype and outputs.shape == reference.shape
+    # Rounding of O(n) products and sums, relative to the outputs' scale:
+    # float64 saw 2e-14 at width 64, float32 4e-7.
+    scale = max(float(np.max(np.abs(reference))), np.finfo(dtype).tiny)
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    assert np.max(np.abs(outputs - reference)) <= tolerance * scale
+
+
+def test_outputs_of_one_input_and_of_groups(monkeypatch, rng) -> None:
+    import depthlab.gradient as gradient
+
+    net = _network("tanh", "gaussian", [5, 6, 2], rng, num_networks=4)
+    X = rng.standard_normal((4, 3, 5))
+    norms, outputs = backprop_log10_norms(net, X, return_outputs=True)
+    monkeypatch.setattr(gradient, "_GROUP_BYTES", 1)  # one network per group
+    grouped = backprop_log10_norms(net, X, return_outputs=True)
+    np.testing.assert_array_equal(grouped[0], norms)
+    np.testing.assert_array_equal(grouped[1], outputs)
+    single = _network("tanh", "gaussian", [5, 6, 2], rng)
+    norms1, outputs1 = backprop_log10_norms(single, X[0, 0], return_outputs=True)
+    assert norms1.shape == (2,) and outputs1.shape == (2,)
+    np.testing.assert_allclose(outputs1, single(X[0, :1])[0], rtol=1e-12)
