@@ -234,6 +234,7 @@ def start_sweep(
             with deferred():
                 client.set_terminated(run_id, status="KILLED")
         raise
+    assert run_id is not None  # the deferred block ran to its end
     return run_id
 
 
