@@ -181,7 +181,7 @@ def exit_now(status: object = 0) -> NoReturn:
     """Exit with ``status`` without tearing down every loaded module.
 
     Python's finalization frees mlflow, SQLAlchemy, pandas and matplotlib
-    module by module: about 0.8 s per process here, for nothing a finished sweep
+    module by module: most of a second per process, for nothing a finished sweep
     needs. This runs the ``atexit`` handlers (logging's flush among them) and
     flushes the standard streams, then ends the process. The SQLite store needs
     no closing: every MLflow write is a committed transaction. When another
