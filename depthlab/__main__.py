@@ -115,10 +115,6 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     return out
 
 
-GROUPS = ("activation", "init", "experiment")
-"""Config groups of depthlab (folders of ``depthlab/conf``)."""
-
-
 def group_options(group: str) -> list[str]:
     """The options of a config group, from the files in ``depthlab/conf/<group>``."""
     folder = Path(__file__).parent / "conf" / group
@@ -126,26 +122,30 @@ def group_options(group: str) -> list[str]:
 
 
 def _precheck(arg: str) -> None:
-    """One-line errors for unknown group options, keys and mistyped values."""
-    from depthlab.config import ConfigError, check_cli_value
+    """One-line errors for unknown group options and keys, and bad values.
+
+    The override is parsed by Hydra's own grammar and each of its values checked
+    against the schema (:func:`depthlab.app.check_override`), before Hydra
+    composes the config.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from depthlab.app import check_override
+    from depthlab.schema import ConfigError
 
     if "=" not in arg:
         return
-    key, value = arg.split("=", 1)
-    group = key.lstrip("+")
-    if group in GROUPS:
-        if "(" in value:
-            return
-        valid = group_options(group)
-        for option in value.split(","):
-            if option.strip() not in valid:
-                raise UsageError(
-                    f"{group}={option.strip()!r} is not allowed; "
-                    f"valid: {', '.join(valid)}"
-                )
-        return
     try:
-        check_cli_value(key, value)
+        override = OverridesParser.create().parse_override(arg)
+    except HydraException as err:
+        key, value = arg.split("=", 1)
+        reason = " ".join(str(err).split())
+        raise UsageError(
+            f"{key}={value!r} is not an override Hydra reads ({reason})"
+        ) from None
+    try:
+        check_override(override)
     except ConfigError as err:
         raise UsageError(str(err)) from None
 

@@ -28,8 +28,11 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from depthlab import schema
 from depthlab.compose import compose_job_configs
-from depthlab.config import Config, ConfigError, config_hash, flatten, validate
+from depthlab.config import Config
+from depthlab.schema import ConfigError, config_hash
+from depthlab.validate import validate
 
 CONFIG_PATH = str(Path(__file__).parent / "conf")
 
@@ -71,51 +74,42 @@ def job_dict(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run_name(d: dict[str, Any]) -> str:
-    """A run's name from what a job sets, e.g. ``L=12 tanh gaussian sw=1.0 n=64``."""
-    init = d["init"]
-    hidden = d.get("hidden_widths")
-    parts = [
-        f"L={d['depth']}",
-        d["activation"],
-        init["name"],
-        f"sw={init['sigma_w']:g}",
-        f"n={'-'.join(map(str, hidden)) if hidden else d['width']}",
-    ]
-    if init["sigma_b"]:
-        parts.append(f"sb={init['sigma_b']:g}")
-    if d["output_activation"] not in (None, d["activation"]):
-        parts.append(f"out={d['output_activation']}")
-    if d["dtype"] != "float64":
-        parts.append(d["dtype"])
-    if d["task"] == "train":
-        parts.insert(0, d["train"]["dataset"])
-    if d["seed"]:
-        parts.append(f"seed={d['seed']}")
+    """A run's name from what a job sets, e.g. ``L=12 tanh gaussian sw=1 n=64``.
+
+    The keys and labels are :data:`depthlab.schema.RUN_NAME`'s.
+    """
+    parts = []
+    for key, label, always in schema.RUN_NAME:
+        k = schema.BY_KEY[key]
+        if k.task not in (None, d["task"]):
+            continue
+        value = schema.get(d, key)
+        if key == "width" and d.get("hidden_widths"):
+            value = "-".join(map(str, d["hidden_widths"]))
+        if key == "output_activation" and value == d["activation"]:
+            continue
+        if not always and value == k.default:
+            continue
+        parts.append(
+            f"{label}{value:g}" if isinstance(value, float) else f"{label}{value}"
+        )
     return " ".join(parts)
 
 
 def _probe_spec(d: dict[str, Any]) -> Any:
-    from depthlab.probe import ProbeSpec
+    """The job's :class:`~depthlab.probe.ProbeSpec`: each field is the value of
+    the schema key with that column."""
+    import dataclasses
 
-    probe = d["probe"]
-    return ProbeSpec(
-        depth=d["depth"],
-        width=d["width"],
-        input_dim=d["input_dim"],
-        output_dim=d["output_dim"],
-        activation=d["activation"],
-        output_activation=d["output_activation"] or d["activation"],
-        init=d["init"]["name"],
-        sigma_w=float(d["init"]["sigma_w"]),
-        sigma_b=float(d["init"]["sigma_b"]),
-        dtype=d["dtype"],
-        seed=d["seed"],
-        networks=probe["networks"],
-        inputs=probe["inputs"],
-        input_distribution=probe["input_distribution"],
-        spectra=probe["spectra"],
-        hidden_widths=tuple(d["hidden_widths"]) if d.get("hidden_widths") else None,
-    )
+    from depthlab.probe import ProbeSpec
+    from depthlab.validate import output_activation
+
+    names = {f.name for f in dataclasses.fields(ProbeSpec)}
+    values = {k.column: schema.get(d, k.key) for k in schema.KEYS if k.column in names}
+    values["output_activation"] = output_activation(d)
+    if values.get("hidden_widths"):
+        values["hidden_widths"] = tuple(values["hidden_widths"])
+    return ProbeSpec(**values)
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -174,7 +168,7 @@ def _run_probe_job(
     )
     record = JobRecord(
         run_name=run_name,
-        params=flatten({k: v for k, v in d.items() if k not in ("tracking", "train")}),
+        params=schema.job_params(d),
         config_hash=config_hash,
         summary=s,
         per_layer=result.per_layer,
@@ -219,9 +213,13 @@ def _compose_jobs(sweeper: Any, arguments: list[str]) -> list[list[str]]:
     parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
     try:
         overrides = parser.parse_overrides(params_conf)
+        for override in overrides:
+            check_override(override)
         batches = sweeper.split_arguments(overrides, None)
     except HydraException as err:
         fail(_one_line(err))
+    except ConfigError as err:
+        fail(str(err))
     return [list(job) for batch in batches for job in batch]
 
 
@@ -235,29 +233,43 @@ def _group_options(group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-def _explain_composition_error(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    for group in ("activation", "init", "experiment"):
-        if f"'{group}/" in text or f"{group}=" in text.split(" ")[0:1]:
-            import re
+GROUPS = ("activation", "init", "experiment")
+"""Config groups of depthlab (folders of ``depthlab/conf``)."""
 
-            m = re.search(rf"'{group}/([^']*)'", text)
-            value = m.group(1) if m else "?"
-            return (
-                f"{group}={value!r} is not allowed; valid: "
-                f"{', '.join(_group_options(group))}"
-            )
-    import re
 
-    m = re.search(
-        r"Value '([^']*)' (?:of type '\w+' )?could not be converted to "
-        r"(\w+).*?full_key: ([\w.]+)",
-        text,
-    )
-    if m:
-        value, kind, key = m.groups()
-        return f"{key}={value!r} is not allowed; {key} must be of type {kind.lower()}"
-    return text[:500]
+def check_override(override: Any) -> None:
+    """Check a parsed override's value(s) against the schema, before Hydra composes.
+
+    Every value of a sweep (a comma list, ``range()``) is checked; a group's
+    options must be its YAML files. Hydra's own keys, deletions and ``glob()``
+    are left to Hydra.
+
+    Raises
+    ------
+    ConfigError
+    """
+    from hydra.core.override_parser.types import ChoiceSweep, RangeSweep
+
+    from depthlab.validate import check_option, check_value
+
+    key = override.key_or_group
+    if override.is_hydra_override() or override.is_delete() or "/" in key:
+        return
+    value = override.value()
+    if override.is_sweep_override():
+        if isinstance(value, ChoiceSweep):
+            values = list(value.list)
+        elif isinstance(value, RangeSweep):
+            values = list(override.sweep_iterator())
+        else:  # glob(), interval(): Hydra expands them
+            return
+    else:
+        values = [value]
+    for v in values:
+        if key in GROUPS:
+            check_option(key, v, _group_options(key))
+        else:
+            check_value(key, v)
 
 
 def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
@@ -277,7 +289,7 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         composed = compose_job_configs(loader, sweeper.config, jobs)
         dicts = [job_dict(cfg) for cfg in composed]
     except (HydraException, ValueError, KeyError) as err:
-        fail(_explain_composition_error(err))
+        fail(_one_line(err))
     for d in dicts:
         try:
             validate(d)

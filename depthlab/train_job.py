@@ -8,8 +8,8 @@ health at initialization can be set against trainability.
 Conventions: the network's input and output sizes come from the dataset (the
 ``input_dim`` and ``output_dim`` keys are ignored for training and logged as the
 dataset's); with ``train.cost=cross_entropy`` the output layer gives logits, so
-``output_activation`` defaults to ``linear`` (an explicit non-linear output with
-cross-entropy is a configuration error).
+``output_activation`` is ``linear`` (an explicit non-linear output with
+cross-entropy is refused by :func:`depthlab.validate.check_rules`).
 """
 
 from __future__ import annotations
@@ -20,27 +20,15 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from depthlab.config import ConfigError, flatten
+from depthlab import schema
 from depthlab.datasets import Dataset, load_dataset
 from depthlab.gradient import backprop_log10_norms
 from depthlab.initializers import effective_sigma_w
 from depthlab.network import init_network
 from depthlab.training import train
+from depthlab.validate import output_activation as training_output_activation
 
 CURVE_METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
-
-
-def training_output_activation(d: dict[str, Any]) -> str:
-    """The output activation a training job uses (see the module docstring)."""
-    out = d["output_activation"]
-    if d["train"]["cost"] == "cross_entropy":
-        if out not in (None, "linear"):
-            raise ConfigError(
-                f"output_activation={out!r} is not allowed with "
-                f"train.cost=cross_entropy; the output layer gives logits: use linear"
-            )
-        return "linear"
-    return out or d["activation"]
 
 
 def training_widths(d: dict[str, Any], data: Dataset) -> list[int]:
@@ -194,35 +182,23 @@ def run_training_job(
             extra.append((metric, float(row[metric]), int(step)))
 
     cfg_cols = {
-        "depth": len(widths),
-        "width": d["width"],
-        "activation": d["activation"],
-        "init": d["init"]["name"],
-        "sigma_w": float(d["init"]["sigma_w"]),
-        "sigma_b": float(d["init"]["sigma_b"]),
-        "dataset": t["dataset"],
-        "optimizer": t["optimizer"],
-        "learning_rate": t["learning_rate"],
-        "momentum": t["momentum"] if t["optimizer"] == "sgd" else 0.0,
-        "batch_size": t["batch_size"],
-        "steps": t["steps"],
-        "cost": t["cost"],
-        "seed": d["seed"],
+        c: schema.get(d, schema.BY_COLUMN[c].key) for c in schema.TRAIN_CONFIG_COLUMNS
     }
+    cfg_cols["depth"] = len(widths)
+    cfg_cols["momentum"] = t["momentum"] if t["optimizer"] == "sgd" else 0.0
     tables = {"curves": curves, "final": final.astype({"diverged_at_step": "float64"})}
     for table in tables.values():
         for key, value in reversed(cfg_cols.items()):
             table.insert(0, key, value)
-    params = {k: v for k, v in d.items() if k not in ("tracking", "probe")}
     params = {
-        **params,
+        **schema.job_params(d),
         "input_dim": widths[0],
         "output_dim": widths[-1],
         "output_activation": output_activation,
     }
     record = JobRecord(
         run_name=run_name,
-        params=flatten(params),
+        params=params,
         config_hash=config_hash,
         summary=summary,
         per_layer=None,
