@@ -26,7 +26,7 @@ import json
 import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, make_dataclass
-from typing import Any, Optional
+from typing import Any
 
 from depthlab.activations import ACTIVATION_NAMES
 from depthlab.datasets import DATASET_NAMES
@@ -493,7 +493,7 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
 
 def _annotation(k: Key) -> Any:
     kind: Any = list[int] if k.type is list else k.type
-    return Optional[kind] if k.optional else kind  # noqa: UP045 (OmegaConf)
+    return kind | None if k.optional else kind
 
 
 def structured_config(keys: Collection[Key] = KEYS) -> type:
