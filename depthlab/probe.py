@@ -25,7 +25,8 @@ Tables (column names are used unchanged by tracking and the report):
     ``predicted_jac_log10_rms_sv`` (log10 of the root-mean-square singular value
     of J^(l)).
 
-Every table also carries the configuration columns (:data:`CONFIG_COLUMNS`).
+Every table also carries the configuration columns
+(:data:`depthlab.schema.CONFIG_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -41,21 +42,7 @@ from depthlab import spectra, theory
 from depthlab.gradient import backprop_log10_norms
 from depthlab.initializers import effective_sigma_w
 from depthlab.network import Network, init_network
-
-CONFIG_COLUMNS = (
-    "depth",
-    "width",
-    "input_dim",
-    "output_dim",
-    "activation",
-    "output_activation",
-    "init",
-    "sigma_w",
-    "sigma_b",
-    "dtype",
-    "seed",
-)
-"""Columns that identify a configuration in every table."""
+from depthlab.schema import CONFIG_COLUMNS
 
 VANISHED = -12.0
 EXPLODED = 12.0
