@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import signal
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 _RANGE = re.compile(r"^(?P<key>[\w./@+~-]+)=(?P<value>[^=]*\.\.[^=]*)$")
@@ -93,6 +92,12 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     out: list[str] = []
     skip_next = False
     multirun = True
+    # With the user's own config folders, Hydra alone knows every group option.
+    own_configs = any(
+        a in ("--config-dir", "-cd")
+        or a.startswith(("--config-dir=", "hydra.searchpath"))
+        for a in argv
+    )
     for arg in argv:
         if skip_next:
             out.append(arg)
@@ -108,25 +113,19 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         arg = expand_range(arg)
         if arg.startswith("experiment="):
             arg = "+" + arg
-        _precheck(arg)
+        _precheck(arg, groups=not own_configs)
         out.append(arg)
     if multirun and not any(a in ("-m", "--multirun") for a in out):
         out.insert(0, "--multirun")
     return out
 
 
-def group_options(group: str) -> list[str]:
-    """The options of a config group, from the files in ``depthlab/conf/<group>``."""
-    folder = Path(__file__).parent / "conf" / group
-    return sorted(p.stem for p in folder.glob("*.yaml"))
-
-
-def _precheck(arg: str) -> None:
+def _precheck(arg: str, *, groups: bool = True) -> None:
     """One-line errors for unknown group options and keys, and bad values.
 
     The override is parsed by Hydra's own grammar and each of its values checked
     against the schema (:func:`depthlab.app.check_override`), before Hydra
-    composes the config.
+    composes the config. ``groups=False`` leaves config group options to Hydra.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -145,7 +144,7 @@ def _precheck(arg: str) -> None:
             f"{key}={value!r} is not an override Hydra reads ({reason})"
         ) from None
     try:
-        check_override(override)
+        check_override(override, **({} if groups else {"options": None}))
     except ConfigError as err:
         raise UsageError(str(err)) from None
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,8 +213,9 @@ def _compose_jobs(sweeper: Any, arguments: list[str]) -> list[list[str]]:
     parser = OverridesParser.create(config_loader=sweeper.hydra_context.config_loader)
     try:
         overrides = parser.parse_overrides(params_conf)
+        loader = sweeper.hydra_context.config_loader
         for override in overrides:
-            check_override(override)
+            check_override(override, lambda g: sorted(loader.get_group_options(g)))
         batches = sweeper.split_arguments(overrides, None)
     except HydraException as err:
         fail(_one_line(err))
@@ -237,12 +238,16 @@ GROUPS = ("activation", "init", "experiment")
 """Config groups of depthlab (folders of ``depthlab/conf``)."""
 
 
-def check_override(override: Any) -> None:
+def check_override(
+    override: Any, options: Callable[[str], list[str]] | None = _group_options
+) -> None:
     """Check a parsed override's value(s) against the schema, before Hydra composes.
 
     Every value of a sweep (a comma list, ``range()``) is checked; a group's
-    options must be its YAML files. Hydra's own keys, deletions and ``glob()``
-    are left to Hydra.
+    options must be among ``options(group)`` (default: the YAML files of
+    depthlab's own conf/; None: groups are left to Hydra, which knows the
+    user's search path). Hydra's own keys, deletions and ``glob()`` are left to
+    Hydra.
 
     Raises
     ------
@@ -267,7 +272,8 @@ def check_override(override: Any) -> None:
         values = [value]
     for v in values:
         if key in GROUPS:
-            check_option(key, v, _group_options(key))
+            if options is not None:
+                check_option(key, v, options(key))
         else:
             check_value(key, v)
 

@@ -307,7 +307,8 @@ def test_tracking_server(tmp_path: Path) -> None:
 # on stderr, no store.
 BAD_INPUTS = [
     ("init.sigma_w=nan", "init.sigma_w=nan is not allowed"),  # the CLI's precheck
-    ("width=100000", "width=100000 input_dim=4 probe.networks=2"),  # the sweep's memory check
+    # the sweep's memory check:
+    ("width=100000", "width=100000 input_dim=4 probe.networks=2"),
     ("tracking.uri=ftp://nowhere", "allowed: a directory path"),
     ("tracking.uri=http://127.0.0.1:9", "http://127.0.0.1:9"),  # the store check
     ("hydra.sweep.dir=/proc/depthlab", "/proc/depthlab"),
@@ -339,4 +340,29 @@ def test_cfg_job_prints_config(tmp_path: Path) -> None:
     out = run_cli(tmp_path, "--cfg", "job", "depth=7")
     assert out.returncode == 0, out.stderr
     assert "depth: 7" in out.stdout
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_bad_value_in_a_users_preset_sweep_fails_fast(tmp_path: Path) -> None:
+    """The sweep checks the preset's sweeper params, which the CLI never sees."""
+    presets = tmp_path / "presets" / "experiment"
+    presets.mkdir(parents=True)
+    (presets / "mine.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n"
+        "      init.sigma_w: 1.0,nan\n"
+    )
+    out = run_cli(
+        tmp_path,
+        *TINY,
+        f"hydra.searchpath=[file://{tmp_path / 'presets'}]",
+        "+experiment=mine",
+        timeout=60,
+    )
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "depthlab: error: init.sigma_w=nan is not allowed; init.sigma_w must be a "
+        "finite number in [0, 100] (a standard deviation; beyond 100 the forward "
+        "pass and the theory overflow)"
+    ]
     assert not (tmp_path / "mlflow.db").exists()
