@@ -19,8 +19,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from . import schema
-from .schema import ConfigError, Key
+from depthlab import schema
+from depthlab.schema import ConfigError, Key
 
 # ---------------------------------------------------------------------------
 # One value
