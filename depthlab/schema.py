@@ -77,7 +77,7 @@ class Interval(Constraint):
     why: str = ""
 
     def is_satisfied_by(self, value: Any) -> bool:
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             return False
         left_ok = self.left is None or (
             value >= self.left if self.closed in ("both", "left") else value > self.left
@@ -93,16 +93,18 @@ class Interval(Constraint):
         noun = "an integer" if self.kind is int else "a finite number"
         lo_in = self.closed in ("both", "left")
         hi_in = self.closed in ("both", "right")
+        lo, hi = _bound(self.left), _bound(self.right)
         if self.right is None:
-            text = f"{noun} {'>=' if lo_in else '>'} {self.left:g}"
+            text = f"{noun} {'>=' if lo_in else '>'} {lo}"
         elif self.left is None:
-            text = f"{noun} {'<=' if hi_in else '<'} {self.right:g}"
+            text = f"{noun} {'<=' if hi_in else '<'} {hi}"
         else:
-            text = (
-                f"{noun} in {'[' if lo_in else '('}{self.left:g}, "
-                f"{self.right:g}{']' if hi_in else ')'}"
-            )
+            text = f"{noun} in {'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
         return f"{text} ({self.why})" if self.why else text
+
+
+def _bound(x: float | None) -> str:
+    return str(x) if isinstance(x, int | None) else f"{x:g}"
 
 
 @dataclass(frozen=True)
@@ -282,7 +284,7 @@ KEYS: tuple[Key, ...] = (
         probe_column=True, train_column=True, report_order=1),
     Key("dtype", str, "float64", Options(("float64", "float32")),
         "float64 or float32", probe_column=True, report_order=3),
-    Key("seed", int, 0, _NONNEG, "the job's random seed",
+    Key("seed", int, 0, Interval(int, 0, 2**32 - 1), "the job's random seed",
         probe_column=True, train_column=True, report_order=5),
     Key("force", bool, False, None, "true: recompute jobs that already FINISHED",
         semantic=False),

@@ -14,7 +14,6 @@ the key, the value and what is allowed.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -259,8 +258,12 @@ def memory_check(
     )
 
 
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.3g} GiB" if math.isfinite(n) else "inf GiB"
+def _gib(n: int) -> str:
+    try:
+        return f"{n / 2**30:.3g} GiB"
+    except OverflowError:  # beyond a float: the same format, from the digits
+        digits = str(n // 2**30)
+        return f"{digits[0]}.{digits[1:3]}e+{len(digits) - 1} GiB"
 
 
 # ---------------------------------------------------------------------------

@@ -98,7 +98,17 @@ BAD_INPUTS = [
         ["probe.networks=0"],
         "probe.networks=0 is not allowed; probe.networks must be an integer >= 1",
     ),
-    (["seed=-1"], "seed=-1 is not allowed; seed must be an integer >= 0"),
+    (["seed=-1"], "seed=-1 is not allowed; seed must be an integer in [0, 4294967295]"),
+    (
+        ["seed=1" + "0" * 30],
+        "seed=1" + "0" * 30 + " is not allowed; seed must be an integer in "
+        "[0, 4294967295]",
+    ),
+    (
+        ["width=1" + "0" * 400],
+        "depth=10 width=1" + "0" * 400 + " input_dim=64 probe.networks=64 "
+        "probe.inputs=8 " + PROBE_MEMORY.format("3.33e+794"),
+    ),
     (
         ["hidden_widths=[2,0]", "depth=4"],
         "hidden_widths=[2, 0] is not allowed; hidden_widths must be a list, each "
@@ -187,7 +197,8 @@ BAD_INPUTS = [
     # 1e9 x 33345 params x 8 B + 3 x 1e9 x 8 inputs x 577 neurons x 8 B + the
     # layers table, 1e9 x 8 x 10 rows x 24 columns x 8 B x 2 = 4.08e14 B; the
     # training job: 3 seeds x 7.0e10 params x 5 copies x 8 B + 3 x 2000 points x
-    # 8e5 neurons x 3 x 8 B = 8.5e12 B)
+    # 8e5 neurons x 3 x 8 B = 8.5e12 B; width=1e400 -> 64 x 7e800 x 8 B =
+    # 3.58e803 B = 3.33e794 GiB)
     (
         ["width=100000"],
         "depth=10 width=100000 input_dim=64 probe.networks=64 probe.inputs=8 "
