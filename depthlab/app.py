@@ -97,25 +97,7 @@ def run_name(d: dict[str, Any]) -> str:
 def _probe_spec(d: dict[str, Any]) -> Any:
     from depthlab.probe import ProbeSpec
 
-    probe = d["probe"]
-    return ProbeSpec(
-        depth=d["depth"],
-        width=d["width"],
-        input_dim=d["input_dim"],
-        output_dim=d["output_dim"],
-        activation=d["activation"],
-        output_activation=d["output_activation"] or d["activation"],
-        init=d["init"]["name"],
-        sigma_w=float(d["init"]["sigma_w"]),
-        sigma_b=float(d["init"]["sigma_b"]),
-        dtype=d["dtype"],
-        seed=d["seed"],
-        networks=probe["networks"],
-        inputs=probe["inputs"],
-        input_distribution=probe["input_distribution"],
-        spectra=probe["spectra"],
-        hidden_widths=tuple(d["hidden_widths"]) if d.get("hidden_widths") else None,
-    )
+    return ProbeSpec.from_config(d)
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -142,7 +124,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
                 d, rng=rng, run_name=name, config_hash=digest
             )
         else:
-            record, line = _run_probe_job(d, rng=rng, run_name=name, config_hash=digest)
+            record, line = _run_probe_job(d, run_name=name, config_hash=digest)
         record.config_yaml = OmegaConf.to_yaml(cfg)
         tracking.log_job(uri, run_id, record)
     seconds = time.perf_counter() - tic
@@ -160,12 +142,12 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _run_probe_job(
-    d: dict[str, Any], *, rng: Any, run_name: str, config_hash: str
+    d: dict[str, Any], *, run_name: str, config_hash: str
 ) -> tuple[Any, str]:
     from depthlab.probe import run_probe
     from depthlab.tracking import JobRecord
 
-    result = run_probe(_probe_spec(d), rng=rng)
+    result = run_probe(_probe_spec(d))
     s = result.summary
     line = (
         f"median |grad| {10 ** s['grad_log10_norm_median']:9.3e}  "

@@ -27,6 +27,8 @@ TASKS = ("probe", "train")
 # Keys that say where and how a job runs, not what it computes: they are left
 # out of the config hash that identifies a job for resuming.
 NON_SEMANTIC_KEYS = ("tracking", "force", "report", "hydra")
+NON_SEMANTIC_PROBE_KEYS = ("memory_gb", "threads")
+"""Probe keys that change how fast a job runs, not its numbers."""
 
 
 class ConfigError(ValueError):
@@ -51,6 +53,19 @@ class ProbeConfig:
     input_distribution: str = "sphere"
     spectra: int = 4
     """(network, input) pairs that get full per-layer and J^(l) spectra."""
+    spectra_layers: list[int] | None = None
+    """Layers l (2..L) with full spectra; null: every layer up to width 256, else
+    about 8 log-spaced layers and L - 1, L."""
+    memory_gb: float | None = None
+    """Memory budget of a job's chunks in GiB; null: half the available memory,
+    at most 2 GiB."""
+    threads: int | None = None
+    """Threads a job runs its chunks on; null: every core it may use."""
+    rel_err: float | None = None
+    """Target relative standard error of the median gradient norm; null: exactly
+    ``networks`` networks."""
+    max_networks: int = 4096
+    """With ``rel_err``: at most this many networks."""
 
 
 @dataclass
@@ -160,6 +175,7 @@ def validate(cfg: dict[str, Any]) -> None:
     _one_of(
         "probe.input_distribution", probe["input_distribution"], INPUT_DISTRIBUTIONS
     )
+    validate_probe_scale(cfg)
     if cfg["task"] == "train":
         validate_train(cfg["train"])
         out = cfg["output_activation"]
@@ -168,6 +184,55 @@ def validate(cfg: dict[str, Any]) -> None:
                 f"output_activation={out!r} is not allowed with train.cost="
                 f"cross_entropy (the outputs are logits); use linear or null"
             )
+
+
+def validate_probe_scale(cfg: dict[str, Any]) -> None:
+    """Check the ``probe`` keys of size, precision and memory, then the memory.
+
+    A probe job whose smallest run (one network, its spectra workspace and the
+    kept results, see :mod:`depthlab.memory`) does not fit is refused here,
+    before any MLflow run exists.
+    """
+    probe = cfg["probe"]
+    memory_gb = probe.get("memory_gb")
+    if memory_gb is not None and not memory_gb > 0:
+        raise ConfigError(
+            f"probe.memory_gb={memory_gb!r} is not allowed; it must be > 0 (GiB) "
+            f"or null (automatic)"
+        )
+    threads = probe.get("threads")
+    if threads is not None:
+        _at_least("probe.threads", threads, 1, "a positive integer or null")
+    rel_err = probe.get("rel_err")
+    if rel_err is not None and not 0 < rel_err < 1:
+        raise ConfigError(
+            f"probe.rel_err={rel_err!r} is not allowed; it must be in (0, 1) "
+            f"(e.g. 0.05) or null (fixed probe.networks)"
+        )
+    max_networks = probe.get("max_networks", probe["networks"])
+    if max_networks is None or max_networks < probe["networks"]:
+        raise ConfigError(
+            f"probe.max_networks={max_networks!r} is not allowed; it must be >= "
+            f"probe.networks={probe['networks']}"
+        )
+    layers = probe.get("spectra_layers")
+    depth = cfg["depth"]
+    if layers is not None and (
+        not layers or any(layer is None or not 2 <= layer <= depth for layer in layers)
+    ):
+        raise ConfigError(
+            f"probe.spectra_layers={layers} is not allowed; it must be null or a "
+            f"non-empty list of layers l in 2..{depth} (depth)"
+        )
+    if cfg["task"] != "probe":
+        return
+    from depthlab.engine import check_memory
+    from depthlab.probe import ProbeSpec
+
+    try:
+        check_memory(ProbeSpec.from_config(cfg))
+    except MemoryError as err:
+        raise ConfigError(str(err)) from None
 
 
 def validate_train(train: dict[str, Any]) -> None:
@@ -197,6 +262,12 @@ def config_hash(cfg: dict[str, Any]) -> str:
     again skips every job whose hash already has a FINISHED run.
     """
     semantic = {k: v for k, v in cfg.items() if k not in NON_SEMANTIC_KEYS}
+    if isinstance(semantic.get("probe"), dict):
+        semantic["probe"] = {
+            k: v
+            for k, v in semantic["probe"].items()
+            if k not in NON_SEMANTIC_PROBE_KEYS
+        }
     if semantic.get("task") != "train":
         semantic.pop("train", None)
     text = json.dumps(semantic, sort_keys=True, default=str)
