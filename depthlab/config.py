@@ -210,10 +210,12 @@ def validate_probe_scale(cfg: dict[str, Any]) -> None:
             f"(e.g. 0.05) or null (fixed probe.networks)"
         )
     max_networks = probe.get("max_networks", probe["networks"])
-    if max_networks is None or max_networks < probe["networks"]:
+    if rel_err is not None and (
+        max_networks is None or max_networks < probe["networks"]
+    ):
         raise ConfigError(
-            f"probe.max_networks={max_networks!r} is not allowed; it must be >= "
-            f"probe.networks={probe['networks']}"
+            f"probe.max_networks={max_networks!r} is not allowed; with probe.rel_err"
+            f" it must be >= probe.networks={probe['networks']}"
         )
     layers = probe.get("spectra_layers")
     depth = cfg["depth"]

@@ -210,7 +210,7 @@ def jacobian_spectra(
     wanted = set(layers)
     # Until spectra takes `layers=`: all layers, then filtered.
     full = spectra.jacobian_log_singular_values(net, X)
-    return [s if l in wanted else None for l, s in enumerate(full, start=2)]
+    return [s if n in wanted else None for n, s in enumerate(full, start=2)]
 
 
 def layer_spectra(
@@ -286,10 +286,14 @@ def _concatenate(parts: Sequence[ChunkMeasurement]) -> ChunkMeasurement:
             net[order],
             inp[order],
             pairs[0].layers,
-            [np.concatenate([p.layer_sv[i] for p in pairs])[order]
-             for i in range(n_layers)],
-            [np.concatenate([p.jac_log10_sv[i] for p in pairs])[order]
-             for i in range(n_layers)],
+            [
+                np.concatenate([p.layer_sv[i] for p in pairs])[order]
+                for i in range(n_layers)
+            ],
+            [
+                np.concatenate([p.jac_log10_sv[i] for p in pairs])[order]
+                for i in range(n_layers)
+            ],
         )
     else:
         spectra_all = parts[0].pairs
