@@ -334,17 +334,35 @@ def run_chunks(
     size, workers = memory.plan_chunks(
         job_shape(spec), len(networks), threads, spec.memory_gb
     )
-    starts = range(networks.start, networks.stop, size)
+    chunks = chunk_ranges(networks, size, _spectra_networks(spec))
 
-    def task(start: int) -> ChunkMeasurement:
-        chunk = make_chunk(spec, range(start, min(start + size, networks.stop)))
-        return measure_chunk(chunk, spec)
+    def task(part: range) -> ChunkMeasurement:
+        return measure_chunk(make_chunk(spec, part), spec)
 
     with threadpool_limits(limits=1, user_api="blas"):
         if workers <= 1:
-            return [task(s) for s in starts]
+            return [task(part) for part in chunks]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(task, starts))
+            return list(pool.map(task, chunks))
+
+
+def _spectra_networks(spec: ProbeSpec) -> int:
+    """Networks 0..P'-1 carry the spectra pairs (none without spectra)."""
+    net_of, _ = spectra_pairs(spec)
+    return int(net_of.max()) + 1 if len(net_of) and spectra_layers(spec) else 0
+
+
+def chunk_ranges(networks: range, size: int, alone: int = 0) -> list[range]:
+    """``networks`` cut into chunks of ``size``, networks below ``alone`` one a chunk.
+
+    The networks with spectra pairs (the costliest work) go first and each on
+    its own, so that the workers share them.
+    """
+    start, stop = networks.start, networks.stop
+    first = min(max(alone, start), stop)
+    single = [range(k, k + 1) for k in range(start, first)]
+    rest = [range(a, min(a + size, stop)) for a in range(first, stop, size)]
+    return single + rest
 
 
 def networks_for(err: float, target: float, used: int, limit: int) -> int:

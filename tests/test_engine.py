@@ -210,3 +210,12 @@ def test_peak_memory_does_not_grow_with_networks() -> None:
     """Width 256, depth 20: 8 vs 64 networks (9.4 MB each, 600 MB all at once)."""
     few, many = _peak_kib(8), _peak_kib(64)
     assert many - few < 20 * 1024, (few, many)  # KiB: less than 20 MB more
+
+
+def test_chunk_ranges_put_spectra_networks_alone_and_cover_once() -> None:
+    parts = engine.chunk_ranges(range(0, 20), 6, alone=3)
+    assert parts[:3] == [range(0, 1), range(1, 2), range(2, 3)]
+    assert [k for p in parts for k in p] == list(range(20))
+    assert max(len(p) for p in parts) == 6
+    later = engine.chunk_ranges(range(64, 100), 16, alone=3)
+    assert later == [range(64, 80), range(80, 96), range(96, 100)]
