@@ -1,9 +1,12 @@
 """One probe job: a configuration in, tidy tables and a summary out (no I/O).
 
-A job samples ``networks`` networks of equal shape (as one stack) and ``inputs``
-inputs for each, runs the input-gradient algorithm with running log scales,
-computes per-layer and input-output Jacobian spectra for a few (network, input)
-pairs, and puts the mean-field prediction next to every measurement.
+A job samples ``networks`` networks of equal shape and ``inputs`` inputs for
+each, runs the input-gradient algorithm with running log scales, computes
+per-layer and input-output Jacobian spectra for a few (network, input) pairs,
+and puts the mean-field prediction next to every measurement. The networks are
+streamed in chunks by :mod:`depthlab.engine` (make a chunk, measure it, reduce);
+this module holds the job (:func:`run_probe`, with the adaptive number of
+networks) and the tables built from the measurements (:func:`build_result`).
 
 Tables (column names are used unchanged by tracking and the report):
 
@@ -15,7 +18,8 @@ Tables (column names are used unchanged by tracking and the report):
     one row per (network, input, layer) for l = 1..L: ``backprop_log10_norm``
     (log10 || d a^[L] / d a^[l] ||, l <= L-1); for spectra pairs also ``sv_max``,
     ``sv_min``, ``sv_median`` of J^[l] = D^[l] W^[l] and ``jac_log10_sv_max``,
-    ``jac_log10_sv_min``, ``jac_log10_sv_std`` of J^(l) = d a^[l] / dx (l >= 2).
+    ``jac_log10_sv_min``, ``jac_log10_sv_std`` of J^(l) = d a^[l] / dx (at the
+    spectra layers, l >= 2; NaN at the others).
 ``spectrum``
     every log10 singular value of J^(l) for the spectra pairs: ``net``,
     ``input``, ``layer``, ``rank``, ``jac_log10_sv``.
