@@ -97,19 +97,10 @@ def run_name(d: dict[str, Any]) -> str:
 
 
 def _probe_spec(d: dict[str, Any]) -> Any:
-    """The job's :class:`~depthlab.probe.ProbeSpec`: each field is the value of
-    the schema key with that column."""
-    import dataclasses
-
+    """The job's :class:`~depthlab.probe.ProbeSpec`."""
     from depthlab.probe import ProbeSpec
-    from depthlab.validate import output_activation
 
-    names = {f.name for f in dataclasses.fields(ProbeSpec)}
-    values = {k.column: schema.get(d, k.key) for k in schema.KEYS if k.column in names}
-    values["output_activation"] = output_activation(d)
-    if values.get("hidden_widths"):
-        values["hidden_widths"] = tuple(values["hidden_widths"])
-    return ProbeSpec(**values)
+    return ProbeSpec.from_config(d)
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -136,7 +127,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
                 d, rng=rng, run_name=name, config_hash=digest
             )
         else:
-            record, line = _run_probe_job(d, rng=rng, run_name=name, config_hash=digest)
+            record, line = _run_probe_job(d, run_name=name, config_hash=digest)
         record.config_yaml = OmegaConf.to_yaml(cfg)
         tracking.log_job(uri, run_id, record)
     seconds = time.perf_counter() - tic
@@ -154,12 +145,12 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _run_probe_job(
-    d: dict[str, Any], *, rng: Any, run_name: str, config_hash: str
+    d: dict[str, Any], *, run_name: str, config_hash: str
 ) -> tuple[Any, str]:
     from depthlab.probe import run_probe
     from depthlab.tracking import JobRecord
 
-    result = run_probe(_probe_spec(d), rng=rng)
+    result = run_probe(_probe_spec(d))
     s = result.summary
     line = (
         f"median |grad| {10 ** s['grad_log10_norm_median']:9.3e}  "

@@ -1,9 +1,12 @@
 """One probe job: a configuration in, tidy tables and a summary out (no I/O).
 
-A job samples ``networks`` networks of equal shape (as one stack) and ``inputs``
-inputs for each, runs the input-gradient algorithm with running log scales,
-computes per-layer and input-output Jacobian spectra for a few (network, input)
-pairs, and puts the mean-field prediction next to every measurement.
+A job samples ``networks`` networks of equal shape and ``inputs`` inputs for
+each, runs the input-gradient algorithm with running log scales, computes
+per-layer and input-output Jacobian spectra for a few (network, input) pairs,
+and puts the mean-field prediction next to every measurement. The networks are
+streamed in chunks by :mod:`depthlab.engine` (make a chunk, measure it, reduce);
+this module holds the job (:func:`run_probe`, with the adaptive number of
+networks) and the tables built from the measurements (:func:`build_result`).
 
 Tables (column names are used unchanged by tracking and the report):
 
@@ -15,7 +18,8 @@ Tables (column names are used unchanged by tracking and the report):
     one row per (network, input, layer) for l = 1..L: ``backprop_log10_norm``
     (log10 || d a^[L] / d a^[l] ||, l <= L-1); for spectra pairs also ``sv_max``,
     ``sv_min``, ``sv_median`` of J^[l] = D^[l] W^[l] and ``jac_log10_sv_max``,
-    ``jac_log10_sv_min``, ``jac_log10_sv_std`` of J^(l) = d a^[l] / dx (l >= 2).
+    ``jac_log10_sv_min``, ``jac_log10_sv_std`` of J^(l) = d a^[l] / dx (at the
+    spectra layers, l >= 2; NaN at the others).
 ``spectrum``
     every log10 singular value of J^(l) for the spectra pairs: ``net``,
     ``input``, ``layer``, ``rank``, ``jac_log10_sv``.
@@ -32,17 +36,18 @@ Every table also carries the configuration columns
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from depthlab import spectra, theory
-from depthlab.gradient import backprop_log10_norms
+from depthlab import schema, theory
 from depthlab.initializers import effective_sigma_w
-from depthlab.network import Network, init_network
 from depthlab.schema import CONFIG_COLUMNS
+
+if TYPE_CHECKING:
+    from depthlab.engine import ChunkMeasurement, PairSpectra
 
 VANISHED = -12.0
 EXPLODED = 12.0
@@ -71,6 +76,37 @@ class ProbeSpec:
     input_distribution: str = "sphere"
     spectra: int = 4
     hidden_widths: tuple[int, ...] | None = None
+    spectra_layers: tuple[int, ...] | None = None
+    """Layers l (2..L) with full spectra; None: see
+    :func:`depthlab.engine.spectra_layers`."""
+    memory_gb: float | None = None
+    """Memory budget of the chunks; None: automatic (:mod:`depthlab.memory`)."""
+    threads: int | None = None
+    """Worker threads; None: every core this process may use."""
+    rel_err: float | None = None
+    """Target relative standard error of the median gradient norm; None: a
+    fixed ``networks``."""
+    max_networks: int = 4096
+    """At most this many networks when ``rel_err`` is set."""
+
+    @classmethod
+    def from_config(cls, d: dict[str, Any]) -> ProbeSpec:
+        """The spec of a job configuration (a plain nested dict, validated).
+
+        Each field is the value of the schema key with that column; the output
+        activation is the one the job uses (:func:`depthlab.validate.output_activation`).
+        """
+        from depthlab.validate import output_activation
+
+        names = {f.name for f in fields(cls)}
+        values = {
+            k.column: schema.get(d, k.key) for k in schema.KEYS if k.column in names
+        }
+        values["output_activation"] = output_activation(d)
+        for name in ("hidden_widths", "spectra_layers"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name]) or None
+        return cls(**values)
 
     @property
     def widths(self) -> list[int]:
@@ -248,37 +284,55 @@ def _factors(log10_norms: np.ndarray) -> dict[str, float]:
     }
 
 
-def run_probe(spec: ProbeSpec, *, rng: np.random.Generator) -> ProbeResult:
-    """Run one probe job.
+def run_probe(spec: ProbeSpec) -> ProbeResult:
+    """Run one probe job, chunk by chunk (:mod:`depthlab.engine`).
 
     Parameters
     ----------
     spec : ProbeSpec
-        A validated configuration.
-    rng : numpy.random.Generator
-        Source of randomness for networks, inputs and the bootstrap.
+        A validated configuration. Its ``seed`` seeds every network's own
+        random streams (:func:`depthlab.engine.network_rng`): the numbers do
+        not depend on the chunk size or the number of threads.
 
     Returns
     -------
     ProbeResult
+        With ``rel_err`` set, networks are added (``networks`` first, then as
+        many as the 1/sqrt(K) law says are missing) until the cluster-bootstrap
+        error of the median gradient norm is at most ``rel_err`` or
+        ``max_networks`` are used; the summary's ``networks_used`` and
+        ``grad_norm_median_rel_err`` say where it stopped.
     """
-    k, b, depth = spec.networks, spec.inputs, spec.depth
-    net = init_network(
-        spec.widths,
-        activation=spec.activation,
-        output_activation=spec.output_activation,
-        init=spec.init,
-        sigma_w=spec.sigma_w,
-        sigma_b=spec.sigma_b,
-        dtype=spec.dtype,
-        rng=rng,
-        num_networks=k,
-    )
-    X = sample_inputs(spec.input_distribution, (k, b, spec.input_dim), rng=rng)
-    X = X.astype(net.dtype)
-    log10_norms, outputs = backprop_log10_norms(net, X, return_outputs=True)
-    outputs = outputs[..., 0]  # log10_norms: (K, B, L-1); outputs: (K, B)
-    input_sq = np.mean(X.astype(np.float64) ** 2, axis=-1)
+    from depthlab import engine  # engine builds on this module's tables
+
+    parts = engine.run_chunks(spec, range(spec.networks))
+    used = spec.networks
+    while spec.rel_err is not None and used < spec.max_networks:
+        grad = np.concatenate([p.log10_norms[..., 0] for p in parts])
+        err = _rel_err_of_median(grad, engine.bootstrap_rng(spec.seed))
+        if not err > spec.rel_err:  # reached, or undefined (nan): stop
+            break
+        more = engine.networks_for(err, spec.rel_err, used, spec.max_networks)
+        parts += engine.run_chunks(spec, range(used, more))
+        used = more
+    return engine.reduce(parts, spec)
+
+
+def build_result(
+    spec: ProbeSpec, m: ChunkMeasurement, rng: np.random.Generator
+) -> ProbeResult:
+    """The tables and the summary of a job from its measurements (all networks).
+
+    Parameters
+    ----------
+    spec : ProbeSpec
+    m : depthlab.engine.ChunkMeasurement
+        The measurements of networks 0..K-1, concatenated in order.
+    rng : numpy.random.Generator
+        Source of the cluster bootstrap.
+    """
+    log10_norms, outputs, input_sq = m.log10_norms, m.outputs, m.input_sq
+    k, b, depth = log10_norms.shape[0], spec.inputs, spec.depth
     cfg = spec.config_columns()
 
     net_idx, input_idx = np.meshgrid(np.arange(k), np.arange(b), indexing="ij")
@@ -305,13 +359,14 @@ def run_probe(spec: ProbeSpec, *, rng: np.random.Generator) -> ProbeResult:
             ).ravel(),
         }
     )
-    spectral_rows, spectrum = _spectra(net, X, spec.spectra)
+    spectral_rows, spectrum = _spectra_tables(m.pairs)
     layers = layers.merge(spectral_rows, on=["net", "input", "layer"], how="left")
 
     theory_table, theory_summary = _theory_tables(spec, float(np.mean(input_sq)))
 
     per_layer = _per_layer(flat_norms, spectral_rows, theory_table, depth)
     summary = _summary(grad, flat_norms, per_layer, rng)
+    summary["networks_used"] = float(k)
     summary.update(theory_summary)
     summary["beta"] = float(sum(1.0 / n for n in spec.widths[1:-1]))
 
@@ -321,52 +376,37 @@ def run_probe(spec: ProbeSpec, *, rng: np.random.Generator) -> ProbeResult:
     return ProbeResult(samples, layers, spectrum, theory_table, per_layer, summary)
 
 
-def _spectra(
-    net: Network, X: np.ndarray, pairs: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-layer and J^(l) spectra for the first ``pairs`` (network, input) pairs.
+_SPECTRAL_COLUMNS = (
+    "net",
+    "input",
+    "layer",
+    "sv_max",
+    "sv_min",
+    "sv_median",
+    "jac_log10_sv_max",
+    "jac_log10_sv_min",
+    "jac_log10_sv_std",
+)
+_SPECTRUM_COLUMNS = ("net", "input", "layer", "rank", "jac_log10_sv")
 
-    Pair j is network j mod K at input j div K, so the pairs cover as many
-    different networks as possible; they are computed as one stack.
+
+def _spectra_tables(pairs: PairSpectra) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-layer rows and the full J^(l) spectra of the spectra pairs.
+
+    Layers without full spectra have no rows (NaN in the ``layers`` table).
     """
-    k, b = X.shape[0], X.shape[1]
-    pairs = min(pairs, k * b)
-    columns = [
-        "net",
-        "input",
-        "layer",
-        "sv_max",
-        "sv_min",
-        "sv_median",
-        "jac_log10_sv_max",
-        "jac_log10_sv_min",
-        "jac_log10_sv_std",
-    ]
-    spectrum_columns = ["net", "input", "layer", "rank", "jac_log10_sv"]
-    if pairs == 0:
+    if len(pairs.net) == 0:
         return (
-            pd.DataFrame({c: pd.Series(dtype=float) for c in columns}),
-            pd.DataFrame({c: pd.Series(dtype=float) for c in spectrum_columns}),
+            pd.DataFrame({c: pd.Series(dtype=float) for c in _SPECTRAL_COLUMNS}),
+            pd.DataFrame({c: pd.Series(dtype=float) for c in _SPECTRUM_COLUMNS}),
         )
-    n_nets = min(pairs, k)
-    per_net = -(-pairs // n_nets)  # inputs per network
-    sub = Network(
-        [w[:n_nets] for w in net.weights],
-        [bias[:n_nets] for bias in net.biases],
-        net.activation,
-        net.output_activation,
-    )
-    x = X[:n_nets, :per_net]
-    layer_sv = spectra.layer_singular_values(sub, x)  # (n_nets, per_net, m)
-    jac_log = spectra.jacobian_log_singular_values(sub, x)
-    # Keep exactly `pairs` pairs: pair j = (j mod n_nets, j div n_nets).
-    j = np.arange(pairs)
-    net_of, input_of = j % n_nets, j // n_nets
-    rows: dict[str, list[np.ndarray]] = {c: [] for c in columns}
-    spectrum: dict[str, list[np.ndarray]] = {c: [] for c in spectrum_columns}
-    for l_idx in range(net.depth - 1):
-        sv = layer_sv[l_idx][net_of, input_of]  # (pairs, m)
-        jl = jac_log[l_idx][net_of, input_of] / _LN10  # (pairs, m')
+    net_of, input_of = pairs.net, pairs.input
+    count_pairs = len(net_of)
+    rows: dict[str, list[np.ndarray]] = {c: [] for c in _SPECTRAL_COLUMNS}
+    spectrum: dict[str, list[np.ndarray]] = {c: [] for c in _SPECTRUM_COLUMNS}
+    for layer, sv, jl in zip(
+        pairs.layers, pairs.layer_sv, pairs.jac_log10_sv, strict=True
+    ):
         finite = np.isfinite(jl)
         count = finite.sum(axis=1)
         safe = np.where(finite, jl, 0.0)
@@ -375,7 +415,7 @@ def _spectra(
         std = np.where(count > 0, np.sqrt(var / np.maximum(count, 1)), np.nan)
         rows["net"].append(net_of)
         rows["input"].append(input_of)
-        rows["layer"].append(np.full(pairs, l_idx + 2))
+        rows["layer"].append(np.full(count_pairs, layer))
         rows["sv_max"].append(sv[:, 0])
         rows["sv_min"].append(sv[:, -1])
         rows["sv_median"].append(np.median(sv, axis=1))
@@ -385,8 +425,8 @@ def _spectra(
         m = jl.shape[1]
         spectrum["net"].append(np.repeat(net_of, m))
         spectrum["input"].append(np.repeat(input_of, m))
-        spectrum["layer"].append(np.full(pairs * m, l_idx + 2))
-        spectrum["rank"].append(np.tile(np.arange(1, m + 1), pairs))
+        spectrum["layer"].append(np.full(count_pairs * m, layer))
+        spectrum["rank"].append(np.tile(np.arange(1, m + 1), count_pairs))
         spectrum["jac_log10_sv"].append(jl.ravel())
     return (
         pd.DataFrame({c: np.concatenate(v) for c, v in rows.items()}),

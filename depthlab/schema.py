@@ -298,6 +298,23 @@ KEYS: tuple[Key, ...] = (
         task="probe"),
     Key("probe.spectra", int, 4, _NONNEG,
         "(network, input) pairs that get full Jacobian spectra", task="probe"),
+    Key("probe.spectra_layers", list, None,
+        Each(Interval(int, 2, None, why="layers l = 2..L")),
+        "layers with full J^(l) spectra; null: all up to width 256, "
+        "else ~8 log-spaced + L-1, L", optional=True, task="probe"),
+    Key("probe.memory_gb", float, None,
+        Interval(float, 0, None, closed="neither", why="GiB"),
+        "memory budget (GiB) of a job's chunks; null: half the available, <= 2",
+        optional=True, semantic=False, task="probe"),
+    Key("probe.threads", int, None, _POS,
+        "threads per job; null: every core (shared with the sweep's workers)",
+        optional=True, semantic=False, task="probe"),
+    Key("probe.rel_err", float, None,
+        Interval(float, 0, 1, closed="neither"),
+        "target rel. std error of the median |grad|; null: fixed probe.networks",
+        optional=True, task="probe"),
+    Key("probe.max_networks", int, 4096, _POS,
+        "with probe.rel_err: at most this many networks", task="probe"),
     Key("train.dataset", str, "digits", Options(DATASET_NAMES), "the dataset",
         task="train", train_column=True),
     Key("train.optimizer", str, "adam", Options(OPTIMIZERS),
@@ -483,6 +500,12 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
     drop = {k.key for k in KEYS if not k.semantic and k.section is None}
     drop |= set(NON_SEMANTIC_SECTIONS) | {"hydra"}
     semantic = {k: v for k, v in cfg.items() if k not in drop}
+    for k in KEYS:  # keys of how a job runs inside a semantic section
+        if not k.semantic and k.section in semantic and k.section not in drop:
+            leaf = k.key.rsplit(".", 1)[-1]
+            semantic[k.section] = {
+                name: v for name, v in semantic[k.section].items() if name != leaf
+            }
     if semantic.get("task") != "train":
         semantic.pop("train", None)
     text = json.dumps(semantic, sort_keys=True, default=str)

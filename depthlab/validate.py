@@ -150,6 +150,21 @@ def check_rules(d: Mapping[str, Any]) -> None:
             f"depth={d['depth']} does not match hidden_widths={hidden}; "
             f"depth must be {len(hidden) + 2}"
         )
+    probe = d["probe"]
+    if d["task"] == "probe" and probe["rel_err"] is not None:
+        if probe["max_networks"] < probe["networks"]:
+            raise ConfigError(
+                f"probe.max_networks={probe['max_networks']} is not allowed with "
+                f"probe.rel_err; it must be >= probe.networks={probe['networks']}"
+            )
+    layers = probe.get("spectra_layers")
+    if d["task"] == "probe" and layers is not None:
+        bad = [layer for layer in layers if layer > d["depth"]]
+        if bad or not layers:
+            raise ConfigError(
+                f"probe.spectra_layers={layers} is not allowed; it must be null or "
+                f"a non-empty list of layers l in 2..{d['depth']} (depth)"
+            )
     if d["task"] == "train" and d["train"]["cost"] == "cross_entropy":
         out = d["output_activation"]
         if out not in (None, "linear"):
@@ -181,16 +196,13 @@ def _widths(d: Mapping[str, Any]) -> list[int]:
 
 
 def _probe_bytes(d: Mapping[str, Any]) -> int:
-    """All-at-once estimate: every network and input of the job in memory."""
-    n = _widths(d)
-    item = 4 if d["dtype"] == "float32" else 8
-    k, b = d["probe"]["networks"], d["probe"]["inputs"]
-    params = sum(n[i] * n[i - 1] + n[i] for i in range(1, len(n)))
-    forward = 3 * k * b * sum(n)  # pre-activations, activations, derivatives
-    pairs = min(d["probe"]["spectra"], k * b)
-    jacobian = 3 * pairs * max(n) * n[0]
-    table = 8 * 2 * 24 * k * b * len(n)  # the layers table (and its merge)
-    return item * (k * params + forward + jacobian) + table
+    """The streaming probe's peak: one network at a time, its spectra workspace
+    and the kept results of every network (:mod:`depthlab.memory`)."""
+    from depthlab import memory
+    from depthlab.engine import job_shape
+    from depthlab.probe import ProbeSpec
+
+    return memory.estimate_job_bytes(job_shape(ProbeSpec.from_config(dict(d))))
 
 
 def _train_bytes(d: Mapping[str, Any]) -> int:
@@ -220,6 +232,15 @@ def machine_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def _allowed_bytes(d: Mapping[str, Any]) -> tuple[int, str]:
+    """The memory a job may use, and what it is: ``probe.memory_gb`` if set,
+    else the machine's physical memory."""
+    budget = d["probe"].get("memory_gb") if d["task"] == "probe" else None
+    if budget is not None:
+        return int(budget * 2**30), f"probe.memory_gb={show(budget)} allows"
+    return machine_bytes(), "this machine has"
+
+
 _SIZE_KEYS = {
     "probe": ("depth", "width", "input_dim", "probe.networks", "probe.inputs"),
     "train": ("depth", "width", "train.seeds", "train.batch_size"),
@@ -244,7 +265,10 @@ def memory_check(
         Bytes allowed (default :func:`machine_bytes`).
     """
     need = (estimate or estimate_job_bytes)(d)
-    have = machine_bytes() if available is None else available
+    if available is None:
+        have, where = _allowed_bytes(d)
+    else:
+        have, where = available, "this machine has"
     if need <= have:
         return
     keys = list(_SIZE_KEYS[d["task"]])
@@ -254,7 +278,7 @@ def memory_check(
     lower = ", ".join(keys[:-1]) + " or " + keys[-1]
     raise ConfigError(
         f"{sizes} is not allowed: one job needs about {_gib(need)} of memory and "
-        f"this machine has {_gib(have)}; allowed: sizes that fit (lower {lower})"
+        f"{where} {_gib(have)}; allowed: sizes that fit (lower {lower})"
     )
 
 

@@ -120,7 +120,7 @@ def test_derived_lists_match_the_probe_tables() -> None:
     d = schema.defaults()
     d.update(depth=3, width=4, input_dim=3)
     d["probe"].update(networks=2, inputs=2, spectra=1)
-    result = run_probe(app._probe_spec(d), rng=np.random.default_rng(0))
+    result = run_probe(app._probe_spec(d))
     n = len(schema.CONFIG_COLUMNS)
     for name, table in result.tables().items():
         assert tuple(table.columns[:n]) == schema.CONFIG_COLUMNS, name
@@ -181,29 +181,20 @@ def test_param_to_column_reads_old_and_new_names() -> None:
     assert schema.param_renames(["params.init.sigma_w", "params.sigma_w"]) == {}
 
 
-def _old_config_hash(cfg: dict) -> str:
-    """The resume hash as depthlab computed it before the schema."""
-    import hashlib
-    import json
-
-    semantic = {
-        k: v
-        for k, v in cfg.items()
-        if k not in ("tracking", "force", "report", "hydra")
-    }
-    if semantic.get("task") != "train":
-        semantic.pop("train", None)
-    text = json.dumps(semantic, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def test_config_hash_is_unchanged_so_old_stores_resume() -> None:
+def test_config_hash_counts_what_a_job_computes() -> None:
+    """The hash changed with the streaming engine's per-network random streams
+    (and its probe keys): runs of the old stream are not reused."""
     d = schema.defaults()
-    assert schema.config_hash(d) == _old_config_hash(d) == "7c7c3cd91caca6bf"
+    base = schema.config_hash(d)
+    assert base == "8d91cd6e7bf5fd58"
+    d["tracking"]["uri"], d["force"], d["report"] = "sqlite:////x.db", True, False
+    d["probe"]["memory_gb"], d["probe"]["threads"] = 0.5, 1
+    assert schema.config_hash(d) == base, "how a job runs is not in the hash"
+    d["probe"]["rel_err"] = 0.05
+    assert schema.config_hash(d) != base
+    d = schema.defaults()
     d["task"] = "train"
-    assert schema.config_hash(d) == _old_config_hash(d) == "f68f4e2e20abf759"
-    d["tracking"]["uri"], d["force"] = "sqlite:////x.db", True
-    assert schema.config_hash(d) == "f68f4e2e20abf759"
+    assert schema.config_hash(d) == "9e1533d549bc7ec9"
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,7 @@ BAD_INPUTS = [
     (
         ["width=1" + "0" * 400],
         "depth=10 width=1" + "0" * 400 + " input_dim=64 probe.networks=64 "
-        "probe.inputs=8 " + PROBE_MEMORY.format("3.33e+794"),
+        "probe.inputs=8 " + PROBE_MEMORY.format("1.63e+793"),
     ),
     (
         ["hidden_widths=[2,0]", "depth=4"],
@@ -162,7 +162,9 @@ BAD_INPUTS = [
     (
         ["probe.network=3"],
         "unknown key 'probe.network'; valid probe keys: probe.networks, "
-        "probe.inputs, probe.input_distribution, probe.spectra",
+        "probe.inputs, probe.input_distribution, probe.spectra, "
+        "probe.spectra_layers, probe.memory_gb, probe.threads, probe.rel_err, "
+        "probe.max_networks",
     ),
     (
         ["depth=50..2"],
@@ -192,22 +194,21 @@ BAD_INPUTS = [
         ["depth=5", "hidden_widths=[2,3]"],
         "depth=5 does not match hidden_widths=[2, 3]; depth must be 4",
     ),
-    # sizes (hand counts, in float64 bytes: width=100000 -> 64 networks x 7
-    # hidden matrices of 1e10 weights = 3.58e13 B = 3.34e4 GiB; networks=1e9 ->
-    # 1e9 x 33345 params x 8 B + 3 x 1e9 x 8 inputs x 577 neurons x 8 B + the
-    # layers table, 1e9 x 8 x 10 rows x 24 columns x 8 B x 2 = 4.08e14 B; the
-    # training job: 3 seeds x 7.0e10 params x 5 copies x 8 B + 3 x 2000 points x
-    # 8e5 neurons x 3 x 8 B = 8.5e12 B; width=1e400 -> 64 x 7e800 x 8 B =
-    # 3.58e803 B = 3.33e794 GiB)
+    # sizes. The probe streams its networks (depthlab.memory): width=100000
+    # needs one network's 7 hidden matrices of 1e10 weights (5.6e11 B = 521 GiB)
+    # with its forward, backward and spectra workspace (1.64e3 GiB in all);
+    # networks=1e9 keeps every network's norms for exact quantiles (~44 KB each).
+    # The training job: 3 seeds x 7.0e10 params x 5 copies x 8 B + 3 x 2000
+    # points x 8e5 neurons x 3 x 8 B = 8.5e12 B.
     (
         ["width=100000"],
         "depth=10 width=100000 input_dim=64 probe.networks=64 probe.inputs=8 "
-        + PROBE_MEMORY.format("3.34e+04"),
+        + PROBE_MEMORY.format("1.64e+03"),
     ),
     (
         ["probe.networks=1000000000"],
         "depth=10 width=64 input_dim=64 probe.networks=1000000000 probe.inputs=8 "
-        + PROBE_MEMORY.format("3.8e+05"),
+        + PROBE_MEMORY.format("4.07e+04"),
     ),
     (
         ["task=train", "width=100000"],

@@ -197,8 +197,7 @@ from depthlab.config import config_hash
 with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
     cfg = compose(config_name="config", overrides=[f"depth={depth}"])
 d = app.job_dict(cfg)
-record, _ = app._run_probe_job(d, rng=np.random.default_rng(0), run_name="r",
-                               config_hash=config_hash(d))
+record, _ = app._run_probe_job(d, run_name="r", config_hash=config_hash(d))
 record.config_yaml = OmegaConf.to_yaml(cfg)
 uri = tracking.default_uri(tempfile.mkdtemp())
 tic = time.perf_counter()
@@ -268,7 +267,7 @@ def levers(quick: bool) -> dict[str, Any]:
     out["compose"] = {k: v.median for k, v in t.items()}
     depth = 30
     spec = app._probe_spec(_default_job(depth))
-    result = run_probe(spec, rng=np.random.default_rng(0))
+    result = run_probe(spec)
     cfg = spec.config_columns()
     bare = {
         name: table.drop(columns=list(cfg)) for name, table in result.tables().items()
@@ -565,9 +564,7 @@ def scaling(args: Any) -> tuple[str, dict[str, Any]]:
                 rng=rng,
             ).astype(net.dtype)
             cases = {
-                "run_probe": lambda spec=spec: probe_mod.run_probe(
-                    spec, rng=np.random.default_rng(0)
-                ),
+                "run_probe": lambda spec=spec: probe_mod.run_probe(spec),
                 "init_network": lambda spec=spec: init_network(
                     spec.widths,
                     activation=spec.activation,

@@ -1,0 +1,375 @@
+"""The probe's engine in three steps: make a chunk, measure it, reduce.
+
+1. :func:`make_chunk` draws a chunk of networks (a :class:`~depthlab.network.Network`
+   stack) and their inputs.
+2. :func:`measure_chunk` runs the gradient and the spectra on it and returns a
+   :class:`ChunkMeasurement`: numpy arrays only, small (no weights).
+3. :func:`reduce` concatenates the measurements in chunk order and builds the
+   tables and the summary (:func:`depthlab.probe.build_result`).
+
+An array backend (a GPU, say) implements the first two steps and hands numpy
+arrays to the third; the reduction and the tables do not change.
+
+Random streams: network k of a job draws W^[l], b^[l] from its own generator,
+seeded by ``SeedSequence([seed, k, l])`` (l = 2..L), and its inputs from
+``SeedSequence([seed, k, 1])``; the bootstrap uses ``[seed, 0, 0]``. The
+numbers are therefore the same whatever the chunk size, the number of threads
+or the scheduling, and jobs of a sweep with the same seed share their networks
+(common random numbers: a deeper network shares its first hidden layers with a
+shallower one of the same widths).
+
+:func:`run_chunks` runs the chunks of a range of networks on a thread pool,
+BLAS pinned to one thread (numpy releases the GIL in BLAS calls and ufuncs), and
+returns the measurements in chunk order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from depthlab import memory, spectra
+from depthlab.gradient import backprop_log10_norms
+from depthlab.initializers import sample_layer
+from depthlab.network import DTYPES, Network
+from depthlab.probe import ProbeResult, ProbeSpec, build_result, sample_inputs
+
+BIT_GENERATOR = np.random.SFC64
+"""The bit generator of every network's streams (one place to change it)."""
+
+INPUT_STREAM = 1
+"""Stream number of a network's inputs (its weights of layer l use l >= 2)."""
+
+DENSE_SPECTRA_WIDTH = 256
+"""Up to this widest hidden layer, full spectra are taken at every layer."""
+
+SPARSE_SPECTRA_LAYERS = 8
+"""Otherwise at about this many log-spaced layers, plus L - 1 and L."""
+
+
+def network_rng(seed: int, network: int, stream: int) -> np.random.Generator:
+    """The generator of stream ``stream`` of network ``network`` of a job.
+
+    ``stream`` is the layer l = 2..L for W^[l] and b^[l], :data:`INPUT_STREAM`
+    for the inputs, 0 (with network 0) for the bootstrap.
+    """
+    key = np.random.SeedSequence([seed, network, stream])
+    return np.random.Generator(BIT_GENERATOR(key))
+
+
+def bootstrap_rng(seed: int) -> np.random.Generator:
+    """The generator of the cluster bootstrap of a job (fresh at every call)."""
+    return network_rng(seed, 0, 0)
+
+
+def default_threads() -> int:
+    """The cores this process may run on (its affinity), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def spectra_pairs(spec: ProbeSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The (network, input) pairs that get full spectra.
+
+    Pair j is network j mod P' at input j div P', P' = min(pairs, networks), so
+    the pairs cover as many networks as possible (all among the first
+    ``probe.networks``, the first chunks).
+    """
+    pairs = min(spec.spectra, spec.networks * spec.inputs)
+    n_nets = min(pairs, spec.networks)
+    j = np.arange(pairs)
+    return j % max(n_nets, 1), j // max(n_nets, 1)
+
+
+def spectra_layers(spec: ProbeSpec) -> tuple[int, ...]:
+    """The layers l (2..L) with full spectra: ``probe.spectra_layers`` or its default.
+
+    Default: every layer if the widest hidden layer has at most
+    :data:`DENSE_SPECTRA_WIDTH` neurons, else about
+    :data:`SPARSE_SPECTRA_LAYERS` log-spaced layers from 2 to L and L - 1, L.
+    """
+    depth = spec.depth
+    if spec.spectra_layers is not None:
+        return tuple(sorted(set(spec.spectra_layers)))
+    hidden = spec.widths[1:-1]
+    if not hidden or max(hidden) <= DENSE_SPECTRA_WIDTH:
+        return tuple(range(2, depth + 1))
+    spaced = np.rint(np.geomspace(2, depth, SPARSE_SPECTRA_LAYERS)).astype(int)
+    return tuple(sorted({*spaced.tolist(), max(depth - 1, 2), depth}))
+
+
+def job_shape(spec: ProbeSpec) -> memory.Shape:
+    """What the memory model needs of a job (at its largest number of networks)."""
+    pairs = min(spec.spectra, spec.networks * spec.inputs)
+    n_nets = min(pairs, spec.networks)
+    per_net = -(-pairs // n_nets) if n_nets else 0
+    return memory.Shape(
+        widths=tuple(spec.widths),
+        inputs=spec.inputs,
+        itemsize=np.dtype(DTYPES[spec.dtype]).itemsize,
+        networks=spec.max_networks if spec.rel_err is not None else spec.networks,
+        spectra_pairs=n_nets * per_net,
+        spectra_layers=spectra_layers(spec) if pairs else (),
+    )
+
+
+def check_memory(spec: ProbeSpec) -> None:
+    """Refuse (MemoryError, one line) a job whose smallest run cannot fit."""
+    memory.check_memory(job_shape(spec), spec.memory_gb)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A stack of networks and their inputs: what :func:`make_chunk` returns."""
+
+    networks: np.ndarray
+    """Network indices k in the job, shape (k,), consecutive."""
+    net: Network
+    X: np.ndarray
+    """Inputs, shape (k, B, n_1), in the network's dtype."""
+
+
+@dataclass(frozen=True)
+class PairSpectra:
+    """Full spectra of the (network, input) pairs of a chunk (or of a job)."""
+
+    net: np.ndarray
+    input: np.ndarray
+    layers: tuple[int, ...]
+    """Layer numbers l with spectra, ascending."""
+    layer_sv: list[np.ndarray]
+    """Per layer of ``layers``: singular values of J^[l], (pairs, m), descending."""
+    jac_log10_sv: list[np.ndarray]
+    """Per layer of ``layers``: log10 singular values of J^(l), (pairs, m')."""
+
+
+@dataclass(frozen=True)
+class ChunkMeasurement:
+    """What :func:`measure_chunk` keeps of a chunk (numpy arrays, no weights)."""
+
+    networks: np.ndarray
+    log10_norms: np.ndarray
+    """log10 || d a^[L] / d a^[l] ||, shape (k, B, L-1), float64; column 0 is the
+    gradient norm."""
+    outputs: np.ndarray
+    """a^[L]_1, shape (k, B), float64."""
+    input_sq: np.ndarray
+    """||x||^2 / n_1, shape (k, B), float64."""
+    pairs: PairSpectra
+
+
+def make_chunk(spec: ProbeSpec, networks: Sequence[int]) -> Chunk:
+    """Draw networks ``networks`` of a job and their inputs into one stack.
+
+    Each network's weights and inputs come from its own streams
+    (:func:`network_rng`), drawn into preallocated stack arrays.
+    """
+    ids = np.asarray(networks, dtype=np.int64)
+    k, dtype = len(ids), DTYPES[spec.dtype]
+    layers = list(itertools.pairwise(spec.widths))
+    weights = [np.empty((k, n_out, n_in), dtype=dtype) for n_in, n_out in layers]
+    biases = [np.empty((k, n_out), dtype=dtype) for _, n_out in layers]
+    X = np.empty((k, spec.inputs, spec.input_dim), dtype=dtype)
+    for i, network in enumerate(ids.tolist()):
+        for layer, (n_in, n_out) in enumerate(layers, start=2):
+            weights[layer - 2][i], biases[layer - 2][i] = sample_layer(
+                spec.init,
+                n_out,
+                n_in,
+                sigma_w=spec.sigma_w,
+                sigma_b=spec.sigma_b,
+                rng=network_rng(spec.seed, network, layer),
+                dtype=dtype,
+            )
+        X[i] = sample_inputs(
+            spec.input_distribution,
+            (spec.inputs, spec.input_dim),
+            rng=network_rng(spec.seed, network, INPUT_STREAM),
+        )
+    net = Network(weights, biases, spec.activation, spec.output_activation)
+    return Chunk(ids, net, X)
+
+
+def jacobian_spectra(
+    net: Network, X: np.ndarray, layers: Sequence[int]
+) -> list[np.ndarray | None]:
+    """Natural-log singular values of J^(l) at ``layers``; None at the others.
+
+    A list of length L - 1 (entry l - 2 for layer l), as
+    ``spectra.jacobian_log_singular_values(net, X, layers=layers)`` returns.
+    """
+    wanted = set(layers)
+    # Until spectra takes `layers=`: all layers, then filtered.
+    full = spectra.jacobian_log_singular_values(net, X)
+    return [s if n in wanted else None for n, s in enumerate(full, start=2)]
+
+
+def layer_spectra(
+    net: Network, X: np.ndarray, layers: Sequence[int]
+) -> list[np.ndarray]:
+    """Singular values of J^[l] = D^[l] W^[l] at ``layers`` (one forward pass)."""
+    fp = net.forward(X)
+    out = []
+    for layer in layers:
+        i = layer - 2
+        sigma = net.activation if layer < net.depth else net.output_activation
+        one = Network([net.weights[i]], [net.biases[i]], sigma, sigma)
+        out.append(spectra.layer_singular_values(one, fp.activations[i])[0])
+    return out
+
+
+def _no_pairs(layers: tuple[int, ...]) -> PairSpectra:
+    empty = np.zeros(0, dtype=np.int64)
+    return PairSpectra(empty, empty, layers, [], [])
+
+
+def _measure_pairs(chunk: Chunk, spec: ProbeSpec) -> PairSpectra:
+    """Spectra of the job's pairs whose network is in this chunk."""
+    layers = spectra_layers(spec)
+    pair_net, pair_input = spectra_pairs(spec)
+    first, last = int(chunk.networks[0]), int(chunk.networks[-1])
+    mine = (pair_net >= first) & (pair_net <= last)
+    if not mine.any() or not layers:
+        return _no_pairs(layers)
+    nets, inputs = pair_net[mine], pair_input[mine]
+    lo, hi = int(nets.min()) - first, int(nets.max()) - first + 1
+    part = slice(lo, hi)  # the pairs' networks are consecutive: no copy
+    sub = Network(
+        [w[part] for w in chunk.net.weights],
+        [b[part] for b in chunk.net.biases],
+        chunk.net.activation,
+        chunk.net.output_activation,
+    )
+    x = chunk.X[part, : int(inputs.max()) + 1]
+    local = nets - first - lo
+    jac = jacobian_spectra(sub, x, layers)
+    layer_sv = layer_spectra(sub, x, layers)
+    return PairSpectra(
+        nets,
+        inputs,
+        layers,
+        [sv[local, inputs] for sv in layer_sv],
+        [jac[layer - 2][local, inputs] / np.log(10.0) for layer in layers],
+    )
+
+
+def measure_chunk(chunk: Chunk, spec: ProbeSpec) -> ChunkMeasurement:
+    """Backprop norms, outputs and (for the job's pairs in it) spectra of a chunk."""
+    log10_norms, outputs = backprop_log10_norms(chunk.net, chunk.X, return_outputs=True)
+    return ChunkMeasurement(
+        networks=chunk.networks,
+        log10_norms=log10_norms,
+        outputs=outputs[..., 0].astype(np.float64),
+        input_sq=np.mean(chunk.X.astype(np.float64) ** 2, axis=-1),
+        pairs=_measure_pairs(chunk, spec) if spec.spectra else _no_pairs(()),
+    )
+
+
+def _concatenate(parts: Sequence[ChunkMeasurement]) -> ChunkMeasurement:
+    """The measurements of consecutive chunks as one (pairs in the order j)."""
+    pairs = [p.pairs for p in parts if len(p.pairs.net)]
+    if pairs:
+        net = np.concatenate([p.net for p in pairs])
+        inp = np.concatenate([p.input for p in pairs])
+        order = np.lexsort((net, inp))  # pair j = (j mod P', j div P')
+        n_layers = len(pairs[0].layers)
+        spectra_all = PairSpectra(
+            net[order],
+            inp[order],
+            pairs[0].layers,
+            [
+                np.concatenate([p.layer_sv[i] for p in pairs])[order]
+                for i in range(n_layers)
+            ],
+            [
+                np.concatenate([p.jac_log10_sv[i] for p in pairs])[order]
+                for i in range(n_layers)
+            ],
+        )
+    else:
+        spectra_all = parts[0].pairs
+    return ChunkMeasurement(
+        networks=np.concatenate([p.networks for p in parts]),
+        log10_norms=np.concatenate([p.log10_norms for p in parts]),
+        outputs=np.concatenate([p.outputs for p in parts]),
+        input_sq=np.concatenate([p.input_sq for p in parts]),
+        pairs=spectra_all,
+    )
+
+
+def reduce(parts: Sequence[ChunkMeasurement], spec: ProbeSpec) -> ProbeResult:
+    """The tables and the summary of a job from its chunks' measurements.
+
+    ``parts`` must cover networks 0..K-1 in order (as :func:`run_chunks` returns
+    them); the result does not depend on how they were chunked.
+    """
+    whole = _concatenate(parts)
+    expected = np.arange(len(whole.networks))
+    if not np.array_equal(whole.networks, expected):
+        raise ValueError("reduce needs the chunks of networks 0..K-1, in order")
+    return build_result(spec, whole, bootstrap_rng(spec.seed))
+
+
+def run_chunks(
+    spec: ProbeSpec,
+    networks: range,
+    *,
+    threads: int | None = None,
+) -> list[ChunkMeasurement]:
+    """Make and measure the chunks of ``networks`` on a thread pool, in order.
+
+    Chunk size and worker count follow the memory budget
+    (:func:`depthlab.memory.plan_chunks`); BLAS runs one thread per worker.
+    """
+    threads = threads or spec.threads or default_threads()
+    size, workers = memory.plan_chunks(
+        job_shape(spec), len(networks), threads, spec.memory_gb
+    )
+    chunks = chunk_ranges(networks, size, _spectra_networks(spec))
+
+    def task(part: range) -> ChunkMeasurement:
+        return measure_chunk(make_chunk(spec, part), spec)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        if workers <= 1:
+            return [task(part) for part in chunks]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(task, chunks))
+
+
+def _spectra_networks(spec: ProbeSpec) -> int:
+    """Networks 0..P'-1 carry the spectra pairs (none without spectra)."""
+    net_of, _ = spectra_pairs(spec)
+    return int(net_of.max()) + 1 if len(net_of) and spectra_layers(spec) else 0
+
+
+def chunk_ranges(networks: range, size: int, alone: int = 0) -> list[range]:
+    """``networks`` cut into chunks of ``size``, networks below ``alone`` one a chunk.
+
+    The networks with spectra pairs (the costliest work) go first and each on
+    its own, so that the workers share them.
+    """
+    start, stop = networks.start, networks.stop
+    first = min(max(alone, start), stop)
+    single = [range(k, k + 1) for k in range(start, first)]
+    rest = [range(a, min(a + size, stop)) for a in range(first, stop, size)]
+    return single + rest
+
+
+def networks_for(err: float, target: float, used: int, limit: int) -> int:
+    """How many networks should reach ``target`` from ``err`` with ``used``.
+
+    The error of the median falls as 1/sqrt(K): K' = K (err/target)^2, 10% more
+    for the noise of the bootstrap, at least one more network, at most ``limit``.
+    """
+    wanted = math.ceil(1.1 * used * (err / target) ** 2)
+    return min(limit, max(used + 1, wanted))

@@ -1,0 +1,199 @@
+"""The memory model of a probe job, and the check made before any work.
+
+A job holds, at any time (see README, "Memory and precision"):
+
+- per running chunk, the weights of its networks and their forward/backward
+  arrays: :func:`network_bytes` per network, plus one layer's sampling
+  temporaries per worker (:func:`worker_bytes`);
+- once, the workspace of the full spectra of its (network, input) pairs
+  (:func:`spectra_bytes`);
+- what is kept of every network for the exact quantiles and the tables:
+  :func:`kept_bytes` per network (about ``inputs * depth`` table rows).
+
+The weights of all networks are never held: peak memory does not grow with
+``probe.networks`` beyond the kept part, a few hundred bytes per (network,
+input, layer). The estimate is an upper bound of the arrays depthlab allocates;
+the interpreter and its libraries (about 0.3 GB) come on top.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from dataclasses import dataclass
+
+GIB = float(1 << 30)
+
+AUTO_BUDGET_FRACTION = 0.5
+"""``probe.memory_gb: null`` uses at most this fraction of the available memory..."""
+
+AUTO_BUDGET_CAP_GB = 2.0
+"""...and at most this many GiB: chunks beyond a few networks are no faster, so
+a job keeps to a small footprint unless ``probe.memory_gb`` asks for more (a
+wide job on many cores then runs more chunks at once)."""
+
+CHUNK_CAP_BYTES = 256 << 20
+"""A chunk holds at most this many bytes of networks (unless one network is
+larger): the gradient works in 256 KiB groups anyway, larger chunks only cost
+memory."""
+
+TABLE_ROW_BYTES = 3 * 22 * 8
+"""Bytes per row of the ``layers`` table (22 columns of 8 bytes), counted three
+times for the copies a merge and the artifact writer make."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the memory model needs to know of a job."""
+
+    widths: tuple[int, ...]
+    inputs: int
+    itemsize: int
+    networks: int
+    """Networks the job may use (``probe.max_networks`` when adaptive)."""
+    spectra_pairs: int
+    spectra_layers: tuple[int, ...]
+
+
+def network_bytes(shape: Shape) -> int:
+    """One network of a chunk: weights, biases, forward and backward arrays."""
+    n, b, s = shape.widths, shape.inputs, shape.itemsize
+    params = sum(n_out * n_in + n_out for n_in, n_out in itertools.pairwise(n))
+    # sigma'(z^[l]) for every layer, a few layer-sized temporaries, the
+    # (B, n_L, n_l) backward array and its product.
+    activations = b * sum(n) + 4 * b * max(n) + 3 * b * n[-1] * max(n)
+    return s * (params + activations) + 8 * b * (len(n) + 2)
+
+
+def worker_bytes(shape: Shape) -> int:
+    """One worker's temporaries: a layer drawn in float64 and scaled (2 copies)."""
+    largest = max(a * b for a, b in itertools.pairwise(shape.widths))
+    return 2 * 8 * largest
+
+
+def spectra_bytes(shape: Shape) -> int:
+    """The full spectra of all pairs (computed in float64, layer by layer)."""
+    if shape.spectra_pairs == 0 or not shape.spectra_layers:
+        return 0
+    n = shape.widths
+    widest = max(n)
+    largest = max(a * b for a, b in itertools.pairwise(n))
+    # Graded factor V (r x n_l, r <= n_1), its product and pivoted QR copies;
+    # J^[l] for the layer SVD and gesdd's workspace; the float64 weight copy.
+    per_pair = 8 * (6 * widest * n[0] + 3 * largest)
+    return shape.spectra_pairs * per_pair + 8 * largest
+
+
+def kept_bytes(shape: Shape) -> int:
+    """What is kept of one network: its log norms and its table rows."""
+    b, depth = shape.inputs, len(shape.widths)
+    return b * depth * (8 + TABLE_ROW_BYTES) + b * 4 * 8 * 3
+
+
+def estimate_job_bytes(shape: Shape) -> int:
+    """The memory of the smallest run of a job: one worker, one network a chunk.
+
+    Parameters
+    ----------
+    shape : Shape
+
+    Returns
+    -------
+    int
+        Bytes: one network, one worker's temporaries, the spectra workspace and
+        the kept results of ``shape.networks`` networks.
+    """
+    return (
+        network_bytes(shape)
+        + worker_bytes(shape)
+        + spectra_bytes(shape)
+        + shape.networks * kept_bytes(shape)
+    )
+
+
+def available_bytes() -> int | None:
+    """The memory the machine has available now, or None if it cannot be read.
+
+    ``MemAvailable`` of /proc/meminfo (Linux), else the free physical pages of
+    ``os.sysconf``, else half the physical memory.
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    for pages, factor in (("SC_AVPHYS_PAGES", 1.0), ("SC_PHYS_PAGES", 0.5)):
+        try:
+            return int(os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE") * factor)
+        except (ValueError, OSError, AttributeError):
+            continue
+    return None
+
+
+def budget_bytes(memory_gb: float | None) -> int:
+    """The memory a job's chunks may use: ``memory_gb`` or the automatic budget."""
+    if memory_gb is not None:
+        return int(memory_gb * GIB)
+    available = available_bytes()
+    cap = int(AUTO_BUDGET_CAP_GB * GIB)
+    if available is None:
+        return cap
+    return min(cap, int(AUTO_BUDGET_FRACTION * available))
+
+
+def check_memory(shape: Shape, memory_gb: float | None) -> None:
+    """Refuse a job whose smallest run cannot fit, before any work.
+
+    Raises
+    ------
+    MemoryError
+        With a one-line message naming the estimate and the memory there is
+        (``probe.memory_gb`` if set, else the machine's available memory).
+    """
+    need = estimate_job_bytes(shape)
+    if memory_gb is not None:
+        limit, where = int(memory_gb * GIB), f"probe.memory_gb={memory_gb}"
+    else:
+        available = available_bytes()
+        if available is None:
+            return
+        limit, where = available, "the machine's available memory"
+    if need > limit:
+        one = network_bytes(shape) + worker_bytes(shape) + spectra_bytes(shape)
+        raise MemoryError(
+            f"this probe job needs about {need / GIB:.3g} GiB (one network "
+            f"with its spectra workspace {one / GIB:.3g} GiB, the results of "
+            f"{shape.networks} networks {shape.networks * kept_bytes(shape) / GIB:.3g}"
+            f" GiB) but {where} is {limit / GIB:.3g} GiB; reduce width, depth, "
+            f"probe.networks/max_networks or probe.spectra"
+        )
+
+
+def plan_chunks(
+    shape: Shape, networks: int, threads: int, memory_gb: float | None
+) -> tuple[int, int]:
+    """Chunk size and number of workers for ``networks`` networks.
+
+    Chunks are at most ``ceil(networks / threads)`` networks (every core gets
+    work), at most :data:`CHUNK_CAP_BYTES`, and ``workers`` chunks of them fit
+    the budget with the spectra workspace and the kept results; at least one
+    network and one worker.
+
+    Returns
+    -------
+    chunk_size, workers : int
+    """
+    per_net = network_bytes(shape)
+    fixed = spectra_bytes(shape) + shape.networks * kept_bytes(shape)
+    room = budget_bytes(memory_gb) - fixed
+    size = max(1, min(math.ceil(networks / threads), CHUNK_CAP_BYTES // per_net))
+    while size > 1 and threads * (size * per_net + worker_bytes(shape)) > room:
+        size -= 1
+    workers = threads
+    while workers > 1 and workers * (size * per_net + worker_bytes(shape)) > room:
+        workers -= 1
+    workers = min(workers, math.ceil(networks / size))
+    return size, workers
