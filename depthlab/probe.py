@@ -94,7 +94,8 @@ class ProbeSpec:
         """The spec of a job configuration (a plain nested dict, validated).
 
         Each field is the value of the schema key with that column; the output
-        activation is the one the job uses (:func:`depthlab.validate.output_activation`).
+        activation is the one the job uses
+        (:func:`depthlab.validate.output_activation`).
         """
         from depthlab.validate import output_activation
 

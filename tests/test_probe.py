@@ -11,8 +11,8 @@ import pytest
 
 from depthlab import memory
 from depthlab.config import Config, ConfigError, config_hash
-from depthlab.validate import validate
 from depthlab.probe import ProbeSpec, run_probe
+from depthlab.validate import validate
 
 
 def _cfg(**probe: object) -> dict:
@@ -50,7 +50,8 @@ def test_good_probe_keys_pass() -> None:
 
 def test_results_that_cannot_fit_are_refused() -> None:
     """Weights stream, but the exact quantiles keep every network's norms."""
-    with pytest.raises(ConfigError, match=r"probe.networks=1000000000 .* needs about 4.07e\+04 GiB"):
+    match = r"probe.networks=1000000000 .* needs about 4.07e\+04 GiB"
+    with pytest.raises(ConfigError, match=match):
         validate(_cfg(networks=10**9))
 
 
