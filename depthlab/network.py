@@ -82,6 +82,18 @@ LN_EPS = blocks.LN_EPS
 """eps of layer normalization, LN(v) = (v - mean v) / sqrt(var v + eps)."""
 
 
+def residual_blocks(architecture: str, depth: int) -> int:
+    """The number of residual blocks of a network of depth L: L - 3 for a
+    resnet (layers 3..L-1), 0 for an MLP.
+
+    Examples
+    --------
+    >>> residual_blocks("resnet", 10), residual_blocks("mlp", 10)
+    (7, 0)
+    """
+    return max(depth - 3, 0) if architecture == "resnet" else 0
+
+
 def check_architecture(
     architecture: str, norm: str | None, branch_scale: float, widths: Sequence[int]
 ) -> float:
@@ -320,7 +332,7 @@ class Network:
     @property
     def blocks(self) -> int:
         """The number of residual blocks: L - 3 for a resnet, 0 for an MLP."""
-        return self.depth - 3 if self.architecture == "resnet" else 0
+        return residual_blocks(self.architecture, self.depth)
 
     def is_block(self, i: int) -> bool:
         """Whether layer l = i + 2 is a residual block."""

@@ -2,8 +2,10 @@
 
 Two quantities of :mod:`depthlab.network`'s definitions:
 
-- the per-layer Jacobian J^[l] = D^[l] W^[l], D^[l] = diag(sigma'(z^[l])), whose
-  singular values :func:`layer_singular_values` returns, and
+- the per-layer Jacobian J^[l] = D^[l] W^[l], D^[l] = diag(sigma'(z^[l])) (for a
+  resnet block I + alpha W^[l] D^[l], and LN's Jacobian where present: see
+  :mod:`depthlab.network`), whose singular values :func:`layer_singular_values`
+  returns, and
 - the input-output Jacobian up to layer l, J^(l) = J^[l] ... J^[2] = d a^[l] / dx,
   whose singular values span hundreds or thousands of decades in a deep network.
   :func:`jacobian_log_singular_values` returns their natural logarithms for every
