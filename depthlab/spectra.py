@@ -2,8 +2,10 @@
 
 Two quantities of :mod:`depthlab.network`'s definitions:
 
-- the per-layer Jacobian J^[l] = D^[l] W^[l], D^[l] = diag(sigma'(z^[l])), whose
-  singular values :func:`layer_singular_values` returns, and
+- the per-layer Jacobian J^[l] = D^[l] W^[l], D^[l] = diag(sigma'(z^[l])) (for a
+  resnet block I + alpha W^[l] D^[l], and LN's Jacobian where present: see
+  :mod:`depthlab.network`), whose singular values :func:`layer_singular_values`
+  returns, and
 - the input-output Jacobian up to layer l, J^(l) = J^[l] ... J^[2] = d a^[l] / dx,
   whose singular values span hundreds or thousands of decades in a deep network.
   :func:`jacobian_log_singular_values` returns their natural logarithms for every
@@ -39,6 +41,7 @@ import numpy as np
 from scipy.linalg import lapack, solve_triangular
 from threadpoolctl import threadpool_limits
 
+from depthlab import blocks
 from depthlab.network import Network
 
 Array = np.ndarray
@@ -494,7 +497,9 @@ def layer_singular_values(net: Network, X: Array) -> list[Array]:
     Higham & Higham (2019), (3.2), (5.2): D^[l] = diag(sigma'(z^[l])). D^[l] is
     never formed: J^[l] = sigma'(z^[l])[:, None] * W^[l], one batched LAPACK SVD
     (``gesdd``, singular values only) per layer over all inputs, with BLAS pinned
-    to one thread.
+    to one thread. For a resnet block J^[l] = I + alpha W^[l] D^[l], D^[l] =
+    diag(sigma'(h^[l])), times LN's Jacobian where present (see
+    :mod:`depthlab.network`).
 
     Examples
     --------
@@ -506,6 +511,9 @@ def layer_singular_values(net: Network, X: Array) -> list[Array]:
     [(5, 3), (5, 2)]
     """
     single = np.ndim(X) == 1
+    if not net.plain_mlp:
+        out = _layers_singular_values(net, X)
+        return [s[0] for s in out] if single else out
     fp = net.forward(X)
     out = []
     with threadpool_limits(limits=1):
@@ -554,6 +562,9 @@ def jacobian_log_singular_values(net: Network, X: Array) -> list[Array]:
     True
     """
     single = np.ndim(X) == 1
+    if not net.plain_mlp:
+        out = _layers_jacobian_log_singular_values(net, X)
+        return [s[0] for s in out] if single else out
     fp = net.forward(X)
     zs = fp.preactivations
     batch_shape = zs[0].shape[:-1]
@@ -576,3 +587,39 @@ def jacobian_log_singular_values(net: Network, X: Array) -> list[Array]:
         for n_l, state in zip(net.widths[1:], steps, strict=True):
             out.append(_pad(_log_singular_values(*state), min(n_l, n_in)))
     return [s[0] for s in out] if single else out
+
+
+def _layers_singular_values(net: Network, X: Array) -> list[Array]:
+    """:func:`layer_singular_values` of any architecture.
+
+    J^[l] is formed by :func:`depthlab.blocks.jacobian` (for a block,
+    I + alpha W^[l] D^[l] (J_LN)), then one batched ``gesdd`` per layer.
+    """
+    fp = net.forward(X)
+    out = []
+    with threadpool_limits(limits=1):
+        for i in range(len(net.weights)):
+            J = blocks.jacobian(net, fp, i)
+            out.append(np.linalg.svd(J, compute_uv=False))
+    return out
+
+
+def _layers_jacobian_log_singular_values(net: Network, X: Array) -> list[Array]:
+    """:func:`jacobian_log_singular_values` of any architecture.
+
+    The graded factor V is pushed through each layer by
+    :func:`depthlab.blocks.jvp_rows` (V <- V J^[l]^T, J^[l] never formed), in
+    float64.
+    """
+    fp = net.forward(X)
+    batch_shape = fp.preactivations[0].shape[:-1]
+    n_in = net.widths[0]
+    factors = (
+        (lambda V, i=i: blocks.jvp_rows(net, fp, i, V)) for i in range(len(net.weights))
+    )
+    out = []
+    with threadpool_limits(limits=1):
+        steps = _accumulate(factors, batch_shape, n_in)
+        for n_l, state in zip(net.widths[1:], steps, strict=True):
+            out.append(_pad(_log_singular_values(*state), min(n_l, n_in)))
+    return out

@@ -28,6 +28,54 @@ Mean-field theory predicts means of squares, E||g||^2. The typical growth of one
 network's gradient (the slope of the mean of log norms) is lower at finite
 width; every comparison with measurements must say which of the two it shows.
 
+Architectures
+-------------
+The same quantities for the architectures of :mod:`depthlab.network`
+(``architecture``, ``branch_scale`` = alpha, ``norm``), with p^[l] = E[(a_i^[l])^2]
+the mean square of the activations (of the residual stream in a resnet), eps =
+:data:`~depthlab.network.LN_EPS` and r(q) = q / (q + eps), the mean square of
+LN(v) for v of mean square q:
+
+- **resnet**, embedding: q^[2] = p^[2] = s_2^2 q^[1] + sigma_b^2, chi^[2] = s_2^2.
+  Blocks l = 3..L-1, with the branch output z^[l] = W^[l] sigma(h^[l]) + b^[l]:
+
+  q^[l] = s_l^2 E_{v ~ N(0, p^[l-1])}[phi(v)^2] + sigma_b^2,
+  p^[l] = p^[l-1] + alpha^2 q^[l],
+  chi^[l] = 1 + alpha^2 s_l^2 E_{v ~ N(0, p^[l-1])}[phi'(v)^2]   (per-block factor).
+
+  The stream and the branch are uncorrelated (W^[l] has mean zero), hence the
+  sum. For chi: g^[l-1] = g^[l] (I + alpha W^[l] D^[l]); the cross term
+  2 alpha E[g^[l] W^[l] D^[l] g^[l]^T] vanishes under gradient independence
+  (W^[l] of the backward pass independent of g^[l] and of the forward pass), and
+  E||g W D||^2 = s_l^2 E[phi'^2] ||g||^2 as for the MLP. Readout:
+  q^[L] = s_L^2 p^[L-1] + sigma_b^2 (it reads the stream), chi^[L] =
+  s_L^2 E[phi_L'(u)^2], u ~ N(0, q^[L]).
+- **resnet + LN** (pre-LN): the branch input h^[l] = LN(a^[l-1]) has mean square
+  r(p^[l-1]) ~ 1 whatever the stream's length, so E[phi(v)^2] and E[phi'(v)^2] are
+  taken at v ~ N(0, r(p^[l-1])), and the branch's Jacobian carries LN's
+  J_LN = (1/s)(I - 1 1^T/n - u u^T/n), s^2 = var(a^[l-1]) + eps -> p^[l-1] + eps:
+
+  chi^[l] = 1 + alpha^2 s_l^2 E_{v ~ N(0, r(p^[l-1]))}[phi'(v)^2] / (p^[l-1] + eps).
+
+- **mlp + LN**: z^[l] keeps the MLP's length map q^[l] = s_l^2 p^[l-1] +
+  sigma_b^2 (q^[2] = s_2^2 q^[1] + sigma_b^2) with p^[l] = E[phi(v)^2],
+  v ~ N(0, r(q^[l])) on the hidden layers l = 2..L-1; g^[l-1] = g^[l] D^[l] J_LN
+  W^[l] gives
+
+  chi^[l] = s_l^2 E_{v ~ N(0, r(q^[l]))}[phi'(v)^2] / (q^[l] + eps),  l = 2..L-1,
+
+  and the output layer (no LN) as in the MLP.
+
+What is left out (the theory is that of infinite width): LN's projection. With
+c = g W D (resnet) or c = g D (mlp), ||c J_LN||^2 = (||P c||^2 -
+(2r - r^2)(c . u/|u|)^2) / s^2, P = I - 1 1^T / n. Under gradient independence
+E||P c||^2 = (1 - 1/n) E||c||^2 and E(c . u/|u|)^2 = E||c||^2 E[phi'^2 v^2] /
+(n r E[phi'^2]), so the branch term (resnet) or chi (mlp) is smaller by the
+factor 1 - (1 + (2r - r^2) E[phi'^2 v^2] / (r E[phi'^2])) / n: 1 - 2/n for relu
+and at least 1 - 2/n for tanh (phi'^2 decreases in |v|), 0.4% at n = 512. Also
+left out: the fluctuations of LN's sample variance (E[1/s^2] = (1 + O(1/n)) /
+E[s^2]) and its sample mean, both O(1/n).
+
 Numerics
 --------
 Every Gaussian expectation E_{u ~ N(0, q)}[f(u)] is written as E_z[f(sqrt(q) z)],
@@ -66,6 +114,7 @@ from scipy import optimize, special
 
 from depthlab.activations import LEAKY_RELU_SLOPE, Activation, get_activation
 from depthlab.initializers import effective_sigma_w
+from depthlab.network import LN_EPS, check_architecture
 
 Array = np.ndarray
 Kind = Literal["phi_sq", "dphi_sq", "u_phi_dphi"]
@@ -831,6 +880,15 @@ class MeanFieldPrediction:
         q^[1] = ||x||^2 / n_1.
     output_dim : int
         n_L.
+    p : ndarray, shape (..., L - 1), optional
+        p^[l] = E[(a_i^[l])^2], the mean square of the activations of layer l
+        (the residual stream in a resnet); l = 2..L.
+
+    Notes
+    -----
+    For a resnet, q^[l] of a block is the mean square of its branch output
+    z^[l] = W^[l] sigma(h^[l]) + b^[l] and chi^[l] its per-block factor
+    1 + alpha^2 s_l^2 E[phi'^2] (see the module docstring, "Architectures").
     """
 
     layer: Array
@@ -839,6 +897,7 @@ class MeanFieldPrediction:
     log10_mean_sq_backprop: Array
     q1: Array
     output_dim: int
+    p: Array | None = None
 
     @property
     def backprop_layer(self) -> Array:
@@ -881,6 +940,9 @@ def predict_from_q1(
     sigma_b: float,
     output_activation: str | None = None,
     init: str = "gaussian",
+    architecture: str = "mlp",
+    branch_scale: float = 1.0,
+    norm: str | None = None,
 ) -> MeanFieldPrediction:
     """The mean-field prediction from q^[1] = ||x||^2 / n_1 (see :func:`predict`).
 
@@ -890,6 +952,8 @@ def predict_from_q1(
         q^[1] of one input, or of several (any shape; the results get an extra
         last axis over layers).
     widths, activation, sigma_w, sigma_b, output_activation, init
+        As in :func:`predict`.
+    architecture, branch_scale, norm
         As in :func:`predict`.
 
     Returns
@@ -903,12 +967,25 @@ def predict_from_q1(
     q1 = np.asarray(q1, dtype=np.float64)
     if np.any(~(q1 >= 0)):
         raise ValueError(f"q1 must be >= 0 (got {q1})")
+    alpha = check_architecture(architecture, norm, branch_scale, widths)
     scales = _layer_scales(widths, init, float(sigma_w))
-    q = _length_map(act, q1.reshape(-1), scales, float(sigma_b))
-    chi = np.empty_like(q)
-    with np.errstate(over="ignore"):
-        chi[:, :-1] = scales[:-1] ** 2 * _moment(act, q[:, :-1], "dphi_sq")
-        chi[:, -1] = scales[-1] ** 2 * _moment(out_act, q[:, -1], "dphi_sq")
+    if architecture == "resnet":
+        q, chi, p = _resnet_maps(
+            act, out_act, q1.reshape(-1), scales, float(sigma_b), alpha, norm
+        )
+    elif norm is not None:
+        q, chi, p = _layer_norm_mlp_maps(
+            act, out_act, q1.reshape(-1), scales, float(sigma_b)
+        )
+    else:
+        q = _length_map(act, q1.reshape(-1), scales, float(sigma_b))
+        chi = np.empty_like(q)
+        p = np.empty_like(q)
+        with np.errstate(over="ignore"):
+            chi[:, :-1] = scales[:-1] ** 2 * _moment(act, q[:, :-1], "dphi_sq")
+            chi[:, -1] = scales[-1] ** 2 * _moment(out_act, q[:, -1], "dphi_sq")
+            p[:, :-1] = _moment(act, q[:, :-1], "phi_sq")
+            p[:, -1] = _moment(out_act, q[:, -1], "phi_sq")
     with np.errstate(divide="ignore"):
         log_chi = np.log10(chi)
     # log10 E||d a^L / d a^l||^2 = log10 n_L + sum_{k = l+1}^{L} log10 chi^[k]:
@@ -922,7 +999,72 @@ def predict_from_q1(
         log10_mean_sq_backprop=log_backprop.reshape(shape),
         q1=q1,
         output_dim=widths[-1],
+        p=p.reshape(shape),
     )
+
+
+def _normalized_sq(q: Array) -> Array:
+    """r(q) = q / (q + eps): the mean square of LN(v) for v of mean square q."""
+    with np.errstate(divide="ignore"):
+        return 1.0 / (1.0 + LN_EPS / q)
+
+
+def _readout(
+    out_act: Activation, p_in: Array, scale: float, sb2: float
+) -> tuple[Array, Array, Array]:
+    """q, chi and p of a layer sigma_L(W a + b) whose input has mean square p_in."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = scale**2 * p_in + sb2
+        chi = scale**2 * _moment(out_act, q, "dphi_sq")
+        p = _moment(out_act, q, "phi_sq")
+    return q, chi, p
+
+
+def _resnet_maps(
+    act: Activation,
+    out_act: Activation,
+    q1: Array,
+    scales: Array,
+    sigma_b: float,
+    alpha: float,
+    norm: str | None,
+) -> tuple[Array, Array, Array]:
+    """q^[l], chi^[l], p^[l] (each (N, L - 1)) of a resnet (module docstring)."""
+    n_layers = scales.size
+    q, chi, p = (np.empty((q1.size, n_layers)) for _ in range(3))
+    sb2, a2 = sigma_b**2, alpha**2
+    with np.errstate(over="ignore", invalid="ignore"):
+        q[:, 0] = p[:, 0] = scales[0] ** 2 * q1 + sb2
+        chi[:, 0] = scales[0] ** 2
+        for j in range(1, n_layers - 1):
+            stream = p[:, j - 1]
+            v = _normalized_sq(stream) if norm else stream
+            q[:, j] = scales[j] ** 2 * _moment(act, v, "phi_sq") + sb2
+            branch = scales[j] ** 2 * _moment(act, v, "dphi_sq")
+            if norm:
+                branch = branch / (stream + LN_EPS)
+            chi[:, j] = 1.0 + a2 * branch
+            p[:, j] = stream + a2 * q[:, j]
+    q[:, -1], chi[:, -1], p[:, -1] = _readout(out_act, p[:, -2], scales[-1], sb2)
+    return q, chi, p
+
+
+def _layer_norm_mlp_maps(
+    act: Activation, out_act: Activation, q1: Array, scales: Array, sigma_b: float
+) -> tuple[Array, Array, Array]:
+    """q^[l], chi^[l], p^[l] (each (N, L - 1)) of an MLP with LN on z^[l]."""
+    n_layers = scales.size
+    q, chi, p = (np.empty((q1.size, n_layers)) for _ in range(3))
+    sb2 = sigma_b**2
+    p_in = q1
+    with np.errstate(over="ignore", invalid="ignore"):
+        for j in range(n_layers - 1):
+            q[:, j] = (scales[j] ** 2) * p_in + sb2
+            v = _normalized_sq(q[:, j])
+            chi[:, j] = scales[j] ** 2 * _moment(act, v, "dphi_sq") / (q[:, j] + LN_EPS)
+            p[:, j] = p_in = _moment(act, v, "phi_sq")
+    q[:, -1], chi[:, -1], p[:, -1] = _readout(out_act, p_in, scales[-1], sb2)
+    return q, chi, p
 
 
 def predict(
@@ -934,6 +1076,9 @@ def predict(
     sigma_b: float,
     output_activation: str | None = None,
     init: str = "gaussian",
+    architecture: str = "mlp",
+    branch_scale: float = 1.0,
+    norm: str | None = None,
 ) -> MeanFieldPrediction:
     """Mean-field q^[l], chi^[l] and mean squared backprop norms for input(s) x.
 
@@ -954,6 +1099,15 @@ def predict(
         Initialization scheme; layer l sees the effective fan-in scale
         s_l = ``effective_sigma_w(init, n_l, n_{l-1}, sigma_w)`` (layers are
         rectangular: n_1 and n_L differ from the width).
+    architecture : {"mlp", "resnet"}, default "mlp"
+    branch_scale : float, default 1.0
+        alpha of the residual branches (resnet only).
+    norm : {None, "layer"}, default None
+        Layer normalization (see :class:`depthlab.network.Network`). For these,
+        see the module docstring ("Architectures"): the residual length map
+        p^[l] = p^[l-1] + alpha^2 (s_l^2 E[phi(v)^2] + sigma_b^2) and the
+        per-block factor chi^[l] = 1 + alpha^2 s_l^2 E[phi'(v)^2] (divided by
+        p^[l-1] + eps, with v normalized, under pre-LN).
 
     Returns
     -------
@@ -1020,4 +1174,7 @@ def predict(
         sigma_b=sigma_b,
         output_activation=output_activation,
         init=init,
+        architecture=architecture,
+        branch_scale=branch_scale,
+        norm=norm,
     )

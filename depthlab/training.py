@@ -232,9 +232,7 @@ class _FlatParameters:
             views, _interleave(net.weights, net.biases), strict=True
         ):
             view[...] = source.reshape(view.shape)
-        self.network = Network(
-            views[0::2], views[1::2], net.activation, net.output_activation
-        )
+        self.network = net.with_parameters(views[0::2], views[1::2])
 
     def flatten(
         self, weight_grads: list[Array], bias_grads: list[Array], out: Array
@@ -639,7 +637,7 @@ def train(
     biases = [np.ascontiguousarray(b) for b in work.biases]
     if single:
         weights, biases = [w[0] for w in weights], [b[0] for b in biases]
-    trained = Network(weights, biases, net.activation, net.output_activation)
+    trained = net.with_parameters(weights, biases)
     return TrainingResult(
         network=trained,
         steps=np.asarray(eval_steps, dtype=np.int64),

