@@ -19,6 +19,7 @@ the same public functions through a second path, the per-layer products of
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Literal, overload
 
@@ -72,6 +73,61 @@ def _in_groups(fn: Callable[[Network, Array], Array], net: Network, X: Array) ->
     return np.concatenate(parts)
 
 
+_MIN_PART = 32
+"""The fewest inputs per thread in :func:`_in_parts`."""
+
+_blas: list = []
+"""A cached ``threadpoolctl.ThreadpoolController`` (building one costs ~0.6 ms)."""
+
+
+def _blas_threads() -> tuple[int, object]:
+    """The threads numpy's BLAS may use now, and the cached controller."""
+    if not _blas:
+        from threadpoolctl import ThreadpoolController
+
+        _blas.append(ThreadpoolController())
+    controller = _blas[0]
+    threads = [
+        lib.num_threads for lib in controller.lib_controllers if lib.user_api == "blas"
+    ]
+    return max(threads, default=1), controller
+
+
+def _in_parts(
+    fn: Callable[[Network, Array], Array], net: Network, X: Array, axis: int
+) -> Array:
+    """``fn(net, X)`` with the inputs split over the threads BLAS is allowed.
+
+    When numpy's BLAS may use k > 1 threads and there are at least
+    ``2 * _MIN_PART`` inputs, the inputs (axis -2 of ``X``) are split into up to
+    k parts that run at once in k threads, with BLAS pinned to one thread for
+    the duration (process-wide): numpy releases the GIL in its matrix products
+    and ufuncs, so the elementwise passes, which numpy runs on one thread, are
+    parallel too, and no matrix product waits for another thread. Each input's
+    numbers are those of ``fn`` on that input alone (the same operations, on
+    fewer columns). With BLAS at one thread (a worker of a parallel probe),
+    ``fn`` runs as it is. ``axis`` is the inputs' axis in ``fn``'s result.
+    """
+    X = net.as_input(X)
+    batch = X.shape[-2]
+    if batch < 2 * _MIN_PART:
+        return fn(net, X)
+    threads, controller = _blas_threads()
+    parts = min(threads, batch // _MIN_PART)
+    if parts < 2:
+        return fn(net, X)
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, batch, parts + 1).astype(int)
+    pieces = [X[..., lo:hi, :] for lo, hi in itertools.pairwise(bounds)]
+    with (
+        controller.limit(limits=1, user_api="blas"),
+        ThreadPoolExecutor(parts) as pool,
+    ):
+        results = list(pool.map(lambda x: fn(net, x), pieces))
+    return np.concatenate(results, axis=axis)
+
+
 _SMALL_LAYER = 4096
 """Up to this many numbers per layer (over inputs and networks), sigma' of all
 hidden layers is computed in one call: for small arrays the cost of a call
@@ -79,17 +135,22 @@ hidden layers is computed in one call: for small arrays the cost of a call
 
 
 def _derivatives(
-    net: Network, X: Array, output: list[Array] | None = None
+    net: Network, X: Array, output: list[Array] | None = None, *, rows: bool = False
 ) -> list[Array]:
-    """sigma'(z^[l]) for l = 2..L, each of shape ``(..., n_l, B)``.
+    """sigma'(z^[l]) for l = 2..L, each of shape ``(..., n_l, B)`` (``(..., B, n_l)``
+    with ``rows=True``).
 
     The forward pass (3.2) with the inputs as columns, as in the paper:
     z^[l] = W^[l] a^[l-1] + b^[l] for all B inputs is one product ``W @ A`` per
     network with no transposed operand (numpy's stacked products ``A @ W.T``
-    are up to 2x slower for the small matrices of a stack of networks). Only
-    sigma'(z^[l]) is kept; a^[L], shape ``(..., n_L, B)``, is computed only if
-    a list ``output`` is given, and appended to it.
+    are up to 2x slower for the small matrices of a stack of networks). With
+    ``rows=True`` the inputs stay rows, ``A @ W^T`` (see :func:`_use_rows`).
+    Only sigma'(z^[l]) is kept; a^[L], shape ``(..., n_L, B)`` (rows:
+    ``(..., B, n_L)``), is computed only if a list ``output`` is given, and
+    appended to it.
     """
+    if rows:
+        return _derivatives_rows(net, X, output)
     a = np.ascontiguousarray(_transpose(net.as_input(X)))
     weights, biases, sigmas = net.weights, net.biases, net.sigmas
     hidden = len(weights) - 1
@@ -117,6 +178,59 @@ def _derivatives(
             output.append(sigma.fn(z))
         ds.append(sigma.derivative(z))
     return ds
+
+
+def _derivatives_rows(
+    net: Network, X: Array, output: list[Array] | None = None
+) -> list[Array]:
+    """:func:`_derivatives` with the inputs as rows: z = A W^T + b, (..., B, n_l)."""
+    a = np.ascontiguousarray(net.as_input(X))
+    hidden = len(net.weights) - 1
+    ds = []
+    for i, (w, b, sigma) in enumerate(
+        zip(net.weights, net.biases, net.sigmas, strict=True)
+    ):
+        z = a @ _transpose(w)
+        z += b[..., None, :]
+        if i < hidden:
+            a = sigma.fn(z)
+        elif output is not None:
+            output.append(sigma.fn(z))
+        ds.append(sigma.derivative(z))
+    return ds
+
+
+_ROWS_MIN_BATCH = 64
+_ROWS_MIN_WIDTH = 256
+"""A single float64 network with at least this many inputs and this width keeps
+the inputs as rows (``A @ W^T`` forward, ``G @ W`` backward): OpenBLAS 0.3.31's
+float64 kernels were 9-25% faster that way at n = 512, B = 64 (benchmark, one
+thread), while float32 was 15% faster with the inputs as columns."""
+
+
+def _use_rows(net: Network, X: Array) -> bool:
+    """Whether the n_L = 1 kernels keep the inputs as rows (see ``_ROWS_MIN_BATCH``)."""
+    return (
+        net.dtype == np.float64
+        and not net.stack_shape
+        and net.widths[-1] == 1
+        and np.ndim(X) >= 2
+        and np.shape(X)[-2] >= _ROWS_MIN_BATCH
+        and min(net.widths[:-1]) >= _ROWS_MIN_WIDTH
+    )
+
+
+def _matmul(a: Array, b: Array, spare: Array | None) -> Array:
+    """``a @ b``, written into ``spare`` when it has the result's shape and dtype."""
+    shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+    if (
+        spare is not None
+        and spare.shape == shape
+        and spare.dtype == np.result_type(a, b)
+        and spare.flags.c_contiguous
+    ):
+        return np.matmul(a, b, out=spare)
+    return np.matmul(a, b)
 
 
 def _seed(net: Network, ds: list[Array]) -> Array:
@@ -187,7 +301,13 @@ def input_gradient(net: Network, X: Array) -> Array:
     (4, 3)
     """
     single = np.ndim(X) == 1
-    g = _in_groups(_input_gradient if net.plain_mlp else _layers_input_gradient, net, X)
+    inner = _input_gradient if net.plain_mlp else _layers_input_gradient
+    g = _in_parts(
+        lambda net, X: _in_groups(inner, net, X),
+        net,
+        X,
+        -2 if net.widths[-1] == 1 else -3,
+    )
     if single:
         g = g[..., 0, :] if net.widths[-1] == 1 else g[..., 0, :, :]
     return g
@@ -195,17 +315,27 @@ def input_gradient(net: Network, X: Array) -> Array:
 
 def _input_gradient(net: Network, X: Array) -> Array:
     """:func:`input_gradient` for inputs of shape ``(..., B, n_1)``."""
-    ds = _derivatives(net, X)
     if net.widths[-1] == 1:
         # The common case, with less bookkeeping per layer: the gradients of
-        # all inputs are the columns of one (n_l, B) matrix per network.
-        weights = net.weights
-        g = weights[-1].swapaxes(-1, -2) * ds[-1]
+        # all inputs are the columns of one (n_l, B) matrix per network (or
+        # its rows, see _use_rows). Two buffers take turns as the products'
+        # outputs.
+        rows = _use_rows(net, X)
+        ds = _derivatives(net, X, rows=rows)
+        weights, spare = net.weights, None
+        if rows:
+            g = ds[-1] * weights[-1]
+            for i in range(len(ds) - 2, -1, -1):
+                g *= ds[i]
+                g, spare = _matmul(g, weights[i], spare), g
+            return g
+        g = _transpose(weights[-1]) * ds[-1]
         for i in range(len(ds) - 2, -1, -1):
             g *= ds[i]
-            g = weights[i].swapaxes(-1, -2) @ g
-        g = np.ascontiguousarray(g.swapaxes(-1, -2))  # (..., B, n_1)
+            g, spare = _matmul(_transpose(weights[i]), g, spare), g
+        g = np.ascontiguousarray(_transpose(g))  # (..., B, n_1)
     else:
+        ds = _derivatives(net, X)
         g = _seed(net, ds)
         for i in range(len(ds) - 2, -1, -1):
             g = _step(net, ds, g, i)
@@ -277,7 +407,7 @@ def backprop_log10_norms(
         fn = _backprop_log10_norms_and_outputs
     else:
         fn = _backprop_log10_norms
-    out = _in_groups(fn, net, X)
+    out = _in_parts(lambda net, X: _in_groups(fn, net, X), net, X, -2)
     if single:
         out = out[..., 0, :]
     if not return_outputs:
@@ -297,6 +427,8 @@ def _backprop_log10_norms(
     net: Network, X: Array, output: list[Array] | None = None
 ) -> Array:
     """:func:`backprop_log10_norms` for inputs of shape ``(..., B, n_1)``."""
+    if net.widths[-1] == 1:
+        return _backprop_log10_norms_vector(net, X, output)
     ds = _derivatives(net, X, output)
     g = _seed(net, ds)
     batch_shape = g.shape[:-2]
@@ -307,6 +439,49 @@ def _backprop_log10_norms(
         out[..., i] = _normalize(g, log_scale)
         if i:
             g = _step(net, ds, g, i - 1)
+    return out
+
+
+def _backprop_log10_norms_vector(
+    net: Network, X: Array, output: list[Array] | None = None
+) -> Array:
+    """:func:`_backprop_log10_norms` for n_L = 1, in :func:`_input_gradient`'s layout.
+
+    The gradients of all inputs are the columns of one (n_l, B) matrix per
+    network (or its rows, see :func:`_use_rows`); each is normalized as a
+    (1, n_l) matrix through a view, by :func:`_normalize`. a^[L] is appended to
+    ``output`` with shape ``(..., n_L, B)`` in either layout.
+    """
+    rows = _use_rows(net, X)
+    out_rows: list[Array] = []
+    ds = _derivatives(net, X, None if output is None else out_rows, rows=rows)
+    if output is not None:
+        output.append(out_rows[0] if not rows else _transpose(out_rows[0]))
+    weights, spare = net.weights, None
+    if rows:
+        g = ds[-1] * weights[-1]  # (..., B, n_{L-1})
+
+        def as_matrices(g: Array) -> Array:
+            return g[..., :, None, :]
+
+    else:
+        g = _transpose(weights[-1]) * ds[-1]  # (..., n_{L-1}, B)
+
+        def as_matrices(g: Array) -> Array:
+            return _transpose(g)[..., :, None, :]
+
+    batch_shape = as_matrices(g).shape[:-2]
+    out = np.empty((*batch_shape, net.depth - 1), dtype=np.float64)
+    log_scale = np.zeros(batch_shape, dtype=np.float64)
+    for i in range(len(ds) - 1, -1, -1):
+        # g * 10**log_scale is d a^[L] / d a^[l], l = i + 1 (column i).
+        out[..., i] = _normalize(as_matrices(g), log_scale)
+        if i:
+            g *= ds[i - 1]
+            if rows:
+                g, spare = _matmul(g, weights[i - 1], spare), g
+            else:
+                g, spare = _matmul(_transpose(weights[i - 1]), g, spare), g
     return out
 
 

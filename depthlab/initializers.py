@@ -76,16 +76,49 @@ def check_size(name: str, value: int) -> int:
     return n
 
 
-def _gaussian_weights(
-    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+def _normal(
+    rng: np.random.Generator, shape: tuple, scale: float, dtype: np.dtype
 ) -> Array:
-    return rng.standard_normal((*stack, n_out, n_in)) * (sigma_w / np.sqrt(n_in))
+    """N(0, scale^2) in ``dtype``, drawn in it (float32: numpy's float32 ziggurat)."""
+    x = rng.standard_normal(shape, dtype=dtype)
+    x *= scale
+    return x
+
+
+def _uniform(
+    rng: np.random.Generator, shape: tuple, a: float, dtype: np.dtype
+) -> Array:
+    """U[-a, a) in ``dtype``: ``rng.uniform`` for float64, float32 draws otherwise."""
+    if dtype == np.float64:
+        return rng.uniform(-a, a, size=shape)
+    x = rng.random(shape, dtype=dtype)
+    x *= 2 * a
+    x -= a
+    return x
+
+
+def _gaussian_weights(
+    n_out: int,
+    n_in: int,
+    sigma_w: float,
+    rng: np.random.Generator,
+    stack: tuple,
+    dtype: np.dtype,
+) -> Array:
+    return _normal(rng, (*stack, n_out, n_in), sigma_w / np.sqrt(n_in), dtype)
 
 
 def _orthogonal_weights(
-    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+    n_out: int,
+    n_in: int,
+    sigma_w: float,
+    rng: np.random.Generator,
+    stack: tuple,
+    dtype: np.dtype,
 ) -> Array:
-    # Haar measure: QR of a Gaussian matrix with the signs of diag(R) fixed.
+    # Haar measure: QR of a Gaussian matrix with the signs of diag(R) fixed. The
+    # Gaussian matrix and its QR are float64 whatever ``dtype`` (then rounded):
+    # the float32 stream of this scheme is its float64 stream.
     tall = n_out >= n_in
     rows, cols = (n_out, n_in) if tall else (n_in, n_out)
     g = rng.standard_normal((*stack, rows, cols))
@@ -99,30 +132,50 @@ def _orthogonal_weights(
 
 
 def _xavier_normal_weights(
-    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+    n_out: int,
+    n_in: int,
+    sigma_w: float,
+    rng: np.random.Generator,
+    stack: tuple,
+    dtype: np.dtype,
 ) -> Array:
     std = sigma_w * np.sqrt(2.0 / (n_in + n_out))
-    return rng.standard_normal((*stack, n_out, n_in)) * std
+    return _normal(rng, (*stack, n_out, n_in), std, dtype)
 
 
 def _xavier_uniform_weights(
-    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+    n_out: int,
+    n_in: int,
+    sigma_w: float,
+    rng: np.random.Generator,
+    stack: tuple,
+    dtype: np.dtype,
 ) -> Array:
     a = sigma_w * np.sqrt(6.0 / (n_in + n_out))
-    return rng.uniform(-a, a, size=(*stack, n_out, n_in))
+    return _uniform(rng, (*stack, n_out, n_in), a, dtype)
 
 
 def _uniform_weights(
-    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+    n_out: int,
+    n_in: int,
+    sigma_w: float,
+    rng: np.random.Generator,
+    stack: tuple,
+    dtype: np.dtype,
 ) -> Array:
     a = sigma_w * np.sqrt(3.0 / n_in)
-    return rng.uniform(-a, a, size=(*stack, n_out, n_in))
+    return _uniform(rng, (*stack, n_out, n_in), a, dtype)
 
 
 def _higham_weights(
-    n_out: int, n_in: int, sigma_w: float, rng: np.random.Generator, stack: tuple
+    n_out: int,
+    n_in: int,
+    sigma_w: float,
+    rng: np.random.Generator,
+    stack: tuple,
+    dtype: np.dtype,
 ) -> Array:
-    return rng.standard_normal((*stack, n_out, n_in)) * sigma_w
+    return _normal(rng, (*stack, n_out, n_in), sigma_w, dtype)
 
 
 @dataclass(frozen=True)
@@ -134,7 +187,8 @@ class Initializer:
     name : str
         Name used in configs and results.
     sample_weights : callable
-        ``(n_out, n_in, sigma_w, rng, stack) -> W``.
+        ``(n_out, n_in, sigma_w, rng, stack, dtype) -> W``, drawn in ``dtype``
+        (float32 or float64).
     default_sigma_w, default_sigma_b : float
         The defaults a config file of this scheme carries.
     fan_in_variance : callable
@@ -241,7 +295,12 @@ def sample_layer(
     stack : tuple of int
         Leading dimensions for a stack of independent networks.
     dtype : numpy dtype
-        Result dtype (sampling is done in float64, then cast).
+        Result dtype. float32 weights and biases are drawn in float32
+        (``Generator.standard_normal(..., dtype=np.float32)``, numpy's float32
+        ziggurat, and ``Generator.random(..., dtype=np.float32)``): about twice
+        as fast per number as float64 and half the memory, but a different
+        random stream from float64's rounded (``orthogonal`` is drawn and
+        factored in float64 and rounded). float64 streams are unchanged.
 
     Returns
     -------
@@ -270,8 +329,10 @@ def sample_layer(
     sigma_w = check_scale("sigma_w", sigma_w)
     sigma_b = check_scale("sigma_b", sigma_b)
     stack = tuple(check_size("stack size", k) for k in stack)
-    weights = init.sample_weights(n_out, n_in, sigma_w, rng, stack)
-    biases = rng.standard_normal((*stack, n_out)) * sigma_b
+    dtype = np.dtype(dtype)
+    draw = dtype if dtype == np.float32 else np.dtype(np.float64)
+    weights = init.sample_weights(n_out, n_in, sigma_w, rng, stack, draw)
+    biases = _normal(rng, (*stack, n_out), sigma_b, draw)
     return (
         np.ascontiguousarray(weights, dtype=dtype),
         np.ascontiguousarray(biases, dtype=dtype),

@@ -528,3 +528,81 @@ def test_outputs_of_one_input_and_of_groups(monkeypatch, rng) -> None:
     norms1, outputs1 = backprop_log10_norms(single, X[0, 0], return_outputs=True)
     assert norms1.shape == (2,) and outputs1.shape == (2,)
     np.testing.assert_allclose(outputs1, single(X[0, :1])[0], rtol=1e-12)
+
+
+# -- the kernel's layouts and threads ---------------------------------------------
+
+
+def _layout_cases(rng):
+    """(net, X) pairs: single networks, a stack and broadcast inputs, n_L = 1."""
+    single = _network("tanh", "gaussian", [6, 9, 7, 1], rng)
+    stack = _network("sigmoid", "gaussian", [6, 9, 7, 1], rng, num_networks=3)
+    deep32 = _network("tanh", "gaussian", [8] * 12 + [1], rng, dtype=np.float32)
+    return [
+        (single, rng.standard_normal((70, 6))),
+        (single, rng.standard_normal((2, 70, 6))),
+        (stack, rng.standard_normal((3, 70, 6))),
+        (stack, rng.standard_normal((70, 6))),
+        (deep32, rng.standard_normal((70, 8)).astype(np.float32)),
+    ]
+
+
+def test_rows_layout_equals_columns_layout(monkeypatch, rng) -> None:
+    """The inputs as rows (float64, large single networks) give the numbers of
+    the inputs as columns: the same products, taken in the other orientation,
+    agree to rounding (float64: 1e-13 relative; measured 4e-15 at n = 512)."""
+    import depthlab.gradient as gradient
+
+    net = _network("tanh", "gaussian", [6, 9, 7, 1], rng)
+    X = rng.standard_normal((70, 6))
+    columns = gradient.input_gradient(net, X)
+    columns_logs, columns_out = gradient.backprop_log10_norms(
+        net, X, return_outputs=True
+    )
+    assert not gradient._use_rows(net, X)
+    monkeypatch.setattr(gradient, "_ROWS_MIN_WIDTH", 1)
+    assert gradient._use_rows(net, X)
+    rows = gradient.input_gradient(net, X)
+    rows_logs, rows_out = gradient.backprop_log10_norms(net, X, return_outputs=True)
+    np.testing.assert_allclose(
+        rows, columns, rtol=1e-13, atol=1e-13 * np.abs(columns).max()
+    )
+    np.testing.assert_allclose(rows_logs, columns_logs, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(rows_out, columns_out, rtol=1e-13, atol=1e-15)
+
+
+def test_inputs_split_over_threads_equal_one_thread(monkeypatch, rng) -> None:
+    """With k BLAS threads the inputs are split over k threads; each input's
+    numbers are those of its own columns: equal to one call to rounding (the
+    products have fewer columns; float64 1e-13, float32 1e-5 relative)."""
+    import depthlab.gradient as gradient
+
+    cases = _layout_cases(rng)
+    whole = [
+        (
+            gradient.input_gradient(net, X),
+            *gradient.backprop_log10_norms(net, X, return_outputs=True),
+        )
+        for net, X in cases
+    ]
+    monkeypatch.setattr(gradient, "_MIN_PART", 16)
+    controller = gradient._blas_threads()[1]
+    monkeypatch.setattr(gradient, "_blas_threads", lambda: (3, controller))
+    in_groups, sizes = gradient._in_groups, []
+
+    def recording(fn, net, X):
+        sizes.append(X.shape[-2])
+        return in_groups(fn, net, X)
+
+    monkeypatch.setattr(gradient, "_in_groups", recording)
+    for (net, X), (grad, logs, out) in zip(cases, whole, strict=True):
+        tol = 1e-13 if net.dtype == np.float64 else 1e-5
+        got = gradient.input_gradient(net, X)
+        got_logs, got_out = gradient.backprop_log10_norms(net, X, return_outputs=True)
+        assert got.shape == grad.shape and got_logs.shape == logs.shape
+        np.testing.assert_allclose(got, grad, rtol=tol, atol=tol * np.abs(grad).max())
+        np.testing.assert_allclose(got_logs, logs, rtol=0, atol=tol)
+        np.testing.assert_allclose(got_out, out, rtol=tol, atol=tol)
+    # 70 inputs in 3 parts (23, 23, 24 < 32 = 2 * 16: at most 70 // 16 = 4 parts
+    # allowed, 3 threads) for each of the 2 calls of every case.
+    assert sizes == [23, 23, 24] * 2 * len(cases)

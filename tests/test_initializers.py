@@ -221,3 +221,56 @@ def test_sample_layer_validation(kwargs, names, rng):
     with pytest.raises(ValueError) as info:
         sample_layer("gaussian", n_out, n_in, rng=rng, **args)
     assert all(word in str(info.value) for word in names)
+
+
+@pytest.mark.parametrize("name", INITIALIZER_NAMES)
+def test_float32_is_drawn_in_float32_with_the_documented_variance(name, rng):
+    # float32 layers come from numpy's float32 samplers (not float64 draws
+    # rounded), except orthogonal (drawn and factored in float64, rounded).
+    # Reference for the stream: the same Generator calls made here; for the
+    # distribution: the documented variance, Monte Carlo tolerance as above.
+    n_out, n_in, sigma_w, sigma_b = 40, 30, 1.3, 0.2
+    seed = int(rng.integers(2**32))
+    W, b = sample_layer(
+        name,
+        n_out,
+        n_in,
+        sigma_w=sigma_w,
+        sigma_b=sigma_b,
+        rng=np.random.default_rng(seed),
+        stack=(K,),
+        dtype=np.float32,
+    )
+    assert W.dtype == b.dtype == np.float32
+    W64, _ = sample_layer(
+        name,
+        n_out,
+        n_in,
+        sigma_w=sigma_w,
+        sigma_b=sigma_b,
+        rng=np.random.default_rng(seed),
+        stack=(K,),
+    )
+    if name == "orthogonal":
+        np.testing.assert_array_equal(W, W64.astype(np.float32))
+    else:
+        g = np.random.default_rng(seed)
+        if name in UNIFORM_HALF_WIDTH:
+            a = UNIFORM_HALF_WIDTH[name](n_out, n_in, sigma_w)
+            u = g.random((K, n_out, n_in), dtype=np.float32)
+            expected = u * np.float32(2 * a) - np.float32(a)
+            assert np.abs(W).max() <= a
+        else:
+            std = np.sqrt(DOCUMENTED_VARIANCE[name](n_out, n_in, sigma_w))
+            expected = g.standard_normal((K, n_out, n_in), dtype=np.float32)
+            expected *= np.float32(std)
+        np.testing.assert_allclose(W, expected, rtol=1e-6, atol=1e-7)
+        expected_b = g.standard_normal((K, n_out), dtype=np.float32) * np.float32(
+            sigma_b
+        )
+        np.testing.assert_allclose(b, expected_b, rtol=1e-6)
+        assert not np.array_equal(W, W64.astype(np.float32))
+    var = DOCUMENTED_VARIANCE[name](n_out, n_in, sigma_w)
+    W = W.astype(np.float64)
+    assert abs(W.mean()) < 5 * np.sqrt(var / W.size)
+    assert abs(np.mean(W**2) / var - 1) < 5 * np.sqrt(2 / W.size)

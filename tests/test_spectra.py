@@ -378,3 +378,47 @@ def test_public_api():
     assert depthlab.spectra.log_singular_values_of_product is (
         log_singular_values_of_product
     )
+
+
+def test_jacobian_at_chosen_layers_equals_every_layer(rng):
+    # layers= skips only the finishing SVD: the values computed are those of
+    # the full call (the same arithmetic, bitwise), None elsewhere, for a
+    # stack and a single input; order and repeats of layers do not matter.
+    net = init_network(
+        [5, 7, 7, 7, 6, 4],
+        activation="tanh",
+        init="gaussian",
+        sigma_w=1.3,
+        sigma_b=0.1,
+        rng=rng,
+        num_networks=2,
+    )
+    X = rng.standard_normal((2, 3, 5))
+    full = jacobian_log_singular_values(net, X)
+    some = jacobian_log_singular_values(net, X, layers=[4, 2, 4])
+    assert len(some) == len(full) == 5
+    for layer, (s, f) in enumerate(zip(some, full, strict=True), start=2):
+        if layer in (2, 4):
+            np.testing.assert_array_equal(s, f)
+        else:
+            assert s is None
+    last = jacobian_log_singular_values(net.unstack()[1], X[1, 0], layers=(6,))
+    assert last[:-1] == [None] * 4
+    np.testing.assert_array_equal(
+        last[-1], jacobian_log_singular_values(net.unstack()[1], X[1, 0])[-1]
+    )
+    assert jacobian_log_singular_values(net, X, layers=[]) == [None] * 5
+
+
+@pytest.mark.parametrize("layers", [[1], [7], [2, 2.5], [True], "3", 3])
+def test_jacobian_rejects_bad_layers(rng, layers):
+    net = init_network(
+        [3, 3, 3, 3, 3, 3],
+        activation="tanh",
+        init="gaussian",
+        sigma_w=1.0,
+        sigma_b=0.0,
+        rng=rng,
+    )
+    with pytest.raises(ValueError, match=r"layers must be .* in 2\.\.6"):
+        jacobian_log_singular_values(net, np.ones(3), layers=layers)

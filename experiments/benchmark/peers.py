@@ -7,8 +7,9 @@ The network is a^[l] = tanh(W^[l] a^[l-1] + b^[l]) with n_L = 1 (Higham & Higham
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,3 +147,37 @@ def jax_variants(
         return g(params, Xj).block_until_ready()
 
     return {"jax jit(vmap(grad))": jit_vmap_grad}
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """``n`` CPUs (affinity), and ``n`` threads for numpy's and scipy's BLAS and torch.
+
+    For a table that compares libraries at more than one thread count in one
+    run; the process's affinity and thread counts are restored afterwards.
+    """
+    from threadpoolctl import threadpool_limits
+
+    saved_affinity = (
+        os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    )
+    cpus = sorted(ALL_CPUS if ALL_CPUS is not None else (saved_affinity or []))
+    try:
+        import torch
+
+        saved_torch: int | None = torch.get_num_threads()
+        torch.set_num_threads(n)
+    except ImportError:
+        saved_torch = None
+    try:
+        if saved_affinity is not None and cpus:
+            os.sched_setaffinity(0, cpus[:n])
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        if saved_affinity is not None:
+            os.sched_setaffinity(0, saved_affinity)
+        if saved_torch is not None:
+            import torch
+
+            torch.set_num_threads(saved_torch)

@@ -633,4 +633,8 @@ def scaling(args: Any) -> tuple[str, dict[str, Any]]:
         + "\n\n"
         + split
     )
-    return md, {"rows": rows, "defaults": defaults}
+    import scale
+
+    issue_md, issue = scale.issue_table(args)
+    md += "\n\n" + issue_md
+    return md, {"rows": rows, "defaults": defaults, "issue9": issue}
