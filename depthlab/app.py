@@ -74,7 +74,8 @@ def job_dict(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run_name(d: dict[str, Any]) -> str:
-    """A run's name from what a job sets, e.g. ``L=12 tanh gaussian sw=1 n=64``.
+    """A run's name from what a job sets, e.g. ``L=12 tanh gaussian sw=1 n=64``
+    or ``L=12 resnet LN a=1/sqrt tanh gaussian sw=1 n=64``.
 
     The keys and labels are :data:`depthlab.schema.RUN_NAME`'s.
     """
@@ -82,6 +83,11 @@ def run_name(d: dict[str, Any]) -> str:
     for key, label, always in schema.RUN_NAME:
         k = schema.BY_KEY[key]
         if k.task not in (None, d["task"]):
+            continue
+        if k.section == "arch":
+            text = schema.arch_label(key, d)
+            if text is not None:
+                parts.append(text)
             continue
         value = schema.get(d, key)
         if key == "width" and d.get("hidden_widths"):
@@ -225,7 +231,7 @@ def _group_options(group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml"))
 
 
-GROUPS = ("activation", "init", "experiment")
+GROUPS = ("activation", "init", "arch", "experiment")
 """Config groups of depthlab (folders of ``depthlab/conf``)."""
 
 

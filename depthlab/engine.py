@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from depthlab import memory, spectra
+from depthlab import blocks, memory, spectra
 from depthlab.gradient import backprop_log10_norms
 from depthlab.initializers import sample_layer
 from depthlab.network import DTYPES, Network
@@ -119,6 +119,7 @@ def job_shape(spec: ProbeSpec) -> memory.Shape:
         networks=spec.max_networks if spec.rel_err is not None else spec.networks,
         spectra_pairs=n_nets * per_net,
         spectra_layers=spectra_layers(spec) if pairs else (),
+        layer_arrays=memory.layer_arrays(spec.arch, spec.norm),
     )
 
 
@@ -195,7 +196,13 @@ def make_chunk(spec: ProbeSpec, networks: Sequence[int]) -> Chunk:
             (spec.inputs, spec.input_dim),
             rng=network_rng(spec.seed, network, INPUT_STREAM),
         )
-    net = Network(weights, biases, spec.activation, spec.output_activation)
+    net = Network(
+        weights,
+        biases,
+        spec.activation,
+        spec.output_activation,
+        **spec.network_kwargs(),
+    )
     return Chunk(ids, net, X)
 
 
@@ -207,17 +214,25 @@ def jacobian_spectra(
     A list of length L - 1 (entry l - 2 for layer l), as
     ``spectra.jacobian_log_singular_values(net, X, layers=layers)`` returns.
     """
-    wanted = set(layers)
-    # Until spectra takes `layers=`: all layers, then filtered.
-    full = spectra.jacobian_log_singular_values(net, X)
-    return [s if n in wanted else None for n, s in enumerate(full, start=2)]
+    return spectra.jacobian_log_singular_values(net, X, layers=layers)
 
 
 def layer_spectra(
     net: Network, X: np.ndarray, layers: Sequence[int]
 ) -> list[np.ndarray]:
-    """Singular values of J^[l] = D^[l] W^[l] at ``layers`` (one forward pass)."""
+    """Singular values of J^[l] at ``layers`` (one forward pass).
+
+    J^[l] = D^[l] W^[l] for a dense layer of an MLP; for every other layer
+    (resnet blocks, layer normalization) the layer's own Jacobian
+    (:func:`depthlab.blocks.jacobian`, e.g. I + alpha W^[l] D^[l]).
+    """
     fp = net.forward(X)
+    if not net.plain_mlp:
+        with threadpool_limits(limits=1):
+            return [
+                np.linalg.svd(blocks.jacobian(net, fp, layer - 2), compute_uv=False)
+                for layer in layers
+            ]
     out = []
     for layer in layers:
         i = layer - 2
@@ -243,11 +258,8 @@ def _measure_pairs(chunk: Chunk, spec: ProbeSpec) -> PairSpectra:
     nets, inputs = pair_net[mine], pair_input[mine]
     lo, hi = int(nets.min()) - first, int(nets.max()) - first + 1
     part = slice(lo, hi)  # the pairs' networks are consecutive: no copy
-    sub = Network(
-        [w[part] for w in chunk.net.weights],
-        [b[part] for b in chunk.net.biases],
-        chunk.net.activation,
-        chunk.net.output_activation,
+    sub = chunk.net.with_parameters(
+        [w[part] for w in chunk.net.weights], [b[part] for b in chunk.net.biases]
     )
     x = chunk.X[part, : int(inputs.max()) + 1]
     local = nets - first - lo

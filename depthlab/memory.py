@@ -43,6 +43,12 @@ TABLE_ROW_BYTES = 3 * 22 * 8
 times for the copies a merge and the artifact writer make."""
 
 
+ARRAY_OVERHEAD = 200
+"""Bytes per kept array beside its data: the numpy object (112 bytes), its list
+slot and the views a layer's products leave (measured with tracemalloc: 80 bytes
+a layer for a resnet with LN at depth 400); thousands of them at depth 1000."""
+
+
 @dataclass(frozen=True)
 class Shape:
     """What the memory model needs to know of a job."""
@@ -54,16 +60,46 @@ class Shape:
     """Networks the job may use (``probe.max_networks`` when adaptive)."""
     spectra_pairs: int
     spectra_layers: tuple[int, ...]
+    layer_arrays: int = 1
+    """Activation-sized arrays the forward pass keeps per layer: 1 for the plain
+    MLP (sigma'(z^[l]) only), 2 for a resnet (z^[l] and a^[l]; a block's h^[l]
+    is a^[l-1] itself), 3 with layer normalization (z^[l], h^[l], a^[l])."""
+
+    @property
+    def plain(self) -> bool:
+        """Whether the job's network is the plain MLP (its own faster path)."""
+        return self.layer_arrays == 1
+
+
+def layer_arrays(arch: str, norm: str) -> int:
+    """:attr:`Shape.layer_arrays` of an architecture (``arch.name``, ``arch.norm``).
+
+    Examples
+    --------
+    >>> layer_arrays("mlp", "none"), layer_arrays("resnet", "none")
+    (1, 2)
+    >>> layer_arrays("mlp", "layer"), layer_arrays("resnet", "layer")
+    (3, 3)
+    """
+    if norm != "none":
+        return 3
+    return 2 if arch == "resnet" else 1
 
 
 def network_bytes(shape: Shape) -> int:
     """One network of a chunk: weights, biases, forward and backward arrays."""
     n, b, s = shape.widths, shape.inputs, shape.itemsize
     params = sum(n_out * n_in + n_out for n_in, n_out in itertools.pairwise(n))
-    # sigma'(z^[l]) for every layer, a few layer-sized temporaries, the
+    # sigma'(z^[l]) for every layer (z^[l], h^[l], a^[l] and LN's scale for
+    # the other architectures), a few layer-sized temporaries, the
     # (B, n_L, n_l) backward array and its product.
-    activations = b * sum(n) + 4 * b * max(n) + 3 * b * n[-1] * max(n)
-    return s * (params + activations) + 8 * b * (len(n) + 2)
+    activations = (
+        shape.layer_arrays * b * sum(n) + 4 * b * max(n) + 3 * b * n[-1] * max(n)
+    )
+    kept = len(n) * (
+        shape.layer_arrays * ARRAY_OVERHEAD + (0 if shape.plain else b * s)
+    )
+    return s * (params + activations) + 8 * b * (len(n) + 2) + kept
 
 
 def worker_bytes(shape: Shape) -> int:
@@ -81,7 +117,10 @@ def spectra_bytes(shape: Shape) -> int:
     largest = max(a * b for a, b in itertools.pairwise(n))
     # Graded factor V (r x n_l, r <= n_1), its product and pivoted QR copies;
     # J^[l] for the layer SVD and gesdd's workspace; the float64 weight copy.
-    per_pair = 8 * (6 * widest * n[0] + 3 * largest)
+    # A block's J^[l] = I + alpha W D (J_LN) is formed from the identity's rows:
+    # three more n_l x n_l products on the way.
+    layer_jacobians = 3 if shape.plain else 6
+    per_pair = 8 * (6 * widest * n[0] + layer_jacobians * largest)
     return shape.spectra_pairs * per_pair + 8 * largest
 
 

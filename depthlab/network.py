@@ -94,6 +94,20 @@ def residual_blocks(architecture: str, depth: int) -> int:
     return max(depth - 3, 0) if architecture == "resnet" else 0
 
 
+def depth_scaled_branch(branch_scale: float, depth_power: float, blocks: int) -> float:
+    """alpha = branch_scale / blocks^depth_power, the multiplier of every branch.
+
+    ``depth_power`` 0 gives a fixed alpha, 1/2 the 1/sqrt(L) scaling of Stable
+    ResNet and depth-muP; a network without blocks has alpha = branch_scale.
+
+    Examples
+    --------
+    >>> depth_scaled_branch(1.0, 0.5, 16), depth_scaled_branch(2.0, 0.0, 16)
+    (0.25, 2.0)
+    """
+    return float(branch_scale) / max(blocks, 1) ** float(depth_power)
+
+
 def check_architecture(
     architecture: str, norm: str | None, branch_scale: float, widths: Sequence[int]
 ) -> float:

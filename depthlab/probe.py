@@ -30,7 +30,9 @@ Tables (column names are used unchanged by tracking and the report):
     of J^(l)).
 
 Every table also carries the configuration columns
-(:data:`depthlab.schema.CONFIG_COLUMNS`).
+(:data:`depthlab.schema.CONFIG_COLUMNS`), then ``alpha``, the branch multiplier
+alpha = branch_scale / blocks^depth_power of a resnet (NaN for an MLP), which
+the summary has too.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import pandas as pd
 
 from depthlab import schema, theory
 from depthlab.initializers import effective_sigma_w
+from depthlab.network import depth_scaled_branch, residual_blocks
 from depthlab.schema import CONFIG_COLUMNS
 
 if TYPE_CHECKING:
@@ -69,6 +72,14 @@ class ProbeSpec:
     init: str
     sigma_w: float
     sigma_b: float
+    arch: str = "mlp"
+    """The architecture, ``mlp`` or ``resnet`` (:mod:`depthlab.network`)."""
+    norm: str = "none"
+    """``none`` or ``layer`` (layer normalization; the core's ``norm``)."""
+    branch_scale: float = 1.0
+    """c of alpha = c / blocks^depth_power."""
+    depth_power: float = 0.0
+    """p of alpha = c / blocks^p (0: a fixed alpha, 0.5: 1/sqrt(blocks))."""
     dtype: str = "float64"
     seed: int = 0
     networks: int = 64
@@ -119,6 +130,28 @@ class ProbeSpec:
             else [self.width] * (self.depth - 2)
         )
         return [self.input_dim, *hidden, self.output_dim]
+
+    @property
+    def blocks(self) -> int:
+        """The number of residual blocks (L - 3 for a resnet, 0 for an MLP)."""
+        return residual_blocks(self.arch, self.depth)
+
+    @property
+    def alpha(self) -> float:
+        """The branch multiplier alpha = c / blocks^p of a resnet; NaN for an MLP."""
+        if self.arch != "resnet":
+            return math.nan
+        return depth_scaled_branch(self.branch_scale, self.depth_power, self.blocks)
+
+    def network_kwargs(self) -> dict[str, Any]:
+        """``architecture``, ``branch_scale`` (alpha) and ``norm`` as
+        :func:`depthlab.network.init_network` and :func:`depthlab.theory.predict`
+        take them."""
+        from depthlab.validate import architecture_kwargs
+
+        return architecture_kwargs(
+            self.arch, self.norm, self.branch_scale, self.depth_power, self.depth
+        )
 
     def config_columns(self) -> dict[str, Any]:
         """The values of :data:`CONFIG_COLUMNS`."""
@@ -210,6 +243,7 @@ def _theory_tables(spec: ProbeSpec, q1: float) -> tuple[pd.DataFrame, dict[str, 
         sigma_w=spec.sigma_w,
         sigma_b=spec.sigma_b,
         init=spec.init,
+        **spec.network_kwargs(),
     )
     depth = spec.depth
     layer = np.arange(1, depth + 1)
@@ -370,8 +404,10 @@ def build_result(
     summary["networks_used"] = float(k)
     summary.update(theory_summary)
     summary["beta"] = float(sum(1.0 / n for n in spec.widths[1:-1]))
+    summary["alpha"] = spec.alpha
 
     for table in (samples, layers, spectrum, theory_table, per_layer):
+        table.insert(0, "alpha", spec.alpha)
         for key, value in reversed(cfg.items()):
             table.insert(0, key, value)
     return ProbeResult(samples, layers, spectrum, theory_table, per_layer, summary)

@@ -32,6 +32,7 @@ from depthlab.activations import ACTIVATION_NAMES
 from depthlab.datasets import DATASET_NAMES
 from depthlab.gradient import COSTS
 from depthlab.initializers import INITIALIZER_NAMES
+from depthlab.network import ARCHITECTURES
 from depthlab.training import OPTIMIZERS
 
 
@@ -213,6 +214,10 @@ class Key:
         A configuration column of the probe's / training's tables.
     report_order : int or None
         Place among the report's colour keys (numbers) or panel keys (names).
+    hashed_at_default : bool
+        Part of the resume hash also where the value is the default. False for
+        keys added after stores existed (the ``arch`` keys): a job at their
+        defaults computes what it computed before, and keeps its hash.
     """
 
     key: str
@@ -228,6 +233,7 @@ class Key:
     probe_column: bool = False
     train_column: bool = False
     report_order: int | None = None
+    hashed_at_default: bool = True
 
     def __post_init__(self) -> None:
         if not self.column:
@@ -253,6 +259,18 @@ _SCALE = Interval(
     closed="both",
     why="a standard deviation; beyond 100 the forward pass and the theory overflow",
 )
+
+BRANCH_SCALE_LIMIT = 100.0
+"""The largest ``arch.branch_scale``: the residual stream grows like
+(1 + alpha^2 chi)^blocks, and alpha = 100 leaves float64 within a few blocks."""
+
+DEPTH_POWER_LIMIT = 2.0
+"""The largest ``arch.depth_power``: alpha = c / blocks^p; p = 1/2 is the
+1/sqrt(L) scaling of Stable ResNet and depth-muP, p = 1 the 1/L of ODE-like
+limits; beyond 2 the branches vanish faster than any studied scaling."""
+
+NORMS: tuple[str, ...] = ("none", "layer")
+"""The values of ``arch.norm`` (``none`` is the core's ``norm=None``)."""
 
 KEYS: tuple[Key, ...] = (
     Key("task", str, "probe", Options(("probe", "train")),
@@ -282,6 +300,23 @@ KEYS: tuple[Key, ...] = (
         probe_column=True, train_column=True, report_order=0),
     Key("init.sigma_b", float, 0.0, _SCALE, "bias scale: Var b_i = sigma_b^2",
         probe_column=True, train_column=True, report_order=1),
+    Key("arch.name", str, "mlp", Options(ARCHITECTURES),
+        "mlp or resnet (the arch group sets it)", column="arch",
+        probe_column=True, train_column=True, hashed_at_default=False),
+    Key("arch.norm", str, "none", Options(NORMS),
+        "none or layer (layer normalization without affine parameters)",
+        column="norm", probe_column=True, train_column=True,
+        hashed_at_default=False),
+    Key("arch.branch_scale", float, 1.0,
+        Interval(float, 0, BRANCH_SCALE_LIMIT, closed="both",
+                 why="alpha's numerator; beyond 100 the residual stream overflows"),
+        "c of alpha = c / blocks^depth_power (resnet)",
+        probe_column=True, train_column=True, hashed_at_default=False),
+    Key("arch.depth_power", float, 0.0,
+        Interval(float, 0, DEPTH_POWER_LIMIT, closed="both",
+                 why="0: a fixed alpha, 0.5: alpha = c / sqrt(blocks)"),
+        "p of alpha = c / blocks^p (resnet)",
+        probe_column=True, train_column=True, hashed_at_default=False),
     Key("dtype", str, "float64", Options(("float64", "float32")),
         "float64 or float32", probe_column=True, report_order=3),
     Key("seed", int, 0, Interval(int, 0, 2**32 - 1), "the job's random seed",
@@ -401,6 +436,9 @@ NUMERIC_COLUMNS: frozenset[str] = frozenset(k.column for k in KEYS if k.numeric)
 RUN_NAME: tuple[tuple[str, str, bool], ...] = (
     ("train.dataset", "", True),
     ("depth", "L=", True),
+    ("arch.name", "", False),
+    ("arch.norm", "", False),
+    ("arch.branch_scale", "a=", False),
     ("activation", "", True),
     ("init.name", "", True),
     ("init.sigma_w", "sw=", True),
@@ -412,10 +450,43 @@ RUN_NAME: tuple[tuple[str, str, bool], ...] = (
 )
 """What a run's name shows, in order: (key, label, always); a key not marked
 always is shown only where its value is not the default, a task's key only in
-that task's runs (see :func:`depthlab.app.run_name`)."""
+that task's runs (see :func:`depthlab.app.run_name`). The ``arch`` keys show
+as ``resnet``, ``LN`` and the branch multiplier of a resnet, ``a=0.5`` (a fixed
+alpha), ``a=1/sqrt`` (alpha = 1 / sqrt(blocks)) or ``a=2/L^1`` (alpha = 2 /
+blocks): :func:`arch_label`."""
 
 RUN_NAME_KEYS: tuple[str, ...] = tuple(key for key, _, _ in RUN_NAME)
 """The keys a run's name shows."""
+
+
+def arch_label(key: str, d: Mapping[str, Any]) -> str | None:
+    """How a run's name shows an ``arch`` key (None: not at all).
+
+    An MLP without normalization shows nothing (its name is as before the
+    ``arch`` keys); ``arch.branch_scale`` stands for alpha = c / blocks^p of a
+    resnet and shows with ``arch.depth_power``.
+
+    Examples
+    --------
+    >>> d = {"arch": {"name": "resnet", "norm": "layer", "branch_scale": 1.0,
+    ...               "depth_power": 0.5}}
+    >>> [arch_label(k, d) for k in ("arch.name", "arch.norm", "arch.branch_scale")]
+    ['resnet', 'LN', 'a=1/sqrt']
+    """
+    a = d["arch"]
+    if key == "arch.name":
+        return None if a["name"] == "mlp" else str(a["name"])
+    if key == "arch.norm":
+        return None if a["norm"] == "none" else "LN"
+    if key == "arch.branch_scale":
+        if a["name"] != "resnet":
+            return None
+        c, p = float(a["branch_scale"]), float(a["depth_power"])
+        if p == 0:
+            return f"a={c:g}"
+        return f"a={c:g}/sqrt" if p == 0.5 else f"a={c:g}/L^{p:g}"
+    raise KeyError(key)
+
 
 NON_SEMANTIC_SECTIONS: tuple[str, ...] = tuple(
     s for s in SECTIONS if not any(k.semantic for k in KEYS if k.section == s)
@@ -495,7 +566,9 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
     Two jobs with the same hash produce the same numbers; a sweep that is run
     again skips every job whose hash already has a FINISHED run. The ``train``
     keys count for training jobs only; the hash of a config is the same as
-    before the schema existed, so old stores resume.
+    before the schema existed, so old stores resume. Keys declared with
+    ``hashed_at_default=False`` (the ``arch`` keys) count only where they differ
+    from their default: an MLP without normalization keeps its old hash.
     """
     drop = {k.key for k in KEYS if not k.semantic and k.section is None}
     drop |= set(NON_SEMANTIC_SECTIONS) | {"hydra"}
@@ -506,6 +579,19 @@ def config_hash(cfg: Mapping[str, Any]) -> str:
             semantic[k.section] = {
                 name: v for name, v in semantic[k.section].items() if name != leaf
             }
+    for k in KEYS:  # keys that count only away from their default
+        if k.hashed_at_default or not k.semantic:
+            continue
+        leaf = k.key.rsplit(".", 1)[-1]
+        node = semantic if k.section is None else semantic.get(k.section)
+        if isinstance(node, Mapping) and leaf in node and node[leaf] == k.default:
+            node = {name: v for name, v in node.items() if name != leaf}
+            if k.section is None:
+                semantic = node
+            elif node:
+                semantic[k.section] = node
+            else:
+                semantic.pop(k.section)
     if semantic.get("task") != "train":
         semantic.pop("train", None)
     text = json.dumps(semantic, sort_keys=True, default=str)

@@ -5,6 +5,9 @@ dataset, for a fixed budget of steps, and records next to the learning curves th
 gradient statistics of the same networks at initialization, so that gradient
 health at initialization can be set against trainability.
 
+The network is the config's architecture (``arch.*``, see
+:func:`depthlab.validate.architecture`); a resnet's alpha is in the summary.
+
 Conventions: the network's input and output sizes come from the dataset (the
 ``input_dim`` and ``output_dim`` keys are ignored for training and logged as the
 dataset's); with ``train.cost=cross_entropy`` the output layer gives logits, so
@@ -26,6 +29,7 @@ from depthlab.gradient import backprop_log10_norms
 from depthlab.initializers import effective_sigma_w
 from depthlab.network import init_network
 from depthlab.training import train
+from depthlab.validate import architecture
 from depthlab.validate import output_activation as training_output_activation
 
 CURVE_METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
@@ -114,8 +118,10 @@ def run_training_job(
         dtype=d["dtype"],
         rng=rng,
         num_networks=t["seeds"],
+        **architecture(d),
     )
     summary: dict[str, float] = _init_gradient_stats(net, data.X_train)
+    summary["alpha"] = net.branch_scale if net.architecture == "resnet" else math.nan
     last_report = [-1]
 
     def progress(evaluation: Any) -> None:
@@ -186,6 +192,7 @@ def run_training_job(
     }
     cfg_cols["depth"] = len(widths)
     cfg_cols["momentum"] = t["momentum"] if t["optimizer"] == "sgd" else 0.0
+    cfg_cols["alpha"] = summary["alpha"]
     tables = {"curves": curves, "final": final.astype({"diverged_at_step": "float64"})}
     for table in tables.values():
         for key, value in reversed(cfg_cols.items()):

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from depthlab import schema
+from depthlab.network import depth_scaled_branch, residual_blocks
 from depthlab.schema import ConfigError, Key
 
 # ---------------------------------------------------------------------------
@@ -150,6 +151,7 @@ def check_rules(d: Mapping[str, Any]) -> None:
             f"depth={d['depth']} does not match hidden_widths={hidden}; "
             f"depth must be {len(hidden) + 2}"
         )
+    _check_architecture(d)
     probe = d["probe"]
     if d["task"] == "probe" and probe["rel_err"] is not None:
         if probe["max_networks"] < probe["networks"]:
@@ -174,12 +176,72 @@ def check_rules(d: Mapping[str, Any]) -> None:
             )
 
 
+def _check_architecture(d: Mapping[str, Any]) -> None:
+    """A resnet needs a block and equal hidden widths; LN needs 2 units."""
+    arch, hidden = d["arch"], d.get("hidden_widths")
+    widths = list(hidden) if hidden is not None else [d["width"]] * (d["depth"] - 2)
+    if arch["name"] == "resnet":
+        if d["depth"] < 4:
+            raise ConfigError(
+                f"depth={d['depth']} is not allowed with arch.name='resnet'; a "
+                f"resnet needs depth >= 4 (an embedding, at least one block, a "
+                f"readout)"
+            )
+        if len(set(widths)) > 1:
+            raise ConfigError(
+                f"hidden_widths={hidden} is not allowed with arch.name='resnet'; "
+                f"its blocks need equal hidden widths n_2 = ... = n_(L-1)"
+            )
+    if arch["norm"] == "layer" and any(n < 2 for n in widths):
+        key = "hidden_widths" if hidden is not None else "width"
+        value = hidden if hidden is not None else d["width"]
+        raise ConfigError(
+            f"{key}={value} is not allowed with arch.norm='layer'; layer "
+            f"normalization needs hidden widths >= 2"
+        )
+
+
 def output_activation(d: Mapping[str, Any]) -> str:
     """The output activation a job uses: cross-entropy training needs logits
     (``linear``); otherwise ``output_activation``, null meaning ``activation``."""
     if d["task"] == "train" and d["train"]["cost"] == "cross_entropy":
         return "linear"
     return d["output_activation"] or d["activation"]
+
+
+def architecture_kwargs(
+    arch: str, norm: str, branch_scale: float, depth_power: float, depth: int
+) -> dict[str, Any]:
+    """The config's architecture as the core's keywords.
+
+    ``norm`` ``"none"`` becomes ``None``; a resnet's ``branch_scale`` is its
+    alpha = c / blocks^p (an MLP gets 1.0, which it does not read).
+
+    Examples
+    --------
+    >>> architecture_kwargs("resnet", "layer", 1.0, 0.5, 19)
+    {'architecture': 'resnet', 'branch_scale': 0.25, 'norm': 'layer'}
+    """
+    alpha = (
+        depth_scaled_branch(branch_scale, depth_power, residual_blocks(arch, depth))
+        if arch == "resnet"
+        else 1.0
+    )
+    return {
+        "architecture": arch,
+        "branch_scale": alpha,
+        "norm": None if norm == "none" else norm,
+    }
+
+
+def architecture(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The architecture keywords of a job's network (:func:`architecture_kwargs`
+    of its ``arch`` keys and depth)."""
+    a = d["arch"]
+    depth = len(d["hidden_widths"]) + 2 if d.get("hidden_widths") else d["depth"]
+    return architecture_kwargs(
+        a["name"], a["norm"], float(a["branch_scale"]), float(a["depth_power"]), depth
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -206,13 +268,18 @@ def _probe_bytes(d: Mapping[str, Any]) -> int:
 
 
 def _train_bytes(d: Mapping[str, Any]) -> int:
-    """Every seed's weights, gradients and optimizer state, and one evaluation."""
+    """Every seed's weights, gradients and optimizer state, and one evaluation
+    (whose forward pass keeps 1 to 3 arrays a layer,
+    :func:`depthlab.memory.layer_arrays`)."""
+    from depthlab.memory import layer_arrays
+
     n = _widths(d)
     item = 4 if d["dtype"] == "float32" else 8
     seeds = d["train"]["seeds"]
     params = sum(n[i] * n[i - 1] + n[i] for i in range(1, len(n)))
     points = max(d["train"]["batch_size"], _EVAL_POINTS)
-    return item * seeds * (5 * params + 3 * points * sum(n))
+    arrays = layer_arrays(d["arch"]["name"], d["arch"]["norm"])
+    return item * seeds * (5 * params + (2 + arrays) * points * sum(n))
 
 
 ESTIMATORS: dict[str, Callable[[Mapping[str, Any]], int]] = {

@@ -95,9 +95,10 @@ def test_config_yaml_sets_every_key_and_no_other() -> None:
         for k, v in d.items()
     }
     flat |= {k: v for k, v in data.items() if not isinstance(v, dict)}
-    # activation and init.* come from the groups in the defaults list; the
-    # sweeper's tracking keys are not for users.
+    # activation, init.* and arch.* come from the groups in the defaults list;
+    # the sweeper's tracking keys are not for users.
     from_groups = {"activation", "init.name", "init.sigma_w", "init.sigma_b"}
+    from_groups |= {k.key for k in KEYS if k.section == "arch"}
     sweeper = {"tracking.parent_run_id", "tracking.jobs_total", "tracking.job_index"}
     assert set(flat) == {k.key for k in KEYS} - from_groups - sweeper
     for key, value in flat.items():

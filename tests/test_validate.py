@@ -157,7 +157,7 @@ BAD_INPUTS = [
         ["widht=3"],
         "unknown key 'widht'; valid top-level keys: task, depth, width, "
         "hidden_widths, input_dim, output_dim, activation, output_activation, init, "
-        "dtype, seed, force, report, probe, train, tracking",
+        "arch, dtype, seed, force, report, probe, train, tracking",
     ),
     (
         ["probe.network=3"],
