@@ -207,10 +207,7 @@ def jacobian_spectra(
     A list of length L - 1 (entry l - 2 for layer l), as
     ``spectra.jacobian_log_singular_values(net, X, layers=layers)`` returns.
     """
-    wanted = set(layers)
-    # Until spectra takes `layers=`: all layers, then filtered.
-    full = spectra.jacobian_log_singular_values(net, X)
-    return [s if n in wanted else None for n, s in enumerate(full, start=2)]
+    return spectra.jacobian_log_singular_values(net, X, layers=layers)
 
 
 def layer_spectra(
