@@ -510,6 +510,18 @@ def _search_runs(uri: str, experiment_id: str, filter_string: str) -> list[Any]:
         mlflow.set_tracking_uri(previous)
 
 
+def dashboard_url(base: str, experiment_id: str) -> str:
+    """The ``mlflow ui`` page of an experiment's runs, e.g.
+    ``http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning``.
+
+    MLflow 3.17's UI opens every experiment in the browser's last workflow
+    ("GenAI" by default: the overview of traces) whatever the experiment's
+    :data:`EXPERIMENT_KIND` tag; ``workflowType=machine_learning`` opens the runs.
+    """
+    runs = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    return f"{runs}?workflowType=machine_learning"
+
+
 def _reused_run_ids(client: Any, parent: Any) -> list[str]:
     try:
         names = {a.path for a in client.list_artifacts(parent.info.run_id)}
