@@ -17,7 +17,8 @@ import pytest
 from depthlab import tracking
 from depthlab.report import FIGURE_NAMES, build_report
 from depthlab.report.__main__ import main as report_main
-from depthlab.report.data import log10_quantiles, prepare, thin
+from depthlab.report.data import palette, prepare, thin
+from depthlab.report.plotting import bin_edges
 from depthlab.report.text import regime, usable_depth
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -225,13 +226,15 @@ def test_helpers() -> None:
         "unknown",
     ]
     assert thin(list(range(10)), 4) == [0, 3, 6, 9]
-    import pandas as pd
-
-    frame = pd.DataFrame({"g": [0, 0, 0, 0], "x": [-np.inf, -np.inf, 1.0, 2.0]})
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        q = log10_quantiles(frame, "g", "x")
-    assert np.isneginf(q.loc[0, "q25"]) and q.loc[0, "q75"] == pytest.approx(1.25)
+    np.testing.assert_allclose(
+        bin_edges(np.array([1.0, 2.0, 4.0]), log=False), [0.5, 1.5, 3.0, 5.0]
+    )
+    np.testing.assert_allclose(
+        bin_edges(np.array([2.0, 8.0]), log=True), [1.0, 4.0, 16.0]
+    )
+    # Three or more ordered levels: sequential; two, or unordered: categorical.
+    assert palette(3, ordered=True) != palette(3, ordered=False)
+    assert palette(2, ordered=True) == palette(2, ordered=False)
 
 
 def test_one_colour_per_config_in_every_figure(sweep: tracking.Sweep) -> None:

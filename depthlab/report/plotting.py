@@ -41,6 +41,10 @@ LEGEND_ENTRY_WIDTH = 2.5
 """Room for one entry of a legend below the panels, inches."""
 MAX_WIDTH = 10.0
 """Widest figure, inches: about 1100 pixels, the width of the report's page."""
+THEORY_COLOR = "#009E73"
+"""Mean-field theory's critical sigma_w (green)."""
+XI_COLOR = "#D55E00"
+"""Mean-field theory's depth scale xi_c (orange)."""
 
 
 @dataclass
@@ -99,19 +103,24 @@ def panels(
     *,
     panel: tuple[float, float] = PANEL,
     legend_width: float = 1.4,
+    extra_height: float = 0.0,
     max_cols: int = 3,
-    sharey: bool = True,
+    ncols: int | None = None,
+    sharey: bool | str = True,
     sharex: bool = False,
 ) -> tuple[Figure, list[Axes]]:
-    """A figure with ``n`` panels, at most ``max_cols`` per row, room for a legend."""
+    """A figure with ``n`` panels, ``ncols`` (default: at most ``max_cols``) per
+    row, with ``legend_width`` inches beside and ``extra_height`` below them for
+    legends; the panels in reading order."""
     from matplotlib.figure import Figure
 
     if n == 1:
         panel = (max(panel[0], SINGLE_PANEL[0]), max(panel[1], SINGLE_PANEL[1]))
-    ncols = min(n, max_cols)
+    ncols = ncols or min(n, max_cols)
     nrows = math.ceil(n / ncols)
     width = min(MAX_WIDTH, ncols * panel[0] + legend_width)
-    fig = Figure(figsize=(width, nrows * panel[1] + 0.55), layout="constrained")
+    height = nrows * panel[1] + 0.55 + extra_height
+    fig = Figure(figsize=(width, height), layout="constrained")
     grid = fig.subplots(nrows, ncols, sharey=sharey, sharex=sharex, squeeze=False)
     axes = list(grid.ravel())
     for ax in axes[n:]:
@@ -122,6 +131,24 @@ def panels(
             if i + ncols >= n:
                 ax.xaxis.set_tick_params(labelbottom=True)
     return fig, axes[:n]
+
+
+def bin_edges(centers: np.ndarray, *, log: bool) -> np.ndarray:
+    """Cell edges of a heatmap whose cells are centred on ``centers`` (midpoints,
+    in log space for a log axis; a single cell is one unit wide).
+
+    Examples
+    --------
+    >>> bin_edges(np.array([1.0, 2.0, 4.0]), log=False)
+    array([0.5, 1.5, 3. , 5. ])
+    """
+    c = np.log(centers) if log else np.asarray(centers, dtype=float)
+    if c.size == 1:
+        e = np.array([c[0] - 0.5, c[0] + 0.5])
+    else:
+        mid = (c[1:] + c[:-1]) / 2
+        e = np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
+    return np.exp(e) if log else e
 
 
 def render(drawn: Drawn) -> Drawn:
