@@ -24,22 +24,23 @@ from depthlab.report.plotting import (
     MAX_WIDTH,
     USABLE_LOG10,
     Drawn,
-    band_edges,
     facets_to_draw,
     finite_range,
     hue_legend,
     hues_to_draw,
     integer_x,
+    label_and_legends,
     label_outer,
     left_out,
+    lines_of,
     need_probe,
     over,
     pad,
     panel_title,
     panels,
+    quartile_band,
     render,
     style,
-    style_legend,
     zero_note,
 )
 
@@ -86,18 +87,11 @@ def grad_vs_depth(data: ReportData) -> Drawn:
         fig, axes = panels(len(facets), sharex=True)
         for ax, facet in zip(axes, facets, strict=True):
             sub = shown[shown["facet"] == facet]
-            for hue in hues:
-                g = sub[sub["hue"] == hue].sort_values("depth")
-                if g.empty:
-                    continue
+            for hue, g in lines_of(sub, "hue", hues, "depth"):
                 color = data.color(hue)
                 x = g["depth"].to_numpy()
-                lo, hi = band_edges(
-                    g["grad_log10_norm_q25"].to_numpy(dtype=float),
-                    g["grad_log10_norm_q75"].to_numpy(dtype=float),
-                    lo_lim,
-                )
-                ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+                q25, q75 = g["grad_log10_norm_q25"], g["grad_log10_norm_q75"]
+                quartile_band(ax, x, q25, q75, lo_lim, color, alpha=0.2)
                 median = finite_or_nan(g["grad_log10_norm_median"])
                 ax.plot(x, median, "-o", color=color, lw=1.8, ms=3)
                 if show_rms and "grad_log10_rms" in g:
@@ -123,8 +117,6 @@ def grad_vs_depth(data: ReportData) -> Drawn:
             ax.set_ylim(lo_lim, hi_lim)
             integer_x(ax)
             panel_title(ax, facet, data)
-        label_outer(axes, "depth L (layers, input included)", "log10 ||grad a^[L](x)||")
-        hue_legend(fig, data, hues)
         entries = [
             ("measured median (band: 25-75%)", {"lw": 1.8, "marker": "o", "ms": 3}),
         ]
@@ -135,7 +127,8 @@ def grad_vs_depth(data: ReportData) -> Drawn:
             entries.append(
                 ("usable range 1e-6..1e6", {"ls": (0, (1, 2.5)), "color": "0.45"})
             )
-        style_legend(fig, entries)
+        labels = ("depth L (layers, input included)", "log10 ||grad a^[L](x)||")
+        label_and_legends(fig, axes, data, hues, labels, entries)
     caption = (
         "Median of log10 ||grad a^[L](x)|| over the sampled networks and inputs, "
         "with the band from the 25th to the 75th percentile, against depth L. "
@@ -250,12 +243,7 @@ def backprop_profile(data: ReportData) -> Drawn:
                 is_deep = bool(first["is_deepest"])
                 x = g["layer"].to_numpy()
                 if is_deep:
-                    lo, hi = band_edges(
-                        g["q25"].to_numpy(dtype=float),
-                        g["q75"].to_numpy(dtype=float),
-                        lo_lim,
-                    )
-                    ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+                    quartile_band(ax, x, g["q25"], g["q75"], lo_lim, color, alpha=0.18)
                 y = finite_or_nan(g["median"])
                 ax.plot(
                     x,
@@ -296,16 +284,13 @@ def backprop_profile(data: ReportData) -> Drawn:
             ax.set_xlim(0.5, rows["depth"].max() - 1 + 0.14 * rows["depth"].max())
             integer_x(ax)
             panel_title(ax, facet, data)
-        label_outer(axes, "layer l", "log10 ||d a^[L] / d a^[l]||")
-        hue_legend(fig, data, hues)
-        style_legend(
-            fig,
-            [
-                ("median, deepest L (band: 25-75%)", {"lw": 2.0}),
-                ("median, shallower L", {"lw": 1.1, "alpha": 0.8}),
-                ("mean-field rms (theory)", {"ls": "--", "lw": 1.2}),
-            ],
-        )
+        entries = [
+            ("median, deepest L (band: 25-75%)", {"lw": 2.0}),
+            ("median, shallower L", {"lw": 1.1, "alpha": 0.8}),
+            ("mean-field rms (theory)", {"ls": "--", "lw": 1.2}),
+        ]
+        labels = ("layer l", "log10 ||d a^[L] / d a^[l]||")
+        label_and_legends(fig, axes, data, hues, labels, entries)
     caption = (
         "The gradient as it reaches layer l, ||d a^[L] / d a^[l]|| for "
         "l = 1..L-1: the median over sampled networks and inputs for the deepest "
@@ -365,10 +350,7 @@ def layer_singular_values(data: ReportData) -> Drawn:
             if nonzero.size == 0:
                 continue
             bottom = nonzero.min() / 2.5
-            for hue in hues:
-                g = sub[sub["hue"] == hue].sort_values("layer")
-                if g.empty:
-                    continue
+            for hue, g in lines_of(sub, "hue", hues, "layer"):
                 color = data.color(hue)
                 x = g["layer"].to_numpy()
                 lo, mid, hi = (g[c].to_numpy(dtype=float) for c in cols)
@@ -386,16 +368,13 @@ def layer_singular_values(data: ReportData) -> Drawn:
             ax.set_ylim(bottom, max(top, 1.0) * 1.6)
             integer_x(ax)
             panel_title(ax, facet, data)
-        label_outer(axes, "layer l", "singular values of J^[l]")
-        hue_legend(fig, data, hues)
-        style_legend(
-            fig,
-            [
-                ("median singular value", {"lw": 2.0}),
-                ("smallest to largest (band)", {"lw": 7, "alpha": 0.25}),
-                ("1 (isometry)", {"ls": (0, (4, 3)), "lw": 0.9}),
-            ],
-        )
+        entries = [
+            ("median singular value", {"lw": 2.0}),
+            ("smallest to largest (band)", {"lw": 7, "alpha": 0.25}),
+            ("1 (isometry)", {"ls": (0, (4, 3)), "lw": 0.9}),
+        ]
+        labels = ("layer l", "singular values of J^[l]")
+        label_and_legends(fig, axes, data, hues, labels, entries)
     caption = (
         "Singular values of the per-layer Jacobian J^[l] = D^[l] W^[l] at the "
         "hidden layers l = 2..L-1 of the deepest network of each config: the band "
@@ -497,8 +476,8 @@ def jacobian_spectrum(data: ReportData) -> Drawn:
             flat += _mark_flat(ax, sub, layers, present, data)
             ax.axhline(0.0, color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=0)
             panel_title(ax, facet, data)
-        label_outer(axes, "layer l", "log10 singular values of J^(l)")
-        hue_legend(fig, data, hues)
+        labels = ("layer l", "log10 singular values of J^(l)")
+        label_and_legends(fig, axes, data, hues, labels)
     caption = (
         "Distribution of the log10 singular values of the input-output Jacobian "
         "J^(l) = J^[l] ... J^[2] = d a^[l] / dx at a few layers l of the deepest "
@@ -585,10 +564,7 @@ def fluctuations(data: ReportData) -> Drawn:
         fig, axes = panels(len(facets), sharex=True)
         for ax, facet in zip(axes, facets, strict=True):
             sub = shown[shown["facet"] == facet]
-            for hue in hues:
-                g = sub[sub["hue"] == hue].sort_values("beta")
-                if g.empty:
-                    continue
+            for hue, g in lines_of(sub, "hue", hues, "beta"):
                 ax.plot(
                     g["beta"].to_numpy(),
                     finite_or_nan(g["grad_log10_norm_std"]),

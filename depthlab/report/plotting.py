@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from depthlab.report.data import ReportData, finite_or_nan, thin
 
@@ -191,6 +192,34 @@ def style_legend(fig: Figure, entries: Sequence[tuple[str, dict[str, Any]]]) -> 
     )
 
 
+def lines_of(
+    frame: pd.DataFrame, column: str, levels: Sequence[Any], by: str
+) -> Iterator[tuple[Any, pd.DataFrame]]:
+    """``(level, its rows sorted by `by`)`` for every level of ``column`` (a hue,
+    a config) that has rows in ``frame``, in the order of ``levels``: one line
+    of a panel each."""
+    for level in levels:
+        rows = frame[frame[column] == level].sort_values(by)
+        if not rows.empty:
+            yield level, rows
+
+
+def label_and_legends(
+    fig: Figure,
+    axes: Sequence[Axes],
+    data: ReportData,
+    hues: Sequence[str],
+    labels: tuple[str, str],
+    styles: Sequence[tuple[str, dict[str, Any]]] = (),
+) -> None:
+    """Axis labels (``(xlabel, ylabel)``, :func:`label_outer`), the colour
+    legend (:func:`hue_legend`) and, if any, the line-style legend."""
+    label_outer(axes, *labels)
+    hue_legend(fig, data, hues)
+    if styles:
+        style_legend(fig, styles)
+
+
 def legend_columns(fig: Figure, n: int) -> int:
     """As many legend columns as fit across the figure."""
     fit = int(fig.get_figwidth() // LEGEND_ENTRY_WIDTH)
@@ -266,6 +295,16 @@ def band_edges(
     lo = np.where(np.isneginf(lo), floor, lo)
     hi = np.where(np.isneginf(hi), floor, hi)
     return finite_or_nan(lo), finite_or_nan(hi)
+
+
+def quartile_band(
+    ax: Axes, x: Any, q25: Any, q75: Any, floor: float, color: Any, alpha: float
+) -> None:
+    """Shade between the quartiles (:func:`band_edges`: -inf drawn to ``floor``)."""
+    lo, hi = band_edges(
+        np.asarray(q25, dtype=float), np.asarray(q75, dtype=float), floor
+    )
+    ax.fill_between(x, lo, hi, color=color, alpha=alpha, lw=0)
 
 
 def finite_range(*arrays: Any) -> tuple[float, float] | None:

@@ -13,14 +13,14 @@ format, thinning and bin edges (:mod:`depthlab.report.plotting`,
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from depthlab.report.data import format_value, palette, sequential_colors, thin
-from depthlab.report.plotting import panels
+from depthlab.report.plotting import lines_of, panels
 from depthlab.report.plotting import style as plot_style
 from depthlab.report.stats import METRICS, best_depth_by_step, depth_statistics
 from depthlab.report.training_data import (
@@ -69,25 +69,11 @@ class TrainingFigure(NamedTuple):
     text: str
 
 
-def panel_grid(
-    n: int,
-    *,
-    ncols: int,
-    panel: tuple[float, float],
-    extra_width: float = 0.0,
-    extra_height: float = 0.0,
-    sharey: bool | str = False,
-    sharex: bool = False,
-) -> tuple[Figure, list[list[Axes]]]:
-    """:func:`depthlab.report.plotting.panels`, as rows of panels."""
+def panel_grid(n: int, *, ncols: int, **layout: Any) -> tuple[Figure, list[list[Axes]]]:
+    """:func:`depthlab.report.plotting.panels` (``sharey`` off by default), as
+    rows of panels."""
     fig, axes = panels(
-        n,
-        ncols=ncols,
-        panel=panel,
-        legend_width=extra_width,
-        extra_height=extra_height,
-        sharey=sharey,
-        sharex=sharex,
+        n, ncols=ncols, **{"sharey": False, "legend_width": 0.0, **layout}
     )
     return fig, [axes[i : i + ncols] for i in range(0, len(axes), ncols)]
 
@@ -310,13 +296,9 @@ def depth_figure(data: TrainingData) -> TrainingFigure:
             for col, dataset in enumerate(datasets):
                 ax = grid[row][col]
                 sub = st[st["dataset"] == dataset]
-                for config in configs:
-                    line = sub[sub["config"] == config].sort_values("depth")
-                    if line.empty:
-                        continue
+                for config, line, style in config_lines(sub, configs, styles, "depth"):
                     x = line["depth"].to_numpy(dtype=float) * dodge[config]
                     y = line["mean"].to_numpy()
-                    style = styles[config]
                     color = style["color"]
                     err = np.vstack([y - line["ci_low"], line["ci_high"] - y])
                     ax.errorbar(
@@ -332,28 +314,22 @@ def depth_figure(data: TrainingData) -> TrainingFigure:
                         elinewidth=0.9,
                         label=config,
                     )
-                    same = line["indistinguishable"].to_numpy(dtype=bool)
-                    ax.plot(
-                        x[same],
-                        y[same],
-                        "o",
-                        ms=9,
-                        mfc="none",
-                        mec=color,
-                        mew=1.3,
-                        zorder=4,
-                    )
-                    best = line["best"].to_numpy(dtype=bool)
-                    ax.plot(
-                        x[best],
-                        y[best],
-                        "*",
-                        ms=13,
-                        color=color,
-                        mec="black",
-                        mew=0.7,
-                        zorder=5,
-                    )
+                    # Rings: indistinguishable from the best; star: the best.
+                    for column, mark in (
+                        ("indistinguishable", {"marker": "o", "ms": 9, "mfc": "none"}),
+                        ("best", {"marker": "*", "ms": 13, "mfc": color}),
+                    ):
+                        on = line[column].to_numpy(dtype=bool)
+                        ring = column == "indistinguishable"
+                        ax.plot(
+                            x[on],
+                            y[on],
+                            ls="none",
+                            mec=color if ring else "black",
+                            mew=1.3 if ring else 0.7,
+                            zorder=4 if ring else 5,
+                            **mark,
+                        )
                     bad = line["n_diverged"].to_numpy() > 0
                     if bad.any():
                         ax.plot(x[bad], y[bad], "x", ms=7, color="black", zorder=5)
@@ -400,6 +376,15 @@ def depth_figure(data: TrainingData) -> TrainingFigure:
         f"the others; not eligible as best).{thinned}{fixed_note(data)}"
     )
     return TrainingFigure(name, fig, caption)
+
+
+def config_lines(
+    frame: pd.DataFrame, configs: Sequence[str], styles: dict[str, dict], by: str
+) -> Iterator[tuple[str, pd.DataFrame, dict]]:
+    """``(config, its rows sorted by `by`, its line style)`` for every config
+    that has rows in ``frame`` (:func:`depthlab.report.plotting.lines_of`)."""
+    for config, line in lines_of(frame, "config", configs, by):
+        yield config, line, styles[config]
 
 
 def line_handle(style: dict) -> Any:
@@ -471,7 +456,7 @@ def learning_curves_figure(
             len(rows) * ncols,
             ncols=ncols,
             panel=(2.5 if ncols >= 3 else 3.2, 2.2),
-            extra_width=0.9,
+            legend_width=0.9,
             sharey="row",
             sharex=True,
         )
@@ -542,21 +527,16 @@ def optimal_depth_vs_step_figure(
     datasets = data.datasets[:4]
     depths = sorted(int(d) for d in data.final["depth"].unique())
     with plot_style():
-        fig, grid = panel_grid(
+        fig, axes = panels(
             len(datasets),
             ncols=len(datasets),
             panel=(3.6, 2.8),
+            legend_width=0.0,
             extra_height=0.25 * math.ceil(len(configs) / 3) + 0.1,
-            sharey=True,
         )
-        axes = [ax for row in grid for ax in row][: len(datasets)]
         for ax, dataset in zip(axes, datasets, strict=True):
             sub = by_step[by_step["dataset"] == dataset]
-            for config in configs:
-                line = sub[sub["config"] == config].sort_values("step")
-                if line.empty:
-                    continue
-                style = styles[config]
+            for config, line, style in config_lines(sub, configs, styles, "step"):
                 steps = line["step"].to_numpy(dtype=float)
                 ax.fill_between(
                     steps,

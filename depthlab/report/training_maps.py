@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from depthlab.report.data import thin
-from depthlab.report.plotting import XI_COLOR, bin_edges
+from depthlab.report.plotting import XI_COLOR, bin_edges, panels
 from depthlab.report.plotting import style as plot_style
 from depthlab.report.stats import depth_statistics
 from depthlab.report.theory_lines import critical_sigma_w, sigma_w_ratio, xi_c_curve
@@ -18,6 +18,7 @@ from depthlab.report.training_data import TrainingData, config_label
 from depthlab.report.training_figures import (
     MAX_CONFIGS,
     TrainingFigure,
+    config_lines,
     depth_ticks,
     fixed_note,
     has_accuracy,
@@ -96,7 +97,7 @@ def trainability_heatmap(
             len(panels),
             ncols=min(len(panels), 2),
             panel=(4.2, 3.2),
-            extra_width=0.8,
+            legend_width=0.8,
             extra_height=0.2,
         )
         axes = [ax for row in grid for ax in row][: len(panels)]
@@ -233,20 +234,17 @@ def gradient_health_figure(data: TrainingData) -> TrainingFigure:
     styles = line_styles(data, configs)
     datasets = data.datasets[:4]
     with plot_style():
-        fig, grid = panel_grid(
+        fig, axes = panels(
             len(datasets),
             ncols=len(datasets),
             panel=(3.6, 2.9),
+            legend_width=0.0,
             extra_height=0.3 * math.ceil(len(configs) / 2) + 0.3,
+            sharey=False,
         )
-        axes = [ax for row in grid for ax in row][: len(datasets)]
         for ax, dataset in zip(axes, datasets, strict=True):
             sub = points[points["dataset"] == dataset]
-            for config in configs:
-                line = sub[sub["config"] == config].sort_values("depth")
-                if line.empty:
-                    continue
-                style = styles[config]
+            for _, line, style in config_lines(sub, configs, styles, "depth"):
                 x = line["init_grad_log10_norm_median"].to_numpy(dtype=float)
                 y = line["mean"].to_numpy(dtype=float)
                 err = np.vstack([y - line["ci_low"], line["ci_high"] - y])
