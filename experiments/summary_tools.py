@@ -178,11 +178,11 @@ def network_picks(
     return np.random.default_rng(seed).integers(0, k, size=(N_BOOT, k))
 
 
-def _members(nets: np.ndarray) -> dict[int, np.ndarray]:
+def net_members(nets: np.ndarray) -> dict[int, np.ndarray]:
     return {int(n): np.flatnonzero(nets == n) for n in np.unique(nets)}
 
 
-def _resample(members: dict[int, np.ndarray], pick: np.ndarray) -> np.ndarray:
+def resample(members: dict[int, np.ndarray], pick: np.ndarray) -> np.ndarray:
     return np.concatenate([members[int(j)] for j in pick if int(j) in members])
 
 
@@ -197,7 +197,7 @@ def within_network_factors(
         index=["net", "input"], columns="layer", values="backprop_log10_norm"
     )
     first, last = wide[1].to_numpy(), wide[depth - 1].to_numpy()
-    members = _members(wide.index.get_level_values("net").to_numpy())
+    members = net_members(wide.index.get_level_values("net").to_numpy())
     steps = depth - 2
 
     def factors(idx: np.ndarray) -> tuple[float, float]:
@@ -208,7 +208,7 @@ def within_network_factors(
         return ms, typ
 
     ms, typ = factors(np.arange(len(first)))
-    boot = np.array([factors(_resample(members, pick)) for pick in picks])
+    boot = np.array([factors(resample(members, pick)) for pick in picks])
     return {"ms": ms, "typ": typ, "ms_boot": boot[:, 0], "typ_boot": boot[:, 1]}
 
 

@@ -1,11 +1,8 @@
-"""The numbers of the depth_to_width study (fluctuations against the
-depth-to-width ratio), as markdown tables.
+"""ReLU networks with He weights: fluctuations of ln ||g||^2 against the
+depth-to-width ratio beta (the depth_to_width study), against exact finite-n
+moments.
 
-Run from this folder after the study's sweep::
-
-    python summarize.py [--experiment NAME] [--tracking-uri URI] [--run ID]
-
-Conventions and shared helpers: ``experiments/summary_tools.py``.
+Run as ``python summarize.py``; the rest is in ``../summary_tools.py``.
 """
 
 from __future__ import annotations
@@ -22,19 +19,7 @@ from scipy import special, stats
 from depthlab.report.data import ReportData
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from summary_tools import (
-    LN10,
-    _members,
-    _resample,
-    fit_line,
-    fixed,
-    fmt,
-    main,
-    markdown,
-    network_picks,
-    pm,
-    section,
-)
+import summary_tools as tools
 
 TABLES = ("samples", "per_layer")
 """The MLflow tables this summary reads."""
@@ -75,11 +60,14 @@ def relu_prediction(widths: Sequence[int], n_in: int) -> tuple[float, float]:
 def _ln_sq_stats(x: np.ndarray, nets: np.ndarray, picks: np.ndarray) -> dict:
     """Var and mean of ln ||g||^2 from log10 norms, with bootstrap replicates
     over networks (``picks``); exactly zero gradients are counted and left out."""
-    y = 2.0 * LN10 * x
+    y = 2.0 * tools.LN10 * x
     ok = np.isfinite(y)
-    y, members = y[ok], _members(nets[ok])
+    y, members = y[ok], tools.net_members(nets[ok])
     boot = np.array(
-        [(np.var(y[i]), np.mean(y[i])) for i in (_resample(members, p) for p in picks)]
+        [
+            (np.var(y[i]), np.mean(y[i]))
+            for i in (tools.resample(members, p) for p in picks)
+        ]
     )
     return {
         "var": float(np.var(y)),
@@ -105,7 +93,7 @@ def _slope_fit(t: pd.DataFrame) -> tuple[float, float, float, float]:
 def depth_to_width(data: ReportData) -> None:
     s = data.summary.sort_values(["width", "depth"])
     samples = data.tables["samples"]
-    picks = network_picks(samples, s["run_id"])
+    picks = tools.network_picks(samples, s["run_id"])
     act = set(s["activation"])
     if act != {"relu"} or set(s["init"]) != {"he_normal"}:
         print(f"(the ReLU/He theory below assumes relu + he_normal; got {act})")
@@ -140,7 +128,7 @@ def depth_to_width(data: ReportData) -> None:
     n_in = int(s["input_dim"].iloc[0])
     offset = float(special.polygamma(1, n_in / 2.0))
 
-    section(
+    tools.section(
         "Var[ln ||g||^2] against beta: fitted slope per width",
         "Weighted least squares of Var[ln ||g||^2] = a beta + b over the swept "
         "depths of each width (weights 1/SE^2; SEs from a bootstrap over "
@@ -164,14 +152,14 @@ def depth_to_width(data: ReportData) -> None:
             {
                 "width n": name,
                 "depths": f"{g['depth'].min()}..{g['depth'].max()}",
-                "slope a (measured)": pm(a, se_a, 2),
+                "slope a (measured)": tools.pm(a, se_a, 2),
                 "c(n) (theory, finite n)": cn,
                 "Hanin & Nica (n -> inf)": "5",
-                "intercept b (measured)": pm(b, se_b, 3),
+                "intercept b (measured)": tools.pm(b, se_b, 3),
                 "b (theory)": f"{offset:.3f}",
             }
         )
-    print(markdown(fits))
+    print(tools.markdown(fits))
     pos = t[t["beta"] > 0]
     ratio = pos["var"] / pos["var_th"]
     ratio_hn = pos["var"] / pos["var_hn"]
@@ -191,14 +179,14 @@ def depth_to_width(data: ReportData) -> None:
         f"{z_mean.abs().max():.2f} (runs share random draws across depths: not "
         "independent tests).\n"
     )
-    slope, intercept, _ = fit_line(np.sqrt(t["beta"]), t["std10"])
+    slope, intercept, _ = tools.fit_line(np.sqrt(t["beta"]), t["std10"])
     print(
         f"std of log10 ||g|| against sqrt(beta), least squares over all runs: "
         f"slope {slope:.3f}, intercept {intercept:.3f}; 5 beta alone gives slope "
-        f"sqrt(5)/(2 ln 10) = {math.sqrt(5) / (2 * LN10):.3f}.\n"
+        f"sqrt(5)/(2 ln 10) = {math.sqrt(5) / (2 * tools.LN10):.3f}.\n"
     )
 
-    section(
+    tools.section(
         "Per (width, depth): fluctuations and the typical gradient",
         "Var and mean of ln ||g||^2 over networks x inputs (± bootstrap SE over "
         "networks); theory: independent layers, finite n; 5 beta + b: Hanin & "
@@ -217,21 +205,21 @@ def depth_to_width(data: ReportData) -> None:
                 "n": str(int(r["width"])),
                 "L": str(int(r["depth"])),
                 "beta": f"{r['beta']:.3f}",
-                "Var ln||g||^2": pm(r["var"], r["var_se"], 2),
+                "Var ln||g||^2": tools.pm(r["var"], r["var_se"], 2),
                 "Var (theory)": f"{r['var_th']:.2f}",
                 "5 beta + b": f"{r['var_hn']:.2f}",
                 "std log10 ||g||": f"{r['std10']:.3f}",
-                "E ln||g||^2": pm(r["mean"], r["mean_se"], 2),
+                "E ln||g||^2": tools.pm(r["mean"], r["mean_se"], 2),
                 "E (theory)": f"{r['mean_th']:.2f}",
-                "median log10": fixed(r["median10"], 2),
-                "rms log10": fixed(r["rms10"], 2),
-                "mean field": fixed(r["rms10_th"], 2),
+                "median log10": tools.fixed(r["median10"], 2),
+                "rms log10": tools.fixed(r["rms10"], 2),
+                "mean field": tools.fixed(r["rms10_th"], 2),
                 "zeros": str(r["zeros"]),
             }
         )
-    print(markdown(rows))
+    print(tools.markdown(rows))
 
-    section(
+    tools.section(
         "Per-layer factors of ||g||^2 within the deepest network",
         "Mean-square factor (mean field: chi = 1 for He ReLU hidden layers) and "
         "typical factor, against the typical factor of independent layers, "
@@ -245,13 +233,13 @@ def depth_to_width(data: ReportData) -> None:
             {
                 "width n": str(width),
                 "L": str(int(r["depth"])),
-                "chi (theory)": fmt(r["chi"], 4),
-                "mean-square factor (measured)": fmt(r["ms"], 4),
-                "typical factor (measured)": fmt(r["typ"], 4),
-                "exp(E ln X) (theory)": fmt(math.exp(m), 4),
+                "chi (theory)": tools.fmt(r["chi"], 4),
+                "mean-square factor (measured)": tools.fmt(r["ms"], 4),
+                "typical factor (measured)": tools.fmt(r["typ"], 4),
+                "exp(E ln X) (theory)": tools.fmt(math.exp(m), 4),
             }
         )
-    print(markdown(rows))
+    print(tools.markdown(rows))
 
 
 def _wls(x: Sequence[float], y: Sequence[float], se: Sequence[float]) -> np.ndarray:
@@ -263,4 +251,4 @@ def _wls(x: Sequence[float], y: Sequence[float], se: Sequence[float]) -> np.ndar
 
 
 if __name__ == "__main__":
-    sys.exit(main("depth_to_width", depth_to_width, TABLES))
+    sys.exit(tools.main("depth_to_width", depth_to_width, TABLES))

@@ -1,11 +1,7 @@
-"""The numbers of the edge_of_chaos study (where the gradient neither vanishes
-nor explodes), as markdown tables.
+"""Where the gradient neither vanishes nor explodes: the edge_of_chaos study's
+measured boundary against the critical line chi_1 = 1 and the depth scale xi_c.
 
-Run from this folder after the study's sweep::
-
-    python summarize.py [--experiment NAME] [--tracking-uri URI] [--run ID]
-
-Conventions and shared helpers: ``experiments/summary_tools.py``.
+Command line and conventions: ``../summary_tools.py``.
 """
 
 from __future__ import annotations
@@ -20,21 +16,7 @@ from depthlab import theory
 from depthlab.report.data import ReportData, format_value
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from summary_tools import (
-    FIT_MIN_DEPTH,
-    crossing_text,
-    crossings,
-    deepest,
-    fit_line,
-    fixed,
-    fmt,
-    main,
-    markdown,
-    network_picks,
-    section,
-    usable,
-    within_network_factors,
-)
+import summary_tools as tools
 
 TABLES = ("samples", "per_layer", "layers")
 """The MLflow tables this summary reads."""
@@ -42,7 +24,7 @@ TABLES = ("samples", "per_layer", "layers")
 
 def _scale(factor: float) -> str:
     """The depth scale 1/ln(1/factor) (negative for growth), as text."""
-    return fmt(-1.0 / math.log(factor)) if factor != 1 else "inf"
+    return tools.fmt(-1.0 / math.log(factor)) if factor != 1 else "inf"
 
 
 def _crossing_ci(x: np.ndarray, boots: np.ndarray) -> str:
@@ -50,7 +32,7 @@ def _crossing_ci(x: np.ndarray, boots: np.ndarray) -> str:
     (columns of ``boots`` follow ``x``)."""
     first = []
     for rep in boots:
-        c = crossings(x, np.log(rep), 0.0)
+        c = tools.crossings(x, np.log(rep), 0.0)
         first.append(c[0] if c else math.nan)
     first = np.array(first)
     if np.isnan(first).mean() > 0.1:
@@ -62,7 +44,7 @@ def _crossing_ci(x: np.ndarray, boots: np.ndarray) -> str:
 def edge_of_chaos(data: ReportData) -> None:
     s = data.summary
     layers = data.tables["layers"]
-    picks = network_picks(data.tables["samples"], s["run_id"])
+    picks = tools.network_picks(data.tables["samples"], s["run_id"])
     groups = list(s.groupby(["activation", "sigma_b", "width"], sort=True))
     for (activation, sigma_b, width), g0 in groups:
         rows, xs = [], []
@@ -72,12 +54,12 @@ def edge_of_chaos(data: ReportData) -> None:
         }
         for sigma_w, g in g0.groupby("sigma_w", sort=True):
             g = g.sort_values("depth")
-            d = deepest(g)
+            d = tools.deepest(g)
             L = int(d["depth"])
-            fit = g[g["depth"] >= FIT_MIN_DEPTH]
-            med = fit_line(fit["depth"], fit["grad_log10_norm_median"])
-            rms = fit_line(fit["depth"], fit["grad_log10_rms"])
-            f = within_network_factors(layers, d["run_id"], L, picks)
+            fit = g[g["depth"] >= tools.FIT_MIN_DEPTH]
+            med = tools.fit_line(fit["depth"], fit["grad_log10_norm_median"])
+            rms = tools.fit_line(fit["depth"], fit["grad_log10_rms"])
+            f = tools.within_network_factors(layers, d["run_id"], L, picks)
             xs.append(float(sigma_w))
             ms_boot.append(f["ms_boot"])
             typ_boot.append(f["typ_boot"])
@@ -97,17 +79,17 @@ def edge_of_chaos(data: ReportData) -> None:
             rows.append(
                 {
                     "sigma_w": format_value(sigma_w),
-                    "chi_1 (theory)": fmt(chi1, 4),
-                    f"chi (theory, L={L})": fmt(d["theory_factor"], 4),
+                    "chi_1 (theory)": tools.fmt(chi1, 4),
+                    f"chi (theory, L={L})": tools.fmt(d["theory_factor"], 4),
                     "mean-square factor": f"{f['ms']:.4f} ({ms_lo:.3f}..{ms_hi:.3f})",
                     "typical factor": f"{f['typ']:.4f} ({typ_lo:.3f}..{typ_hi:.3f})",
-                    "rms, dec/layer": fixed(rms[0]),
-                    "median, dec/layer": fixed(med[0]),
-                    "xi_c (theory)": fmt(d["theory_xi_c"]),
+                    "rms, dec/layer": tools.fixed(rms[0]),
+                    "median, dec/layer": tools.fixed(med[0]),
+                    "xi_c (theory)": tools.fmt(d["theory_xi_c"]),
                     "1/ln(1/chi_1) (theory)": _scale(chi1),
                     f"1/ln(1/chi) (theory, L={L})": _scale(float(d["theory_factor"])),
-                    "1/ln(1/ms) (measured)": fmt(xi_grad),
-                    "usable depth": usable(g),
+                    "1/ln(1/ms) (measured)": tools.fmt(xi_grad),
+                    "usable depth": tools.usable(g),
                 }
             )
         x = np.array(xs)
@@ -115,24 +97,25 @@ def edge_of_chaos(data: ReportData) -> None:
         deep = samples[samples["run_id"] == d["run_id"]]
         n_nets, n_inputs = deep["net"].nunique(), deep["input"].nunique()
         crit = theory.critical_sigma_w(str(activation), float(sigma_b))
-        section(
+        tools.section(
             f"{activation}, sigma_b={format_value(sigma_b)}, width "
             f"{format_value(width)}: per sigma_w",
             f"Factors of ||g||^2 per layer within the deepest network (L={L}), "
             f"{n_nets} networks x {n_inputs} inputs, with 16%..84% bootstrap "
             "intervals over networks (with few networks the interval of the "
             "mean-square factor is too narrow: a mean of a heavy-tailed ||g||^2). "
-            f"dec/layer: slope of log10 ||g|| against depth, L >= {FIT_MIN_DEPTH} "
+            "dec/layer: slope of log10 ||g|| against depth, "
+            f"L >= {tools.FIT_MIN_DEPTH} "
             "(rms: 0.5 log10 mean ||g||^2; median: the typical network). xi_c: "
             "the correlation depth scale of Schoenholz et al.; 1/ln(1/chi_1) is the "
             "gradient's depth scale in mean field (negative: growth), equal to xi_c "
             "in the ordered phase; 1/ln(1/chi) the same at the finite depth's mean "
             "chi; 1/ln(1/ms) the scale measured from the mean-square factor.",
         )
-        print(markdown(rows))
+        print(tools.markdown(rows))
         boot_ms = np.array(ms_boot).T
         boot_typ = np.array(typ_boot).T
-        section(
+        tools.section(
             "Boundary between vanishing and exploding: sigma_w where each crosses 1",
             "Linear interpolation of log(factor) between neighbouring sigma_w; "
             "measured within-network factors with their 16%..84% bootstrap "
@@ -148,26 +131,32 @@ def edge_of_chaos(data: ReportData) -> None:
             {
                 "what": f"chi = 1, mean over the layers of L={L} (theory)",
                 "kind": "mean square, finite depth",
-                "sigma_w": crossing_text(crossings(x, np.log(curves["chi"]), 0.0)),
+                "sigma_w": tools.crossing_text(
+                    tools.crossings(x, np.log(curves["chi"]), 0.0)
+                ),
                 "interval": "",
             },
             {
                 "what": "mean-square factor = 1 (measured)",
                 "kind": "mean square",
-                "sigma_w": crossing_text(crossings(x, np.log(curves["ms"]), 0.0)),
+                "sigma_w": tools.crossing_text(
+                    tools.crossings(x, np.log(curves["ms"]), 0.0)
+                ),
                 "interval": _crossing_ci(x, boot_ms),
             },
             {
                 "what": "typical factor = 1 (measured)",
                 "kind": "typical",
-                "sigma_w": crossing_text(crossings(x, np.log(curves["typ"]), 0.0)),
+                "sigma_w": tools.crossing_text(
+                    tools.crossings(x, np.log(curves["typ"]), 0.0)
+                ),
                 "interval": _crossing_ci(x, boot_typ),
             },
             {
                 "what": "slope of rms log10 ||g|| over L = 0 (measured)",
                 "kind": "mean square, across depths",
-                "sigma_w": crossing_text(
-                    crossings(x, np.log(curves["rms_slope"]), 0.0),
+                "sigma_w": tools.crossing_text(
+                    tools.crossings(x, np.log(curves["rms_slope"]), 0.0),
                     known=bool(np.isfinite(curves["rms_slope"]).any()),
                 ),
                 "interval": "",
@@ -175,15 +164,15 @@ def edge_of_chaos(data: ReportData) -> None:
             {
                 "what": "slope of median log10 ||g|| over L = 0 (measured)",
                 "kind": "typical, across depths",
-                "sigma_w": crossing_text(
-                    crossings(x, np.log(curves["med_slope"]), 0.0),
+                "sigma_w": tools.crossing_text(
+                    tools.crossings(x, np.log(curves["med_slope"]), 0.0),
                     known=bool(np.isfinite(curves["med_slope"]).any()),
                 ),
                 "interval": "",
             },
         ]
-        print(markdown(brow))
+        print(tools.markdown(brow))
 
 
 if __name__ == "__main__":
-    sys.exit(main("edge_of_chaos", edge_of_chaos, TABLES))
+    sys.exit(tools.main("edge_of_chaos", edge_of_chaos, TABLES))

@@ -1,11 +1,7 @@
-"""The numbers of the orthogonal_vs_gaussian study (orthogonal against Gaussian
-weights), as markdown tables.
+"""Jacobian spectra of orthogonal against Gaussian weights at criticality (the
+orthogonal_vs_gaussian study), against the Lyapunov spread of products.
 
-Run from this folder after the study's sweep::
-
-    python summarize.py [--experiment NAME] [--tracking-uri URI] [--run ID]
-
-Conventions and shared helpers: ``experiments/summary_tools.py``.
+See ``../summary_tools.py`` for the command line and the conventions.
 """
 
 from __future__ import annotations
@@ -21,15 +17,7 @@ from scipy import special
 from depthlab.report.data import ReportData
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from summary_tools import (
-    LN10,
-    deepest,
-    fit_line,
-    fmt,
-    main,
-    markdown,
-    section,
-)
+import summary_tools as tools
 
 TABLES = ("samples", "per_layer", "theory", "spectrum")
 """The MLflow tables this summary reads."""
@@ -46,7 +34,7 @@ def lyapunov_spread(n: int) -> float:
     """
     i = np.arange(1, n + 1)
     lam = 0.5 * special.digamma((n - i + 1) / 2.0)
-    return float(np.std(lam) / LN10)
+    return float(np.std(lam) / tools.LN10)
 
 
 def orthogonal_vs_gaussian(data: ReportData) -> None:
@@ -62,12 +50,12 @@ def orthogonal_vs_gaussian(data: ReportData) -> None:
         for depth in depths:
             r = g[g["depth"] == depth]
             row[f"L={depth}"] = (
-                fmt(r["jac_log10_sv_std_last_hidden"].iloc[0]) if len(r) else ""
+                tools.fmt(r["jac_log10_sv_std_last_hidden"].iloc[0]) if len(r) else ""
             )
         rows_t.append(row)
         fit = g[g["depth"] >= 8]
-        slope, _, _ = fit_line(fit["depth"], fit["jac_log10_sv_std_last_hidden"])
-        d = deepest(g)
+        slope, _, _ = tools.fit_line(fit["depth"], fit["jac_log10_sv_std_last_hidden"])
+        d = tools.deepest(g)
         width = int(d["width"])
         square = int(d["input_dim"]) == width
         ref = ""
@@ -108,45 +96,47 @@ def orthogonal_vs_gaussian(data: ReportData) -> None:
         rows_deep.append(
             {
                 "config": config,
-                f"std log10 sv, J^({L - 1})": fmt(d["jac_log10_sv_std_last_hidden"]),
+                f"std log10 sv, J^({L - 1})": tools.fmt(
+                    d["jac_log10_sv_std_last_hidden"]
+                ),
                 "5% / median / 95% of log10 sv": f"{lo:.2f} / {med:.2f} / {hi:.2f}",
-                "max - min (decades)": fmt(span),
-                "mean-square factor": fmt(d["mean_sq_factor"], 4),
-                "typical factor": fmt(d["typical_factor"], 4),
-                f"chi (theory, L={L})": fmt(d["theory_factor"], 4),
-                "chi_1 at q*": fmt(d["theory_chi1"], 4),
-                "std log10 ||g||": fmt(d["grad_log10_norm_std"]),
+                "max - min (decades)": tools.fmt(span),
+                "mean-square factor": tools.fmt(d["mean_sq_factor"], 4),
+                "typical factor": tools.fmt(d["typical_factor"], 4),
+                f"chi (theory, L={L})": tools.fmt(d["theory_factor"], 4),
+                "chi_1 at q*": tools.fmt(d["theory_chi1"], 4),
+                "std log10 ||g||": tools.fmt(d["grad_log10_norm_std"]),
             }
         )
-    section(
+    tools.section(
         "Spread of the spectrum of J^(L-1) against depth L",
         "Standard deviation of the log10 singular values of the input-output "
         "Jacobian at the last hidden layer, J^(L-1) = d a^[L-1]/dx (the median over "
         "the (network, input) pairs with full spectra), in decades.",
     )
-    print(markdown(rows_t))
-    section(
+    print(tools.markdown(rows_t))
+    tools.section(
         "Growth of the spread with depth",
         "Least-squares slope of the spread against L (L >= 8). For a "
         "product of Gaussian matrices the spread grows linearly, at the rate set by "
         "the Lyapunov spectrum of n x n Gaussian matrices; an orthogonal linear "
         "network is an exact isometry.",
     )
-    print(markdown(rows_fit))
-    section(
+    print(tools.markdown(rows_fit))
+    tools.section(
         f"Spread of J^(l) at layers l of the deepest network (L={L})",
         "std of log10 singular values of J^(l), and the mean-field q^[l] (the mean "
         "square pre-activation: D^[l] -> I as q^[l] -> 0 for tanh).",
     )
-    print(markdown(rows_l))
-    section(
+    print(tools.markdown(rows_l))
+    tools.section(
         f"The deepest network (L={L}): spectrum and gradient",
         "Pooled log10 singular values of J^(L-1) over the (network, input) pairs; "
         "max - min: median over pairs of log10 (s_max / s_min). Factors of ||g||^2 "
         "per layer.",
     )
-    print(markdown(rows_deep))
+    print(tools.markdown(rows_deep))
 
 
 if __name__ == "__main__":
-    sys.exit(main("orthogonal_vs_gaussian", orthogonal_vs_gaussian, TABLES))
+    sys.exit(tools.main("orthogonal_vs_gaussian", orthogonal_vs_gaussian, TABLES))
