@@ -31,20 +31,10 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sweep_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A sweep over depth and sigma_w (4 jobs) in a fresh store, as a user runs
-    it (the report at its end included): its directory and its output."""
-    cwd = tmp_path_factory.mktemp("sweep")
+def _run(cwd: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m module args`` in ``cwd``, as a user runs it; must succeed."""
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "depthlab",
-            "depth=2..4:2",
-            "init.sigma_w=0.8,1.5",
-            *TINY,
-        ],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -52,6 +42,15 @@ def sweep_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A sweep over depth and sigma_w (4 jobs) in a fresh store, as a user runs
+    it (the report at its end included): its directory and its output."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    out = _run(cwd, "depthlab", "depth=2..4:2", "init.sigma_w=0.8,1.5", *TINY)
     return cwd, out.stdout
 
 
@@ -149,15 +148,7 @@ def test_rebuilt_from_mlflow_alone_same_figures_names_escaped(
     client.set_tag(child, "mlflow.runName", script)
     client.set_tag(parent, "mlflow.runName", f"sweep {script}")
     rebuilt = tmp_path / "rebuilt"
-    out = subprocess.run(
-        [sys.executable, "-m", "depthlab.report", "--run", parent, "--out", rebuilt],
-        cwd=sweep_dir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert out.returncode == 0, out.stderr
+    out = _run(sweep_dir, "depthlab.report", "--run", parent, "--out", str(rebuilt))
     assert out.stdout.strip() == str((rebuilt / "report.html").resolve())
     assert figure_names(rebuilt) == figure_names(built.parent) == set(FIGURE_NAMES)
     html = (rebuilt / "report.html").read_text(encoding="utf-8")
