@@ -39,8 +39,8 @@ KIND_TAG = "depthlab.kind"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "depthlab.error"
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-"""Experiment tag that makes ``mlflow ui`` (3.x) open the experiment on its runs
-(not on the GenAI overview of traces)."""
+"""Experiment tag: a model-training experiment (runs), not a GenAI one (traces).
+MLflow 3.17's UI still opens in the browser's last workflow: :func:`dashboard_url`."""
 TABLES_DIR = "tables"
 REUSED_FILE = "reused_runs.txt"
 _FLOAT_MAX = 1.7976931348623157e308
