@@ -31,27 +31,7 @@ from depthlab.tracking import Sweep
 CONFIG_KEYS = (*CONFIG_COLUMNS, "hidden_widths")
 """Every key that can tell configs apart (``hidden_widths`` only as a param)."""
 
-NUMERIC_KEYS = ("sigma_w", "sigma_b", "width", "input_dim", "output_dim", "seed")
-"""Config keys whose values are numbers: they become colours, in this order."""
-
-CATEGORICAL_KEYS = ("hidden_widths", "activation", "output_activation", "dtype", "init")
-"""Config keys whose values are names: they become panels, in this order."""
-
-PARAM_OF = {
-    "depth": "depth",
-    "width": "width",
-    "input_dim": "input_dim",
-    "output_dim": "output_dim",
-    "activation": "activation",
-    "output_activation": "output_activation",
-    "init": "init.name",
-    "sigma_w": "init.sigma_w",
-    "sigma_b": "init.sigma_b",
-    "dtype": "dtype",
-    "seed": "seed",
-    "hidden_widths": "hidden_widths",
-}
-"""The MLflow param (``params.<key>``) that holds each config column."""
+from depthlab.schema import CATEGORICAL_KEYS, NUMERIC_KEYS, PARAM_OF, param_renames  # noqa: E402
 
 PROBE_METRICS = ("grad_log10_norm_median", "grad_log10_norm_mean", "beta")
 """Summary metrics that mark a run as a probe job (training jobs have none)."""
@@ -148,6 +128,7 @@ def label(keys: Sequence[str], values: Sequence[Any]) -> str:
 
 def _config_from_params(runs: pd.DataFrame) -> pd.DataFrame:
     """Config columns from the ``params.*`` strings of the runs table."""
+    runs = runs.rename(columns=param_renames(runs.columns))
     out = pd.DataFrame({"run_id": runs["run_id"]})
     for key, param in PARAM_OF.items():
         column = f"params.{param}"

@@ -22,6 +22,7 @@ import pandas as pd
 
 from depthlab.report.data import format_value
 from depthlab.report.stats import best_depths, depth_statistics
+from depthlab.schema import param_renames
 from depthlab.tracking import Sweep
 
 CONFIG_KEYS = (
@@ -42,16 +43,17 @@ CONFIG_KEYS = (
 """Keys that can tell configs apart, in the order they appear in labels."""
 
 _TABLE_KEYS = ("width", "activation", "init", "sigma_w", "sigma_b", "optimizer")
-_PARAM_KEYS = {
-    "learning_rate": "train.learning_rate",
-    "momentum": "train.momentum",
-    "batch_size": "train.batch_size",
-    "steps": "train.steps",
-    "cost": "train.cost",
-    "output_activation": "output_activation",
-    "dtype": "dtype",
-    "output_dim": "output_dim",
-}
+_PARAM_KEYS = (
+    "learning_rate",
+    "momentum",
+    "batch_size",
+    "steps",
+    "cost",
+    "output_activation",
+    "dtype",
+    "output_dim",
+)
+"""Run params read into the config table (params are named by their column)."""
 NUMERIC_KEYS = {"width", "sigma_w", "sigma_b", "learning_rate", "momentum"}
 INTEGER_KEYS = {"batch_size", "steps", "output_dim"}
 SHORT_NAMES = {"learning_rate": "lr", "batch_size": "batch", "output_activation": "out"}
@@ -152,7 +154,7 @@ def config_label(keys: Sequence[str], values: Sequence[Any]) -> str:
 
 
 def _param_column(runs: pd.DataFrame, key: str) -> pd.Series:
-    column = f"params.{_PARAM_KEYS[key]}"
+    column = f"params.{key}"
     if column not in runs:
         return pd.Series(
             np.nan if key in NUMERIC_KEYS | INTEGER_KEYS else None, index=runs.index
@@ -187,14 +189,15 @@ def prepare_training(sweep: Sweep) -> TrainingData:
     ):
         empty = pd.DataFrame()
         return TrainingData(empty, empty, empty, [], {}, [], [])
+    runs = runs.rename(columns=param_renames(runs.columns))
     runs = runs[(runs["params.task"] == "train") & (runs["status"] == "FINISHED")]
     info = pd.DataFrame({"run_id": runs["run_id"].to_numpy()})
     for key in _PARAM_KEYS:
         info[key] = _param_column(runs, key).to_numpy()
     # Momentum means nothing for Adam: blank it so it never splits configs.
     sgd = (
-        runs["params.train.optimizer"].to_numpy() == "sgd"
-        if "params.train.optimizer" in runs
+        runs["params.optimizer"].to_numpy() == "sgd"
+        if "params.optimizer" in runs
         else np.zeros(len(runs), dtype=bool)
     )
     info["momentum"] = np.where(sgd, info["momentum"].to_numpy(dtype=float), np.nan)
