@@ -268,6 +268,8 @@ def check_override(
     else:
         values = [value]
     for v in values:
+        if isinstance(v, str) and "${" in v:
+            continue  # an interpolation: checked once composed
         if key in GROUPS:
             if options is not None:
                 check_option(key, v, options(key))

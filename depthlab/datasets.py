@@ -423,10 +423,11 @@ def teacher_student(
 def stratified_split(
     labels: Array, *, test_fraction: float, rng: np.random.Generator
 ) -> tuple[Array, Array]:
-    """Indices of a stratified train/test split.
+    """Indices of a stratified train/test split (scikit-learn's
+    :func:`~sklearn.model_selection.train_test_split` with ``stratify=labels``).
 
-    Each class c with n_c samples puts ``round(test_fraction * n_c)`` of them,
-    chosen at random, in the test set, so the class proportions of the two
+    The test set holds ``ceil(test_fraction * n)`` samples, spread over the
+    classes in proportion to their sizes, so the class proportions of the two
     sets agree to within one sample per class.
 
     Parameters
@@ -435,21 +436,24 @@ def stratified_split(
     test_fraction : float
         In (0, 1).
     rng : numpy.random.Generator
+        Draws the seed of the split.
 
     Returns
     -------
     train_idx, test_idx : ndarray of int
         Sorted indices into ``labels``.
     """
+    from sklearn.model_selection import train_test_split
+
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must lie in (0, 1) (got {test_fraction!r})")
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_test = round(test_fraction * len(idx))
-        test.append(idx[:n_test])
-        train.append(idx[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    train, test = train_test_split(
+        np.arange(len(labels)),
+        test_size=test_fraction,
+        stratify=labels,
+        random_state=int(rng.integers(2**32 - 1)),
+    )
+    return np.sort(train), np.sort(test)
 
 
 def digits(
@@ -471,8 +475,8 @@ def digits(
         its seed, is evaluated on the same test set. Accepted so that every
         dataset can be loaded as ``load_dataset(name, rng=rng)``.
     test_fraction : float
-        Fraction of each class put in the test set (stratified split:
-        ``round(test_fraction * n_c)`` samples of class c; 450 of 1797 at 0.25).
+        Fraction put in the test set (stratified: each class in proportion;
+        450 of 1797 at 0.25).
     split_seed : int
         Seed of the split.
     scaling : {"unit_interval", "standardize"}

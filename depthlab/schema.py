@@ -611,8 +611,13 @@ def structured_config(keys: Collection[Key] = KEYS) -> type:
     """The dataclass Hydra types the YAML with: ``Config`` and one per section.
 
     ``Config.init`` is an ``InitConfig``, and so on; every field has the key's
-    type and default.
+    type and default, and each class's docstring lists its keys' docs.
     """
+
+    def namespace(title: str, members: Iterable[Key]) -> dict[str, str]:
+        lines = [f"- ``{k.key}``: {k.doc}" for k in members]
+        return {"__module__": __name__, "__doc__": "\n".join([title, "", *lines])}
+
     top: list[tuple[str, Any, Any]] = []
     sections: dict[str, list[tuple[str, Any, Any]]] = {}
     for k in keys:
@@ -629,10 +634,14 @@ def structured_config(keys: Collection[Key] = KEYS) -> type:
             section_cls = make_dataclass(
                 f"{name.capitalize()}Config",
                 sections[name],
-                namespace={"__module__": __name__},
+                namespace=namespace(
+                    f"``{name}`` keys.", [k for k in keys if k.section == name]
+                ),
             )
             top[i] = (name, section_cls, field(default_factory=section_cls))
-    return make_dataclass("Config", top, namespace={"__module__": __name__})
+    title = "A depthlab job's configuration (``python -m depthlab --help``)."
+    plain = [k for k in keys if k.section is None]
+    return make_dataclass("Config", top, namespace=namespace(title, plain))
 
 
 def check_declared(keys: Iterable[Key] = KEYS) -> None:

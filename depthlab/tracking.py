@@ -38,6 +38,9 @@ COMMIT_TAG = "depthlab.git_commit"
 KIND_TAG = "depthlab.kind"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "depthlab.error"
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+"""Experiment tag: a model-training experiment (runs), not a GenAI one (traces).
+MLflow 3.17's UI still opens in the browser's last workflow: :func:`dashboard_url`."""
 TABLES_DIR = "tables"
 REUSED_FILE = "reused_runs.txt"
 _FLOAT_MAX = 1.7976931348623157e308
@@ -163,13 +166,19 @@ def _experiment_id(uri: str, experiment: str) -> str:
                 f"experiment {experiment!r} in {uri} is deleted; restore it or "
                 f"choose another tracking.experiment"
             )
+        if exp.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+            client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
         return exp.experiment_id
     artifact_location = None
     if uri.startswith("sqlite:///"):
         root = Path(uri.removeprefix("sqlite:///")).parent / "mlruns"
         artifact_location = (root / experiment.replace("/", "_")).as_uri()
     try:
-        return client.create_experiment(experiment, artifact_location=artifact_location)
+        return client.create_experiment(
+            experiment,
+            artifact_location=artifact_location,
+            tags=dict([EXPERIMENT_KIND]),
+        )
     except Exception:  # another worker created it first
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
@@ -456,19 +465,7 @@ def load_sweep(
     except Exception as err:
         raise TrackingError(f"no run {parent_run_id!r} in {uri}: {err}") from None
     exp_id = parent.info.experiment_id
-    children = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [exp_id],
-            filter_string=f"tags.{PARENT_TAG} = '{parent_run_id}'",
-            max_results=5000,
-            page_token=token,
-        )
-        children.extend(page)
-        token = page.token
-        if not token:
-            break
+    children = _search_runs(uri, exp_id, f"tags.{PARENT_TAG} = '{parent_run_id}'")
     for run_id in _reused_run_ids(client, parent):
         children.append(client.get_run(run_id))
     rows = []
@@ -495,6 +492,34 @@ def load_sweep(
         runs=pd.DataFrame(rows),
         tables=tables,
     )
+
+
+def _search_runs(uri: str, experiment_id: str, filter_string: str) -> list[Any]:
+    """Every run of an experiment that matches a filter (:func:`mlflow.search_runs`
+    pages through them), read from ``uri``; the global tracking URI is restored."""
+    import mlflow
+
+    _client(uri)  # the store's logging levels and SQLite settings
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.search_runs(
+            [experiment_id], filter_string=filter_string, output_format="list"
+        )
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def dashboard_url(base: str, experiment_id: str) -> str:
+    """The ``mlflow ui`` page of an experiment's runs, e.g.
+    ``http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning``.
+
+    MLflow 3.17's UI opens every experiment in the browser's last workflow
+    ("GenAI" by default: the overview of traces) whatever the experiment's
+    :data:`EXPERIMENT_KIND` tag; ``workflowType=machine_learning`` opens the runs.
+    """
+    runs = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    return f"{runs}?workflowType=machine_learning"
 
 
 def _reused_run_ids(client: Any, parent: Any) -> list[str]:

@@ -173,8 +173,8 @@ def test_digits_split_is_fixed_and_stratified(digits_data: Dataset) -> None:
     train_counts = data.Y_train.sum(axis=0)
     test_counts = data.Y_test.sum(axis=0)
     total = train_counts + test_counts  # 174 to 183 images per digit
-    # Stratified: each class puts round(0.25 n_c) images in the test set.
-    np.testing.assert_array_equal(test_counts, np.round(0.25 * total))
+    # Stratified: each class puts 0.25 n_c images (to within one) in the test set.
+    assert np.all(np.abs(test_counts - 0.25 * total) < 1)
     assert data.n_test == 450
     # The split does not depend on the generator, only on split_seed.
     again = digits(rng=np.random.default_rng(123))

@@ -17,7 +17,8 @@ import pytest
 from depthlab import tracking
 from depthlab.report import FIGURE_NAMES, build_report
 from depthlab.report.__main__ import main as report_main
-from depthlab.report.data import log10_quantiles, prepare, thin
+from depthlab.report.data import palette, prepare, thin
+from depthlab.report.plotting import bin_edges
 from depthlab.report.text import regime, usable_depth
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -30,20 +31,10 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def sweep_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A sweep over depth and sigma_w (4 jobs) in a fresh store, as a user runs
-    it (the report at its end included): its directory and its output."""
-    cwd = tmp_path_factory.mktemp("sweep")
+def _run(cwd: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m module args`` in ``cwd``, as a user runs it; must succeed."""
     out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "depthlab",
-            "depth=2..4:2",
-            "init.sigma_w=0.8,1.5",
-            *TINY,
-        ],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -51,6 +42,15 @@ def sweep_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A sweep over depth and sigma_w (4 jobs) in a fresh store, as a user runs
+    it (the report at its end included): its directory and its output."""
+    cwd = tmp_path_factory.mktemp("sweep")
+    out = _run(cwd, "depthlab", "depth=2..4:2", "init.sigma_w=0.8,1.5", *TINY)
     return cwd, out.stdout
 
 
@@ -148,15 +148,7 @@ def test_rebuilt_from_mlflow_alone_same_figures_names_escaped(
     client.set_tag(child, "mlflow.runName", script)
     client.set_tag(parent, "mlflow.runName", f"sweep {script}")
     rebuilt = tmp_path / "rebuilt"
-    out = subprocess.run(
-        [sys.executable, "-m", "depthlab.report", "--run", parent, "--out", rebuilt],
-        cwd=sweep_dir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert out.returncode == 0, out.stderr
+    out = _run(sweep_dir, "depthlab.report", "--run", parent, "--out", str(rebuilt))
     assert out.stdout.strip() == str((rebuilt / "report.html").resolve())
     assert figure_names(rebuilt) == figure_names(built.parent) == set(FIGURE_NAMES)
     html = (rebuilt / "report.html").read_text(encoding="utf-8")
@@ -225,13 +217,15 @@ def test_helpers() -> None:
         "unknown",
     ]
     assert thin(list(range(10)), 4) == [0, 3, 6, 9]
-    import pandas as pd
-
-    frame = pd.DataFrame({"g": [0, 0, 0, 0], "x": [-np.inf, -np.inf, 1.0, 2.0]})
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        q = log10_quantiles(frame, "g", "x")
-    assert np.isneginf(q.loc[0, "q25"]) and q.loc[0, "q75"] == pytest.approx(1.25)
+    np.testing.assert_allclose(
+        bin_edges(np.array([1.0, 2.0, 4.0]), log=False), [0.5, 1.5, 3.0, 5.0]
+    )
+    np.testing.assert_allclose(
+        bin_edges(np.array([2.0, 8.0]), log=True), [1.0, 4.0, 16.0]
+    )
+    # Three or more ordered levels: sequential; two, or unordered: categorical.
+    assert palette(3, ordered=True) != palette(3, ordered=False)
+    assert palette(2, ordered=True) == palette(2, ordered=False)
 
 
 def test_one_colour_per_config_in_every_figure(sweep: tracking.Sweep) -> None:

@@ -64,6 +64,12 @@ def test_structured_config_is_exactly_the_schema() -> None:
         assert kind == (expected | None if k.optional else expected), k.key
 
 
+def test_structured_config_documents_every_key() -> None:
+    docs = Config.__doc__ + typing.get_type_hints(Config)["init"].__doc__
+    assert "- ``depth``: L, counting the input layer" in docs
+    assert "- ``init.sigma_w``: weight scale" in docs
+
+
 def test_a_new_key_needs_only_its_declaration() -> None:
     """A key added to the schema reaches the structured config, the params,
     the checks and the hash with no other edit."""

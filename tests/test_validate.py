@@ -244,6 +244,7 @@ def test_bad_input_is_refused_with_one_exact_line(
         ["depth=4", "hidden_widths=[2,3]"],
         ["+experiment=higham_example"],
         ["width=4096", "depth=3"],
+        ["input_dim=${width}"],
     ],
 )
 def test_good_input_passes(hydra_config, in_tmp: Path, args: list[str]) -> None:

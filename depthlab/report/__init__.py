@@ -9,8 +9,15 @@ Modules, one job each:
 
 - :mod:`~depthlab.report.data`: a Sweep -> plotting frames, config labels,
   colours (one config -> colour map for every figure);
-- :mod:`~depthlab.report.figures`: one function per figure;
-- :mod:`~depthlab.report.plotting`: their shared style, layout, legends, PNG;
+- :mod:`~depthlab.report.figures`, :mod:`~depthlab.report.heatmap`: one
+  function per figure;
+- :mod:`~depthlab.report.plotting`: the style, panels, legends, bin edges and
+  PNG rendering of every figure, probe and training alike;
+- :mod:`~depthlab.report.theory_lines`: mean-field lines over the figures
+  (critical sigma_w, xi_c), computed once per config;
+- :mod:`~depthlab.report.training`: the training sweeps' figures and tables
+  (:mod:`~depthlab.report.training_data`, :mod:`~depthlab.report.stats`,
+  :mod:`~depthlab.report.training_figures`, :mod:`~depthlab.report.training_maps`);
 - :mod:`~depthlab.report.text`: generated text and tables;
 - :mod:`~depthlab.report.html`: the page, every string HTML-escaped.
 
@@ -22,11 +29,14 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from depthlab.report.data import ReportData, prepare
 from depthlab.report.figures import FIGURE_NAMES, Drawn, draw_all
 from depthlab.tracking import Sweep
+
+if TYPE_CHECKING:
+    from depthlab.report.training_data import TrainingData
 
 __all__ = [
     "FIGURE_NAMES",
@@ -81,8 +91,11 @@ def build_report(sweep: Sweep, out_dir: str | os.PathLike[str]) -> Path:
     drawn = draw_all(data) if has_probes else []
     training_table = None
     if has_training:
-        drawn += _training_figures(sweep)
-        training_table = _training_table(sweep)
+        from depthlab.report.training import prepare_training, summary_table
+
+        training = prepare_training(sweep)
+        drawn += _training_figures(training)
+        training_table = summary_table(training)
     for fig in drawn:
         path = out / f"{fig.name}.png"
         if fig.png is not None:
@@ -115,13 +128,13 @@ def _empty() -> Any:
     return pd.DataFrame()
 
 
-def _training_figures(sweep: Sweep) -> list[Drawn]:
-    """The training figures (:mod:`depthlab.report.training`) of a sweep."""
+def _training_figures(training: TrainingData) -> list[Drawn]:
+    """The training figures (:mod:`depthlab.report.training`), rendered."""
     from depthlab.report.plotting import render
     from depthlab.report.training import FIGURE_TITLES, training_figures
 
     drawn = []
-    for name, fig, note in training_figures(sweep):
+    for name, fig, note in training_figures(training):
         drawn.append(
             render(
                 Drawn(
@@ -134,13 +147,6 @@ def _training_figures(sweep: Sweep) -> list[Drawn]:
             )
         )
     return drawn
-
-
-def _training_table(sweep: Sweep) -> Any:
-    """Best depth per config with the depths indistinguishable from it."""
-    from depthlab.report.training import prepare_training, summary_table
-
-    return summary_table(prepare_training(sweep))
 
 
 def figure_files(report: str | os.PathLike[str]) -> list[Path]:

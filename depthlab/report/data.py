@@ -31,27 +31,7 @@ from depthlab.tracking import Sweep
 CONFIG_KEYS = (*CONFIG_COLUMNS, "hidden_widths")
 """Every key that can tell configs apart (``hidden_widths`` only as a param)."""
 
-NUMERIC_KEYS = ("sigma_w", "sigma_b", "width", "input_dim", "output_dim", "seed")
-"""Config keys whose values are numbers: they become colours, in this order."""
-
-CATEGORICAL_KEYS = ("hidden_widths", "activation", "output_activation", "dtype", "init")
-"""Config keys whose values are names: they become panels, in this order."""
-
-PARAM_OF = {
-    "depth": "depth",
-    "width": "width",
-    "input_dim": "input_dim",
-    "output_dim": "output_dim",
-    "activation": "activation",
-    "output_activation": "output_activation",
-    "init": "init.name",
-    "sigma_w": "init.sigma_w",
-    "sigma_b": "init.sigma_b",
-    "dtype": "dtype",
-    "seed": "seed",
-    "hidden_widths": "hidden_widths",
-}
-"""The MLflow param (``params.<key>``) that holds each config column."""
+from depthlab.schema import CATEGORICAL_KEYS, NUMERIC_KEYS, PARAM_OF, param_renames  # noqa: E402
 
 PROBE_METRICS = ("grad_log10_norm_median", "grad_log10_norm_mean", "beta")
 """Summary metrics that mark a run as a probe job (training jobs have none)."""
@@ -148,6 +128,7 @@ def label(keys: Sequence[str], values: Sequence[Any]) -> str:
 
 def _config_from_params(runs: pd.DataFrame) -> pd.DataFrame:
     """Config columns from the ``params.*`` strings of the runs table."""
+    runs = runs.rename(columns=param_renames(runs.columns))
     out = pd.DataFrame({"run_id": runs["run_id"]})
     for key, param in PARAM_OF.items():
         column = f"params.{param}"
@@ -178,24 +159,24 @@ def _unique(values: pd.Series) -> list[Any]:
     return sorted(pd.unique(values.dropna()).tolist(), key=_sort_key)
 
 
-def _palette(hue_order: list[str], ordered: bool) -> dict[str, tuple[float, ...]]:
-    """Colour-blind-safe colours: a categorical palette for a few unordered
-    levels, a sequential one (viridis, without its pale end) otherwise."""
+def sequential_colors(n: int) -> list[tuple[float, float, float]]:
+    """``n`` colours of the sequential, colour-blind-safe viridis map, without
+    its pale end (the colours of ordered levels: sigma_w, depth, ...)."""
     import matplotlib as mpl
+
+    cmap = mpl.colormaps["viridis"]
+    return [tuple(float(c) for c in cmap(x)[:3]) for x in np.linspace(0, 0.85, n)]
+
+
+def palette(n: int, *, ordered: bool) -> list[tuple[float, float, float]]:
+    """``n`` colour-blind-safe colours: sequential (:func:`sequential_colors`)
+    for three or more ordered levels or many levels, seaborn's ``colorblind``
+    palette otherwise. Every figure of the report takes its colours from here."""
     import seaborn as sns
 
-    n = len(hue_order)
-    if n == 0:
-        return {}
     if (ordered and n >= 3) or n > MAX_COLORS_CATEGORICAL:
-        cmap = mpl.colormaps["viridis"]
-        colors = [cmap(x)[:3] for x in np.linspace(0.0, 0.85, n)]
-    else:
-        colors = sns.color_palette("colorblind", n)
-    return {
-        h: tuple(float(c) for c in rgb)
-        for h, rgb in zip(hue_order, colors, strict=True)
-    }
+        return sequential_colors(n)
+    return [tuple(float(c) for c in rgb) for rgb in sns.color_palette("colorblind", n)]
 
 
 def prepare(sweep: Sweep) -> ReportData:
@@ -229,7 +210,6 @@ def prepare(sweep: Sweep) -> ReportData:
     runs = runs.drop(columns=[c for c in CONFIG_KEYS if c in runs]).merge(
         config, on="run_id", how="left"
     )
-    _restore_infinities(runs)
     finished = runs["status"].eq("FINISHED")
     markers = [c for c in PROBE_METRICS if c in runs]
     probe = finished & (runs[markers].notna().any(axis=1) if markers else False)
@@ -298,8 +278,9 @@ def prepare(sweep: Sweep) -> ReportData:
             summary[name] = pd.Series(dtype=str)
     samples = tables.get("samples")
     if samples is not None and len(summary) and "grad_log10_norm" in samples:
-        _robust_grad_stats(summary, samples)
-    colors = _palette(hue_order, ordered=len(hue_keys) == 1 and bool(numeric))
+        _zero_fraction(summary, samples)
+    ordered = len(hue_keys) == 1 and bool(numeric)
+    colors = dict(zip(hue_order, palette(len(hue_order), ordered=ordered), strict=True))
     if len(hue_keys) == 1 and len(summary):
         first = summary.drop_duplicates("hue").set_index("hue")[hue_keys[0]]
         hue_names = {h: format_value(first[h]) for h in hue_order}
@@ -346,65 +327,13 @@ def finite_or_nan(values: Any) -> np.ndarray:
     return np.where(np.isfinite(x), x, np.nan)
 
 
-QUANTILES = (0.25, 0.5, 0.75)
-_NEG_INF_STANDIN = -1e300
-
-
-def log10_quantiles(
-    frame: pd.DataFrame, by: str | list[str], column: str
-) -> pd.DataFrame:
-    """Quartiles and median of a log10 column per group, exact zeros included.
-
-    A zero norm is stored as log10 = -inf; interpolating between two -inf
-    values gives nan (and a RuntimeWarning) in numpy, so -inf is replaced by a
-    finite stand-in and restored afterwards.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Indexed by ``by``, columns ``q25``, ``median``, ``q75``.
-    """
-    x = frame[column].to_numpy(dtype=float)
-    stand_in = frame.assign(**{column: np.where(np.isneginf(x), _NEG_INF_STANDIN, x)})
-    q = stand_in.groupby(by)[column].quantile(list(QUANTILES)).unstack()
-    q.columns = ["q25", "median", "q75"]
-    return q.where(q > _NEG_INF_STANDIN / 2, -np.inf)
-
-
-def _robust_grad_stats(summary: pd.DataFrame, samples: pd.DataFrame) -> None:
-    """Fill the gradient-norm quartiles where the stored ones are nan; add
-    ``frac_zero`` (the fraction of gradient norms that are exactly 0).
-
-    The probe's quartiles are nan where a quartile falls between two zero norms
-    (log10 = -inf); the samples table has every norm.
-    """
+def _zero_fraction(summary: pd.DataFrame, samples: pd.DataFrame) -> None:
+    """Add ``frac_zero``: the fraction of a run's gradient norms that are
+    exactly 0 (log10 = -inf), from its samples table."""
     rows = samples[samples["run_id"].isin(summary["run_id"])]
-    if rows.empty:
-        return
-    q = log10_quantiles(rows, "run_id", "grad_log10_norm")
     zero = np.isneginf(rows["grad_log10_norm"].to_numpy(dtype=float))
     frac_zero = pd.Series(zero, index=rows.index).groupby(rows["run_id"]).mean()
-    for name in ("q25", "median", "q75"):
-        column = f"grad_log10_norm_{name}"
-        robust = summary["run_id"].map(q[name])
-        if column in summary:
-            summary[column] = summary[column].where(summary[column].notna(), robust)
-        else:
-            summary[column] = robust
     summary["frac_zero"] = summary["run_id"].map(frac_zero).fillna(0.0)
-
-
-def _restore_infinities(runs: pd.DataFrame) -> None:
-    """MLflow stores +-inf metrics as +-1.797e308 (the largest float): undo it."""
-    big = np.finfo(np.float64).max / 2
-    for column in runs.columns:
-        if column.startswith("params.") or not pd.api.types.is_float_dtype(
-            runs[column]
-        ):
-            continue
-        x = runs[column].to_numpy(dtype=float)
-        if np.any(np.abs(x) > big):
-            runs[column] = np.where(x > big, np.inf, np.where(x < -big, -np.inf, x))
 
 
 def _restrict(table: pd.DataFrame, run_ids: set[str]) -> pd.DataFrame:

@@ -8,9 +8,8 @@ data does not support it. :func:`draw_all` draws and renders them all.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,32 +17,30 @@ import pandas as pd
 from depthlab.report.data import (
     ReportData,
     finite_or_nan,
-    format_value,
-    label,
-    log10_quantiles,
     thin,
 )
+from depthlab.report.heatmap import heatmap
 from depthlab.report.plotting import (
     MAX_WIDTH,
     USABLE_LOG10,
     Drawn,
-    band_edges,
     facets_to_draw,
     finite_range,
     hue_legend,
     hues_to_draw,
     integer_x,
+    label_and_legends,
     label_outer,
     left_out,
-    legend_columns,
+    lines_of,
     need_probe,
     over,
     pad,
     panel_title,
     panels,
+    quartile_band,
     render,
     style,
-    style_legend,
     zero_note,
 )
 
@@ -90,18 +87,11 @@ def grad_vs_depth(data: ReportData) -> Drawn:
         fig, axes = panels(len(facets), sharex=True)
         for ax, facet in zip(axes, facets, strict=True):
             sub = shown[shown["facet"] == facet]
-            for hue in hues:
-                g = sub[sub["hue"] == hue].sort_values("depth")
-                if g.empty:
-                    continue
+            for hue, g in lines_of(sub, "hue", hues, "depth"):
                 color = data.color(hue)
                 x = g["depth"].to_numpy()
-                lo, hi = band_edges(
-                    g["grad_log10_norm_q25"].to_numpy(dtype=float),
-                    g["grad_log10_norm_q75"].to_numpy(dtype=float),
-                    lo_lim,
-                )
-                ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+                q25, q75 = g["grad_log10_norm_q25"], g["grad_log10_norm_q75"]
+                quartile_band(ax, x, q25, q75, lo_lim, color, alpha=0.2)
                 median = finite_or_nan(g["grad_log10_norm_median"])
                 ax.plot(x, median, "-o", color=color, lw=1.8, ms=3)
                 if show_rms and "grad_log10_rms" in g:
@@ -127,8 +117,6 @@ def grad_vs_depth(data: ReportData) -> Drawn:
             ax.set_ylim(lo_lim, hi_lim)
             integer_x(ax)
             panel_title(ax, facet, data)
-        label_outer(axes, "depth L (layers, input included)", "log10 ||grad a^[L](x)||")
-        hue_legend(fig, data, hues)
         entries = [
             ("measured median (band: 25-75%)", {"lw": 1.8, "marker": "o", "ms": 3}),
         ]
@@ -139,7 +127,8 @@ def grad_vs_depth(data: ReportData) -> Drawn:
             entries.append(
                 ("usable range 1e-6..1e6", {"ls": (0, (1, 2.5)), "color": "0.45"})
             )
-        style_legend(fig, entries)
+        labels = ("depth L (layers, input included)", "log10 ||grad a^[L](x)||")
+        label_and_legends(fig, axes, data, hues, labels, entries)
     caption = (
         "Median of log10 ||grad a^[L](x)|| over the sampled networks and inputs, "
         "with the band from the 25th to the 75th percentile, against depth L. "
@@ -147,9 +136,7 @@ def grad_vs_depth(data: ReportData) -> Drawn:
         "drawn as the root-mean-square norm log10 sqrt(E||grad||^2)"
     )
     caption += (
-        ", next to the measured root-mean-square (dash-dotted). "
-        if show_rms
-        else ". "
+        ", next to the measured root-mean-square (dash-dotted). " if show_rms else ". "
     )
     caption += (
         "At finite width a typical network's norm (the median) lies below the "
@@ -187,35 +174,21 @@ def _profile_runs(data: ReportData, hues: Sequence[str]) -> pd.DataFrame:
 
 
 def _profile_rows(data: ReportData, runs: pd.DataFrame) -> pd.DataFrame | None:
-    """Per-layer median and quartiles of the backprop norm for ``runs``.
-
-    From the ``per_layer`` table; from the ``layers`` table (every sample) for
-    runs whose stored quartiles are nan (probes that interpolated between two
-    zero norms, log10 = -inf, stored nan there).
-    """
+    """Per-layer median and quartiles of the backprop norm for ``runs``, as the
+    probe logged them in its ``per_layer`` table."""
     info = runs.set_index("run_id")[["facet", "hue", "is_deepest", "depth"]]
     theory = data.tables.get("theory")
     per_layer = data.tables.get("per_layer")
     stats = ["q25", "median", "q75"]
     columns = [f"backprop_log10_norm_{s}" for s in stats]
-    out = None
-    stale = set(runs["run_id"])
-    if per_layer is not None and set(columns) <= set(per_layer):
-        rows = per_layer[per_layer["run_id"].isin(runs["run_id"])]
-        rows = rows[rows["layer"] < rows["depth"]]
-        out = rows[["run_id", "layer", *columns]].rename(
-            columns=dict(zip(columns, stats, strict=True))
-        )
-        stale = set(out.loc[out[stats].isna().any(axis=1), "run_id"])
-    layers = data.tables.get("layers")
-    if stale and layers is not None and "backprop_log10_norm" in layers:
-        rows = layers[layers["run_id"].isin(stale)]
-        rows = rows[rows["layer"] < rows["depth"]]
-        q = log10_quantiles(rows, ["run_id", "layer"], "backprop_log10_norm")
-        q = q.reset_index()
-        kept = None if out is None else out[~out["run_id"].isin(stale)]
-        out = q if kept is None or kept.empty else pd.concat([kept, q])
-    if out is None or out.empty:
+    if per_layer is None or not set(columns) <= set(per_layer):
+        return None
+    rows = per_layer[per_layer["run_id"].isin(runs["run_id"])]
+    rows = rows[rows["layer"] < rows["depth"]]
+    out = rows[["run_id", "layer", *columns]].rename(
+        columns=dict(zip(columns, stats, strict=True))
+    )
+    if out.empty:
         return None
     source = theory if theory is not None else data.tables.get("per_layer")
     column = "predicted_log10_mean_sq_backprop"
@@ -270,12 +243,7 @@ def backprop_profile(data: ReportData) -> Drawn:
                 is_deep = bool(first["is_deepest"])
                 x = g["layer"].to_numpy()
                 if is_deep:
-                    lo, hi = band_edges(
-                        g["q25"].to_numpy(dtype=float),
-                        g["q75"].to_numpy(dtype=float),
-                        lo_lim,
-                    )
-                    ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+                    quartile_band(ax, x, g["q25"], g["q75"], lo_lim, color, alpha=0.18)
                 y = finite_or_nan(g["median"])
                 ax.plot(
                     x,
@@ -316,16 +284,13 @@ def backprop_profile(data: ReportData) -> Drawn:
             ax.set_xlim(0.5, rows["depth"].max() - 1 + 0.14 * rows["depth"].max())
             integer_x(ax)
             panel_title(ax, facet, data)
-        label_outer(axes, "layer l", "log10 ||d a^[L] / d a^[l]||")
-        hue_legend(fig, data, hues)
-        style_legend(
-            fig,
-            [
-                ("median, deepest L (band: 25-75%)", {"lw": 2.0}),
-                ("median, shallower L", {"lw": 1.1, "alpha": 0.8}),
-                ("mean-field rms (theory)", {"ls": "--", "lw": 1.2}),
-            ],
-        )
+        entries = [
+            ("median, deepest L (band: 25-75%)", {"lw": 2.0}),
+            ("median, shallower L", {"lw": 1.1, "alpha": 0.8}),
+            ("mean-field rms (theory)", {"ls": "--", "lw": 1.2}),
+        ]
+        labels = ("layer l", "log10 ||d a^[L] / d a^[l]||")
+        label_and_legends(fig, axes, data, hues, labels, entries)
     caption = (
         "The gradient as it reaches layer l, ||d a^[L] / d a^[l]|| for "
         "l = 1..L-1: the median over sampled networks and inputs for the deepest "
@@ -385,10 +350,7 @@ def layer_singular_values(data: ReportData) -> Drawn:
             if nonzero.size == 0:
                 continue
             bottom = nonzero.min() / 2.5
-            for hue in hues:
-                g = sub[sub["hue"] == hue].sort_values("layer")
-                if g.empty:
-                    continue
+            for hue, g in lines_of(sub, "hue", hues, "layer"):
                 color = data.color(hue)
                 x = g["layer"].to_numpy()
                 lo, mid, hi = (g[c].to_numpy(dtype=float) for c in cols)
@@ -406,16 +368,13 @@ def layer_singular_values(data: ReportData) -> Drawn:
             ax.set_ylim(bottom, max(top, 1.0) * 1.6)
             integer_x(ax)
             panel_title(ax, facet, data)
-        label_outer(axes, "layer l", "singular values of J^[l]")
-        hue_legend(fig, data, hues)
-        style_legend(
-            fig,
-            [
-                ("median singular value", {"lw": 2.0}),
-                ("smallest to largest (band)", {"lw": 7, "alpha": 0.25}),
-                ("1 (isometry)", {"ls": (0, (4, 3)), "lw": 0.9}),
-            ],
-        )
+        entries = [
+            ("median singular value", {"lw": 2.0}),
+            ("smallest to largest (band)", {"lw": 7, "alpha": 0.25}),
+            ("1 (isometry)", {"ls": (0, (4, 3)), "lw": 0.9}),
+        ]
+        labels = ("layer l", "singular values of J^[l]")
+        label_and_legends(fig, axes, data, hues, labels, entries)
     caption = (
         "Singular values of the per-layer Jacobian J^[l] = D^[l] W^[l] at the "
         "hidden layers l = 2..L-1 of the deepest network of each config: the band "
@@ -517,8 +476,8 @@ def jacobian_spectrum(data: ReportData) -> Drawn:
             flat += _mark_flat(ax, sub, layers, present, data)
             ax.axhline(0.0, color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=0)
             panel_title(ax, facet, data)
-        label_outer(axes, "layer l", "log10 singular values of J^(l)")
-        hue_legend(fig, data, hues)
+        labels = ("layer l", "log10 singular values of J^(l)")
+        label_and_legends(fig, axes, data, hues, labels)
     caption = (
         "Distribution of the log10 singular values of the input-output Jacobian "
         "J^(l) = J^[l] ... J^[2] = d a^[l] / dx at a few layers l of the deepest "
@@ -578,293 +537,6 @@ def _mark_flat(
 
 
 # ---------------------------------------------------------------------------
-# 5. Heatmap over (sigma_w, depth) or (width, depth)
-
-
-MAX_HEATMAPS = 6
-CHAOTIC_POINTS = 7
-"""xi_c on the chaotic side costs a 2-D quadrature each: this many points."""
-
-
-def _theory_overlay(
-    activation: str, sigma_b: float, ratio: float, x_range: tuple[float, float]
-) -> tuple[float | None, np.ndarray, np.ndarray, str]:
-    """Critical sigma_w and the depth scale xi_c on a grid of nominal sigma_w.
-
-    ``ratio`` is the hidden layers' effective sigma_w over the nominal one.
-    Returns (critical nominal sigma_w or None, grid, xi_c on the grid, note).
-    """
-    from depthlab import theory
-
-    note = ""
-    critical = None
-    try:
-        critical = float(theory.critical_sigma_w(activation, sigma_b)) / ratio
-    except (ValueError, ArithmeticError) as err:
-        note = f" No critical sigma_w for {activation}: {err}."
-    lo, hi = x_range
-    if critical is not None and lo < critical < hi:
-        ordered = np.linspace(lo, critical, 30)[:-1]
-        chaotic = np.linspace(critical, hi, CHAOTIC_POINTS + 1)[1:]
-        grid = np.concatenate([ordered, [critical], chaotic])
-    else:
-        grid = np.linspace(lo, hi, 30 if critical is None or critical >= hi else 12)
-    xi = np.full(grid.shape, np.nan)
-    for i, sw in enumerate(grid):
-        try:
-            xi[i] = theory.depth_scales(activation, ratio * sw, sigma_b)[1]
-        except (ValueError, ArithmeticError):
-            pass
-    return critical, grid, xi, note
-
-
-def _spaced(values: Sequence[float], k: int, *, log: bool) -> list[float]:
-    """Sorted values at least 1/k of their range apart (in log for a log axis),
-    first and last included: tick positions whose labels do not overlap when
-    the swept values are unevenly spaced (e.g. dense near a critical point).
-
-    Examples
-    --------
-    >>> _spaced([0.5, 1, 1.3, 1.4, 1.5, 2, 4], 7, log=False)
-    [0.5, 1, 1.5, 2, 4]
-    """
-    values = sorted(values)
-    if len(values) <= 2:
-        return values
-    pos = np.log(values) if log else np.asarray(values, dtype=float)
-    gap = (pos[-1] - pos[0]) / k
-    kept = [0]
-    for i in range(1, len(values) - 1):
-        if pos[i] - pos[kept[-1]] >= gap and pos[-1] - pos[i] >= gap:
-            kept.append(i)
-    kept.append(len(values) - 1)
-    return [values[i] for i in kept]
-
-
-def _edges(centers: np.ndarray, log: bool) -> np.ndarray:
-    c = np.log(centers) if log else centers.astype(float)
-    if c.size == 1:
-        e = np.array([c[0] - 0.5, c[0] + 0.5])
-    else:
-        mid = (c[1:] + c[:-1]) / 2
-        e = np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
-    return np.exp(e) if log else e
-
-
-def heatmap(data: ReportData) -> Drawn:
-    """Median log10 gradient norm over (sigma_w, depth), or (width, depth)."""
-    import matplotlib as mpl
-    from matplotlib.lines import Line2D
-
-    name, title = "heatmap", "Gradient norm over sigma_w and depth"
-    if (missing := need_probe(data, name, title)) is not None:
-        return missing
-    key = next((k for k in ("sigma_w", "width") if k in data.varying), None)
-    if key is None:
-        return left_out("sigma_w and width were not swept", name, title)
-    if "depth" not in data.varying:
-        return left_out(f"{key} was swept, but depth was not", name, title)
-    title = f"Gradient norm over {key} and depth"
-    s = data.summary
-    others = [k for k in (*data.facet_keys, *data.hue_keys) if k != key]
-    groups = list(s.groupby(others, sort=True)) if others else [((), s)]
-    groups = [
-        (k, g) for k, g in groups if g[key].nunique() >= 2 and g["depth"].nunique() >= 2
-    ]
-    if not groups:
-        return left_out(
-            f"{key} and depth were swept, but never two values of each together",
-            name,
-            title,
-        )
-    note = ""
-    if len(groups) > MAX_HEATMAPS:
-        note = f" Showing {MAX_HEATMAPS} of {len(groups)} panels."
-        groups = thin(groups, MAX_HEATMAPS)
-    values = finite_or_nan(pd.concat([g for _, g in groups])["grad_log10_norm_median"])
-    vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-    vmax = max(vmax, 1.0)
-    log_x = key == "width"
-    notes: list[str] = []
-    overlays: dict[tuple[Any, ...], Any] = {}
-    theory_drawn: set[str] = set()
-    zero = 0
-    contours: set[str] = set()
-    with style():
-        fig, axes = panels(
-            len(groups), panel=(3.6, 3.0), legend_width=1.2, sharey=False
-        )
-        cmap = mpl.colormaps["RdBu_r"].with_extremes(bad="0.82")
-        mesh = None
-        for ax, (group_key, g) in zip(axes, groups, strict=True):
-            pivot = g.pivot_table(
-                index="depth",
-                columns=key,
-                values="grad_log10_norm_median",
-                aggfunc="median",
-            )
-            x = pivot.columns.to_numpy(dtype=float)
-            y = pivot.index.to_numpy(dtype=float)
-            z = pivot.to_numpy(dtype=float)
-            zero += int(np.isneginf(z).sum())
-            z = np.ma.masked_invalid(np.where(np.isneginf(z), -vmax, z))
-            xe, ye = _edges(x, log_x), _edges(y, False)
-            mesh = ax.pcolormesh(
-                xe, ye, z, cmap=cmap, vmin=-vmax, vmax=vmax, shading="flat"
-            )
-            if len(x) >= 3 and len(y) >= 3 and z.count() == z.size:
-                xx, yy = np.meshgrid(x, y)
-                if z.min() < 0 < z.max():
-                    ax.contour(xx, yy, z, levels=[0.0], colors="k", linewidths=1.1)
-                    contours.add("zero")
-                bounds = [
-                    b for b in (-USABLE_LOG10, USABLE_LOG10) if z.min() < b < z.max()
-                ]
-                if bounds:
-                    ax.contour(
-                        xx,
-                        yy,
-                        z,
-                        levels=bounds,
-                        colors="0.3",
-                        linewidths=0.9,
-                        linestyles=":",
-                    )
-                    contours.add("usable")
-            if log_x:
-                ax.set_xscale("log", base=2)
-            # Ticks at the swept values (cells are centred on them), far
-            # enough apart that their labels do not overlap on uneven grids.
-            xticks = _spaced(x.tolist(), 7, log=log_x)
-            yticks = _spaced(y.tolist(), 8, log=False)
-            ax.set_xticks(xticks, [format_value(v) for v in xticks])
-            ax.set_yticks(yticks, [format_value(v) for v in yticks])
-            ax.minorticks_off()
-            if key == "sigma_w":
-                theory_drawn |= _draw_theory(
-                    ax, g, (x.min(), x.max()), (ye[0], ye[-1]), notes, overlays
-                )
-            ax.set_xlim(xe[0], xe[-1])
-            ax.set_ylim(ye[0], ye[-1])
-            keys = list(group_key) if isinstance(group_key, tuple) else [group_key]
-            ax.set_title(label(others, keys) if others else "")
-        label_outer(axes, "width n" if log_x else key, "depth L")
-        assert mesh is not None
-        bar = fig.colorbar(mesh, ax=axes, shrink=0.85, extend="both", pad=0.02)
-        bar.set_label("median log10 ||grad a^[L](x)||")
-        entries = []
-        if "zero" in contours:
-            entries.append(("median norm 1", {"lw": 1.1, "color": "k"}))
-        if "usable" in contours:
-            entries.append(
-                ("median norm 1e-6 or 1e6", {"lw": 0.9, "color": "0.3", "ls": ":"})
-            )
-        theory_entries = {
-            "critical": (
-                "critical sigma_w",
-                {"ls": "--", "lw": 1.5, "color": THEORY_COLOR},
-            ),
-            "xi": ("L = xi_c", {"ls": "-", "lw": 1.7, "color": XI_COLOR}),
-            "xi6": (
-                "L = 6 xi_c",
-                {"ls": (0, (1.5, 1.5)), "lw": 1.7, "color": XI_COLOR},
-            ),
-        }
-        entries += [v for k, v in theory_entries.items() if k in theory_drawn]
-        if entries:
-            fig.legend(
-                [Line2D([], [], **kw) for _, kw in entries],
-                [t for t, _ in entries],
-                loc="outside lower center",
-                ncol=legend_columns(fig, len(entries)),
-            )
-    caption = (
-        f"Median log10 gradient norm over {key} and depth L (red: exploding, blue: "
-        "vanishing, white: a norm near 1; grey: no finished run)."
-    )
-    if "zero" in contours:
-        caption += " Black line: median norm 1."
-    if "usable" in contours:
-        caption += " Grey dotted lines: median norm 1e-6 or 1e6, the usable range."
-    if "critical" in theory_drawn:
-        caption += (
-            " Green, dashed: mean-field theory's critical sigma_w, where chi_1 = 1 "
-            "for the hidden layers."
-        )
-    if theory_drawn & {"xi", "xi6"}:
-        caption += (
-            " Orange: the depth scale xi_c of Schoenholz et al. (2017), as L = xi_c "
-            "(solid) and L = 6 xi_c (dotted: roughly the deepest network they could "
-            "train); xi_c diverges at the critical sigma_w."
-        )
-    elif key == "width":
-        caption += " Mean-field theory does not depend on the width."
-    if zero:
-        caption += (
-            f" {zero} cell(s) with a median norm of exactly 0 are drawn in the "
-            "darkest blue."
-        )
-    caption += "".join(dict.fromkeys(notes)) + note
-    return Drawn(name, title, fig, caption)
-
-
-THEORY_COLOR = "#009E73"
-XI_COLOR = "#D55E00"
-
-
-def _draw_theory(
-    ax: Axes,
-    g: pd.DataFrame,
-    x_range: tuple[float, float],
-    y_range: tuple[float, float],
-    notes: list[str],
-    cache: dict[tuple[Any, ...], Any],
-) -> set[str]:
-    """Overlay the critical sigma_w and k * xi_c where they fall in the panel.
-
-    Returns what was drawn: ``critical``, ``xi``, ``xi6``.
-    """
-    activation = str(g["activation"].iloc[0])
-    sigma_b = float(g["sigma_b"].iloc[0])
-    ratio = 1.0
-    if "theory_sigma_w_eff" in g:
-        r = float(np.nanmedian(g["theory_sigma_w_eff"] / g["sigma_w"]))
-        ratio = r if math.isfinite(r) and r > 0 else 1.0
-    if not math.isclose(ratio, 1.0, rel_tol=1e-9):
-        notes.append(
-            f" For init {g['init'].iloc[0]} at width {format_value(g['width'].iloc[0])}"
-            f" the hidden layers' effective sigma_w is {format_value(ratio)} x the "
-            "nominal one; the theory's lines are drawn at the nominal sigma_w."
-        )
-    key = (activation, sigma_b, ratio, x_range)
-    try:
-        if key not in cache:
-            cache[key] = _theory_overlay(activation, sigma_b, ratio, x_range)
-        critical, grid, xi, note = cache[key]
-    except ImportError as err:
-        notes.append(f" Theory overlay unavailable: {err}.")
-        return set()
-    notes.append(note)
-    drawn = set()
-    if critical is not None and x_range[0] <= critical <= x_range[1]:
-        ax.axvline(critical, color=THEORY_COLOR, ls="--", lw=1.5)
-        drawn.add("critical")
-    elif critical is not None:
-        notes.append(
-            f" The critical sigma_w for {activation} ({format_value(critical)}) "
-            "lies outside the swept range."
-        )
-    lo, hi = y_range
-    for name, k, ls in (("xi", 1.0, "-"), ("xi6", 6.0, (0, (1.5, 1.5)))):
-        y = k * xi
-        y = np.where(np.isfinite(y) & (y <= 3 * hi), y, np.nan)
-        if np.any((y >= lo) & (y <= hi)):
-            ax.plot(grid, y, ls=ls, color=XI_COLOR, lw=1.7)
-            drawn.add(name)
-    return drawn
-
-
-# ---------------------------------------------------------------------------
 # 6. Fluctuations
 
 
@@ -892,10 +564,7 @@ def fluctuations(data: ReportData) -> Drawn:
         fig, axes = panels(len(facets), sharex=True)
         for ax, facet in zip(axes, facets, strict=True):
             sub = shown[shown["facet"] == facet]
-            for hue in hues:
-                g = sub[sub["hue"] == hue].sort_values("beta")
-                if g.empty:
-                    continue
+            for hue, g in lines_of(sub, "hue", hues, "beta"):
                 ax.plot(
                     g["beta"].to_numpy(),
                     finite_or_nan(g["grad_log10_norm_std"]),

@@ -30,7 +30,7 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.55em; text-align: left;
          vertical-align: top; }
 th { background: #f4f4f4; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td { font-variant-numeric: tabular-nums; }
 ul.defs { font-size: 0.9em; color: #444; }
 li.finding { max-width: 60em; margin-bottom: 0.3em; }
 .table-wrap { overflow-x: auto; }
@@ -61,28 +61,11 @@ class Page:
 
 
 def table(frame: pd.DataFrame) -> str:
-    """An escaped HTML table; cells that look like numbers are right-aligned."""
-    head = "".join(f"<th>{esc(c)}</th>" for c in frame.columns)
-    body = []
-    for row in frame.itertuples(index=False):
-        cells = []
-        for value in row:
-            text = esc(value)
-            cls = ' class="num"' if _is_number(str(value)) else ""
-            cells.append(f"<td{cls}>{text}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return (
-        f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>"
+    """An HTML table (:meth:`pandas.DataFrame.to_html`, every cell escaped)."""
+    body = frame.to_html(
+        index=False, escape=True, border=0, na_rep="-", float_format="{:.4g}".format
     )
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text.removeprefix(">= "))
-    except ValueError:
-        return False
-    return True
+    return f'<div class="table-wrap">{body}</div>'
 
 
 def figure(drawn: Drawn) -> str:

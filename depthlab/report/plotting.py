@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from depthlab.report.data import ReportData, finite_or_nan, thin
 
@@ -41,6 +42,10 @@ LEGEND_ENTRY_WIDTH = 2.5
 """Room for one entry of a legend below the panels, inches."""
 MAX_WIDTH = 10.0
 """Widest figure, inches: about 1100 pixels, the width of the report's page."""
+THEORY_COLOR = "#009E73"
+"""Mean-field theory's critical sigma_w (green)."""
+XI_COLOR = "#D55E00"
+"""Mean-field theory's depth scale xi_c (orange)."""
 
 
 @dataclass
@@ -99,19 +104,24 @@ def panels(
     *,
     panel: tuple[float, float] = PANEL,
     legend_width: float = 1.4,
+    extra_height: float = 0.0,
     max_cols: int = 3,
-    sharey: bool = True,
+    ncols: int | None = None,
+    sharey: bool | str = True,
     sharex: bool = False,
 ) -> tuple[Figure, list[Axes]]:
-    """A figure with ``n`` panels, at most ``max_cols`` per row, room for a legend."""
+    """A figure with ``n`` panels, ``ncols`` (default: at most ``max_cols``) per
+    row, with ``legend_width`` inches beside and ``extra_height`` below them for
+    legends; the panels in reading order."""
     from matplotlib.figure import Figure
 
     if n == 1:
         panel = (max(panel[0], SINGLE_PANEL[0]), max(panel[1], SINGLE_PANEL[1]))
-    ncols = min(n, max_cols)
+    ncols = ncols or min(n, max_cols)
     nrows = math.ceil(n / ncols)
     width = min(MAX_WIDTH, ncols * panel[0] + legend_width)
-    fig = Figure(figsize=(width, nrows * panel[1] + 0.55), layout="constrained")
+    height = nrows * panel[1] + 0.55 + extra_height
+    fig = Figure(figsize=(width, height), layout="constrained")
     grid = fig.subplots(nrows, ncols, sharey=sharey, sharex=sharex, squeeze=False)
     axes = list(grid.ravel())
     for ax in axes[n:]:
@@ -122,6 +132,24 @@ def panels(
             if i + ncols >= n:
                 ax.xaxis.set_tick_params(labelbottom=True)
     return fig, axes[:n]
+
+
+def bin_edges(centers: np.ndarray, *, log: bool) -> np.ndarray:
+    """Cell edges of a heatmap whose cells are centred on ``centers`` (midpoints,
+    in log space for a log axis; a single cell is one unit wide).
+
+    Examples
+    --------
+    >>> bin_edges(np.array([1.0, 2.0, 4.0]), log=False)
+    array([0.5, 1.5, 3. , 5. ])
+    """
+    c = np.log(centers) if log else np.asarray(centers, dtype=float)
+    if c.size == 1:
+        e = np.array([c[0] - 0.5, c[0] + 0.5])
+    else:
+        mid = (c[1:] + c[:-1]) / 2
+        e = np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
+    return np.exp(e) if log else e
 
 
 def render(drawn: Drawn) -> Drawn:
@@ -162,6 +190,34 @@ def style_legend(fig: Figure, entries: Sequence[tuple[str, dict[str, Any]]]) -> 
         loc="outside lower center",
         ncol=legend_columns(fig, len(entries)),
     )
+
+
+def lines_of(
+    frame: pd.DataFrame, column: str, levels: Sequence[Any], by: str
+) -> Iterator[tuple[Any, pd.DataFrame]]:
+    """``(level, its rows sorted by `by`)`` for every level of ``column`` (a hue,
+    a config) that has rows in ``frame``, in the order of ``levels``: one line
+    of a panel each."""
+    for level in levels:
+        rows = frame[frame[column] == level].sort_values(by)
+        if not rows.empty:
+            yield level, rows
+
+
+def label_and_legends(
+    fig: Figure,
+    axes: Sequence[Axes],
+    data: ReportData,
+    hues: Sequence[str],
+    labels: tuple[str, str],
+    styles: Sequence[tuple[str, dict[str, Any]]] = (),
+) -> None:
+    """Axis labels (``(xlabel, ylabel)``, :func:`label_outer`), the colour
+    legend (:func:`hue_legend`) and, if any, the line-style legend."""
+    label_outer(axes, *labels)
+    hue_legend(fig, data, hues)
+    if styles:
+        style_legend(fig, styles)
 
 
 def legend_columns(fig: Figure, n: int) -> int:
@@ -239,6 +295,16 @@ def band_edges(
     lo = np.where(np.isneginf(lo), floor, lo)
     hi = np.where(np.isneginf(hi), floor, hi)
     return finite_or_nan(lo), finite_or_nan(hi)
+
+
+def quartile_band(
+    ax: Axes, x: Any, q25: Any, q75: Any, floor: float, color: Any, alpha: float
+) -> None:
+    """Shade between the quartiles (:func:`band_edges`: -inf drawn to ``floor``)."""
+    lo, hi = band_edges(
+        np.asarray(q25, dtype=float), np.asarray(q75, dtype=float), floor
+    )
+    ax.fill_between(x, lo, hi, color=color, alpha=alpha, lw=0)
 
 
 def finite_range(*arrays: Any) -> tuple[float, float] | None:

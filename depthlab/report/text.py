@@ -308,23 +308,18 @@ def _usable(row: pd.Series) -> str:
 
 def _critical_lines(data: ReportData) -> list[str]:
     """The theory's critical sigma_w for each swept (activation, sigma_b, init)."""
+    from depthlab.report.theory_lines import critical_sigma_w, sigma_w_ratio
+
     if "sigma_w" not in data.varying:
-        return []
-    try:
-        from depthlab import theory
-    except ImportError:
         return []
     s = data.summary
     out = []
     for (activation, sigma_b, init), g in s.groupby(
         ["activation", "sigma_b", "init"], sort=True
     ):
-        ratio = 1.0
-        if "theory_sigma_w_eff" in g:
-            r = float(np.nanmedian(g["theory_sigma_w_eff"] / g["sigma_w"]))
-            ratio = r if math.isfinite(r) and r > 0 else 1.0
+        ratio = sigma_w_ratio(g)
         try:
-            critical = float(theory.critical_sigma_w(str(activation), float(sigma_b)))
+            critical = critical_sigma_w(str(activation), float(sigma_b))
         except (ValueError, ArithmeticError):
             continue
         text = (
@@ -343,9 +338,7 @@ def _critical_lines(data: ReportData) -> list[str]:
         elif lo <= critical / ratio <= hi:
             text += "; the swept sigma_w range contains it."
         else:
-            text += (
-                f"; outside the swept range {format_value(lo)}..{format_value(hi)}."
-            )
+            text += f"; outside the swept range {format_value(lo)}..{format_value(hi)}."
         out.append(text)
     return out
 
