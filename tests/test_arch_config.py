@@ -280,9 +280,8 @@ def test_block_singular_values_cluster_around_one_for_a_small_alpha() -> None:
     fp = net.forward(X)
     for i in (1, 2):  # the blocks, layers 3 and 4
         sv = engine.layer_spectra(net, X, [i + 2])[0]
-        wd = np.linalg.norm(
-            net.weights[i] * blocks.derivative(net, fp, i)[:, None, :], ord=2, axis=(1, 2)
-        )
+        wd_rows = net.weights[i] * blocks.derivative(net, fp, i)[:, None, :]
+        wd = np.linalg.norm(wd_rows, ord=2, axis=(1, 2))
         assert np.all(np.abs(sv - 1) <= 0.05 * wd[:, None] + 1e-12)
         assert np.all(np.abs(sv - 1) < 0.2)
 
