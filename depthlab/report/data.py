@@ -8,8 +8,15 @@ split in two:
   ``dtype``, ``init``) get one panel per value;
 - *hue keys*: numeric keys (``sigma_w``, ``sigma_b``, ``width``, ...) get one
   colour per value combination. When no numeric key varies, the last varying
-  categorical key (``init`` before ``activation``) is the hue instead, so that
-  e.g. Gaussian and orthogonal weights share a panel.
+  categorical key (``arch``, then ``norm``, ``init``, ``activation``) is the hue
+  instead, so that e.g. an MLP and resnets share a panel (one per ``norm``),
+  or Gaussian and orthogonal weights do.
+
+The architecture is one key, ``arch``, in the report: ``mlp`` or a resnet with
+its branch multiplier, ``resnet a=1`` or ``resnet a=1/sqrt``
+(:func:`architecture_label`); ``branch_scale`` and ``depth_power`` are folded
+into it (an MLP has no branch, so MLP runs that differ only in them are one
+config, drawn once).
 
 Every figure takes its colours from :attr:`ReportData.colors`, built once, so the
 same config has the same colour in every figure.
@@ -31,7 +38,95 @@ from depthlab.tracking import Sweep
 CONFIG_KEYS = (*CONFIG_COLUMNS, "hidden_widths")
 """Every key that can tell configs apart (``hidden_widths`` only as a param)."""
 
-from depthlab.schema import CATEGORICAL_KEYS, NUMERIC_KEYS, PARAM_OF, param_renames  # noqa: E402
+from depthlab.schema import (  # noqa: E402
+    BY_KEY,
+    CATEGORICAL_KEYS,
+    NUMERIC_KEYS,
+    PARAM_OF,
+    arch_label,
+    param_renames,
+)
+
+FOLDED_KEYS = ("branch_scale", "depth_power")
+"""Config keys the report shows inside the ``arch`` label, not on their own."""
+
+
+def architecture_label(arch: Any, branch_scale: Any, depth_power: Any) -> str:
+    """``mlp``, ``resnet a=1``, ``resnet a=1/sqrt``: the report's ``arch`` value.
+
+    Missing values (stores from before the ``arch`` keys) are the defaults.
+
+    Examples
+    --------
+    >>> architecture_label("resnet", 1.0, 0.5), architecture_label("mlp", 2.0, 0.5)
+    ('resnet a=1/sqrt', 'mlp')
+    """
+
+    def value(x: Any, key: str) -> Any:
+        return (
+            BY_KEY[key].default
+            if x is None or (isinstance(x, float) and math.isnan(x))
+            else x
+        )
+
+    name = str(value(arch, "arch.name"))
+    if name != "resnet":
+        return name
+    d = {
+        "arch": {
+            "name": name,
+            "norm": "none",
+            "branch_scale": float(value(branch_scale, "arch.branch_scale")),
+            "depth_power": float(value(depth_power, "arch.depth_power")),
+        }
+    }
+    return f"resnet {arch_label('arch.branch_scale', d)}"
+
+
+def same_computation(runs: pd.DataFrame) -> pd.Series:
+    """True for every FINISHED run that repeats an earlier one: the same
+    params once an MLP's ``branch_scale`` and ``depth_power`` (which it does not
+    read) are set to their defaults. Such runs are drawn once.
+    """
+    params = [c for c in runs.columns if c.startswith("params.")]
+    if "params.arch" not in runs or not params:
+        return pd.Series(False, index=runs.index)
+    normalized = runs[params].astype(object).copy()
+    mlp = normalized["params.arch"].ne("resnet")
+    for key in FOLDED_KEYS:
+        column = f"params.{key}"
+        if column in normalized:
+            default = str(BY_KEY[f"arch.{key}"].default)
+            normalized.loc[mlp, column] = default
+    finished = (
+        runs["status"].eq("FINISHED")
+        if "status" in runs
+        else pd.Series(True, index=runs.index)
+    )
+    repeated = pd.Series(False, index=runs.index)
+    repeated[finished] = normalized[finished].fillna("").duplicated()
+    return repeated
+
+
+def fold_architecture(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its ``arch`` column as :func:`architecture_label` and its
+    ``norm`` column filled (``none`` where missing); unchanged without ``arch``."""
+    if "arch" not in frame:
+        return frame
+    frame = frame.copy()
+    missing = pd.Series(np.nan, index=frame.index)
+    scale = pd.to_numeric(frame.get("branch_scale", missing), errors="coerce")
+    power = pd.to_numeric(frame.get("depth_power", missing), errors="coerce")
+    frame["arch"] = [
+        architecture_label(a, c, p)
+        for a, c, p in zip(frame["arch"].astype(object), scale, power, strict=True)
+    ]
+    if "norm" in frame:
+        frame["norm"] = (
+            frame["norm"].astype(object).where(frame["norm"].notna(), "none")
+        )
+    return frame
+
 
 PROBE_METRICS = ("grad_log10_norm_median", "grad_log10_norm_mean", "beta")
 """Summary metrics that mark a run as a probe job (training jobs have none)."""
@@ -122,7 +217,7 @@ def label(keys: Sequence[str], values: Sequence[Any]) -> str:
     parts = []
     for key, value in zip(keys, values, strict=True):
         text = format_value(value)
-        parts.append(text if key in ("activation", "init") else f"{key}={text}")
+        parts.append(text if key in ("activation", "init", "arch") else f"{key}={text}")
     return ", ".join(parts)
 
 
@@ -210,6 +305,7 @@ def prepare(sweep: Sweep) -> ReportData:
     runs = runs.drop(columns=[c for c in CONFIG_KEYS if c in runs]).merge(
         config, on="run_id", how="left"
     )
+    runs = fold_architecture(runs[~same_computation(runs)])
     finished = runs["status"].eq("FINISHED")
     markers = [c for c in PROBE_METRICS if c in runs]
     probe = finished & (runs[markers].notna().any(axis=1) if markers else False)
@@ -225,6 +321,8 @@ def prepare(sweep: Sweep) -> ReportData:
     varying: dict[str, list[Any]] = {}
     fixed: dict[str, Any] = {}
     for key in CONFIG_KEYS:
+        if key in FOLDED_KEYS and "arch" in summary:
+            continue
         values = _unique(summary[key]) if key in summary else []
         if len(values) > 1:
             varying[key] = values

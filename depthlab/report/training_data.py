@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from depthlab.report.data import format_value
+from depthlab.report.data import fold_architecture, format_value, same_computation
 from depthlab.report.stats import best_depths, depth_statistics
-from depthlab.schema import param_renames
+from depthlab.schema import BY_COLUMN, param_renames
 from depthlab.tracking import Sweep
 
 CONFIG_KEYS = (
+    "arch",
+    "norm",
     "width",
     "activation",
     "init",
@@ -43,6 +45,10 @@ CONFIG_KEYS = (
 """Keys that can tell configs apart, in the order they appear in labels."""
 
 _TABLE_KEYS = ("width", "activation", "init", "sigma_w", "sigma_b", "optimizer")
+_ARCH_KEYS = ("arch", "norm", "branch_scale", "depth_power")
+"""Columns of the tables since the ``arch`` keys (defaults for older stores);
+``arch`` is folded into ``mlp`` / ``resnet a=1/sqrt`` labels
+(:func:`depthlab.report.data.fold_architecture`)."""
 _PARAM_KEYS = (
     "learning_rate",
     "momentum",
@@ -57,7 +63,7 @@ _PARAM_KEYS = (
 NUMERIC_KEYS = {"width", "sigma_w", "sigma_b", "learning_rate", "momentum"}
 INTEGER_KEYS = {"batch_size", "steps", "output_dim"}
 SHORT_NAMES = {"learning_rate": "lr", "batch_size": "batch", "output_activation": "out"}
-BARE_KEYS = ("activation", "init", "optimizer", "cost", "dtype")
+BARE_KEYS = ("arch", "activation", "init", "optimizer", "cost", "dtype")
 _RUN_METRICS = (
     "init_grad_log10_norm_median",
     "theory_xi_c",
@@ -191,6 +197,7 @@ def prepare_training(sweep: Sweep) -> TrainingData:
         return TrainingData(empty, empty, empty, [], {}, [], [])
     runs = runs.rename(columns=param_renames(runs.columns))
     runs = runs[(runs["params.task"] == "train") & (runs["status"] == "FINISHED")]
+    runs = runs[~same_computation(runs)]
     info = pd.DataFrame({"run_id": runs["run_id"].to_numpy()})
     for key in _PARAM_KEYS:
         info[key] = _param_column(runs, key).to_numpy()
@@ -206,16 +213,21 @@ def prepare_training(sweep: Sweep) -> TrainingData:
         info[metric] = pd.to_numeric(pd.Series(values, index=runs.index)).to_numpy()
 
     def join(table: pd.DataFrame) -> pd.DataFrame:
-        out = table.merge(info.drop(columns=list(_RUN_METRICS)), on="run_id")
+        extra = info.drop(columns=list(_RUN_METRICS))
+        # The tables carry the training keys as columns too: the params win.
+        table = table.drop(columns=[c for c in extra if c != "run_id" and c in table])
+        out = table.merge(extra, on="run_id")
         out["test_accuracy"] = out["test_accuracy"].astype(float)
-        return out
+        for key in _ARCH_KEYS:
+            if key not in out:
+                out[key] = BY_COLUMN[key].default
+        return fold_architecture(out)
 
     final = join(tables["final"])
     curves = join(tables["curves"])
-    first = tables["final"].drop_duplicates("run_id")
-    run_table = first[["run_id", "dataset", "depth", *_TABLE_KEYS]].merge(
-        info, on="run_id"
-    )
+    first = final.drop_duplicates("run_id")
+    run_table = first[["run_id", "dataset", "depth", *_TABLE_KEYS, "arch", "norm"]]
+    run_table = run_table.merge(info, on="run_id")
     return _label(final, curves, run_table)
 
 

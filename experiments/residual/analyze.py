@@ -1,0 +1,511 @@
+"""The residual study: figures and numbers from the MLflow store alone.
+
+Reads the two MLflow experiments of ``run.sh``: ``residual_init`` (part a,
+probe jobs: gradients and Jacobian spectra at initialization) and
+``residual_train`` (part b, training jobs: is there an optimal depth?), writes
+the figures (small PNGs) to ``figures/`` and every number the README quotes to
+``results.md``.
+
+Part b follows experiments/optimal_depth's protocol and reuses its code (its
+``analyze.py`` is imported, not copied): mean over seeds with Student-t
+intervals, the best depth and every depth indistinguishable from it by Welch's
+test (:mod:`depthlab.report.stats`, scipy.stats), the best depth against the
+training budget read off the learning curves.
+
+Usage (from this folder, after ``run.sh``)::
+
+    python analyze.py --uri /tmp/residual.XXXXXX     # the store run.sh printed
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from depthlab import tracking
+from depthlab.report.data import architecture_label
+from depthlab.report.plotting import plot_style
+from depthlab.report.stats import ALPHA, best_depth_by_step, depth_statistics
+from depthlab.report.training import (
+    TrainingData,
+    depth_figure,
+    learning_curves_figure,
+    optimal_depth_vs_step_figure,
+    prepare_training,
+    summary_table,
+)
+
+HERE = Path(__file__).resolve().parent
+
+
+def _optimal_depth_module():
+    """experiments/optimal_depth/analyze.py, imported as a module."""
+    path = HERE.parent / "optimal_depth" / "analyze.py"
+    spec = importlib.util.spec_from_file_location("optimal_depth_analyze", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+optimal = _optimal_depth_module()
+
+PROBE_EXPERIMENT = "residual_init"
+TRAIN_EXPERIMENT = "residual_train"
+MAIN_STEPS = 1000
+LONG_STEPS = 3000
+BUDGETS = (100, 200, 500, 1000, 2000, 3000)
+"""Budgets (steps) at which the best depth is read off the learning curves."""
+TABLE_DEPTHS = (10, 100, 1000)
+"""Depths of the probe's summary table."""
+VARIANTS = (
+    "mlp",
+    "mlp + LN",
+    "resnet a=1",
+    "resnet a=1 + LN",
+    "resnet a=1/sqrt",
+    "resnet a=1/sqrt + LN",
+)
+"""The six architectures of part a, in the order of the tables and legends."""
+COLORS = {"mlp": "#0072B2", "resnet a=1": "#E69F00", "resnet a=1/sqrt": "#009E73"}
+"""Okabe-Ito colours by architecture; LN is the dashed line of the same colour."""
+
+
+# ---------------------------------------------------------------------------
+# Part a: gradients and spectra at initialization
+
+
+def load_probe(
+    uri: str, experiment: str = PROBE_EXPERIMENT
+) -> tuple[pd.DataFrame, dict]:
+    """Every FINISHED probe run of ``experiment`` (one row each, latest of a
+    config) and its ``per_layer`` and ``theory`` tables."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise SystemExit(f"analyze.py: no experiment {experiment!r} in {uri}")
+    parents = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{tracking.KIND_TAG}` = 'sweep'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1000,
+    )
+    sweeps = [
+        tracking.load_sweep(uri, p.info.run_id, tables=("per_layer", "theory"))
+        for p in parents
+    ]
+    runs = pd.concat([s.runs for s in sweeps], ignore_index=True)
+    runs = runs[runs["status"] == "FINISHED"].drop_duplicates("run_id", keep="last")
+    params = [c for c in runs.columns if c.startswith("params.")]
+    runs = runs.drop_duplicates(params, keep="last").copy()
+    runs["depth"] = runs["params.depth"].astype(int)
+    runs["activation"] = runs["params.activation"]
+    runs["variant"] = [
+        architecture_label(a, float(c), float(p)) + (" + LN" if n == "layer" else "")
+        for a, n, c, p in zip(
+            runs["params.arch"],
+            runs["params.norm"],
+            runs["params.branch_scale"],
+            runs["params.depth_power"],
+            strict=True,
+        )
+    ]
+    keep = set(runs["run_id"])
+    tables = {}
+    for name in ("per_layer", "theory"):
+        parts = [s.tables[name] for s in sweeps if name in s.tables]
+        table = pd.concat(parts, ignore_index=True)
+        tables[name] = table[table["run_id"].isin(keep)]
+    return runs.sort_values(["activation", "variant", "depth"]), tables
+
+
+def _style(variant: str) -> dict:
+    base = variant.removesuffix(" + LN")
+    return {
+        "color": COLORS[base],
+        "linestyle": "--" if variant.endswith("+ LN") else "-",
+    }
+
+
+def gradient_figure(runs: pd.DataFrame):
+    """log10 of the rms and the median gradient norm against depth, with theory."""
+    import matplotlib.pyplot as plt
+
+    activations = sorted(runs["activation"].unique())
+    with plot_style():
+        fig, axes = plt.subplots(
+            2, len(activations), figsize=(5.2 * len(activations), 7.0), sharex=True,
+            squeeze=False,
+        )  # fmt: skip
+        for j, act in enumerate(activations):
+            sub = runs[runs["activation"] == act]
+            for variant in VARIANTS:
+                line = sub[sub["variant"] == variant].sort_values("depth")
+                if line.empty:
+                    continue
+                style = _style(variant)
+                ax = axes[0][j]
+                ax.plot(line["depth"], line["theory_grad_log10_rms"], lw=1.2,
+                        alpha=0.8, **style)  # fmt: skip
+                ax.plot(line["depth"], line["grad_log10_rms"], marker="o", ms=4,
+                        lw=0, color=style["color"],
+                        mfc="none" if "LN" in variant else style["color"])  # fmt: skip
+                axes[1][j].plot(line["depth"], line["grad_log10_norm_median"],
+                                marker="o", ms=3, label=variant, **style)  # fmt: skip
+            axes[0][j].set_title(f"{act}: root-mean-square (markers) vs theory (lines)")
+            axes[1][j].set_title(f"{act}: median over networks and inputs")
+            for ax in axes[:, j]:
+                ax.set_xscale("log")
+                ax.axhline(0, color="0.6", lw=0.8, zorder=0)
+            axes[1][j].set_xlabel("depth L (layers, input included)")
+        axes[0][0].set_ylabel("log10 rms ||grad a^[L](x)||")
+        axes[1][0].set_ylabel("log10 median ||grad a^[L](x)||")
+        handles, labels = axes[1][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
+    caption = (
+        "Gradient norm at initialization against depth (width 128, 16 networks x "
+        "4 inputs per depth, a linear readout). Top: the measured root-mean-square "
+        "log10 sqrt(E||grad||^2) (markers; open: with LN) and the mean-field "
+        "prediction (lines; dashed: with LN). Bottom: the median, a typical "
+        "network's norm. Colour: mlp, resnet with alpha = 1, resnet with alpha = "
+        "1/sqrt(blocks)."
+    )
+    return "grad_norm_vs_depth", fig, caption
+
+
+def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
+    """Spread of J^(L-1)'s spectrum against depth; J^[l]'s per layer at L = 1000."""
+    import matplotlib.pyplot as plt
+
+    activations = sorted(runs["activation"].unique())
+    deepest = runs.groupby(["activation", "variant"])["depth"].transform("max")
+    last = runs[runs["depth"] == deepest]
+    with plot_style():
+        fig, axes = plt.subplots(
+            2, len(activations), figsize=(5.2 * len(activations), 7.0), squeeze=False
+        )
+        for j, act in enumerate(activations):
+            sub = runs[runs["activation"] == act]
+            for variant in VARIANTS:
+                line = sub[sub["variant"] == variant].sort_values("depth")
+                if line.empty:
+                    continue
+                style = _style(variant)
+                axes[0][j].plot(line["depth"], line["jac_log10_sv_std_last_hidden"],
+                                marker="o", ms=3, label=variant, **style)  # fmt: skip
+                run = last[(last["activation"] == act) & (last["variant"] == variant)]
+                rows = per_layer[per_layer["run_id"].isin(run["run_id"])]
+                rows = rows.dropna(subset=["sv_median_median"]).sort_values("layer")
+                rows = rows[rows["layer"] < rows["layer"].max()]  # hidden layers
+                axes[1][j].plot(rows["layer"], rows["sv_max_median"], lw=0.8,
+                                alpha=0.9, **style)  # fmt: skip
+                axes[1][j].plot(rows["layer"], rows["sv_min_median"], lw=0.8,
+                                alpha=0.9, **style)  # fmt: skip
+            axes[0][j].set_xscale("log")
+            axes[0][j].set_yscale("log")
+            axes[0][j].set_xlabel("depth L")
+            axes[0][j].set_title(f"{act}: spread of the spectrum of J^(L-1)")
+            axes[1][j].set_yscale("log")
+            axes[1][j].axhline(1, color="0.5", lw=0.8, ls=":")
+            axes[1][j].set_xlabel(
+                f"layer l (network of depth {int(last['depth'].max())})"
+            )
+            axes[1][j].set_title(f"{act}: largest and smallest singular value of J^[l]")
+        axes[0][0].set_ylabel("std of log10 singular values")
+        axes[1][0].set_ylabel("singular value")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
+    caption = (
+        "Top: the standard deviation of log10 sigma_i(J^(L-1)) (J^(l) = d a^[l] / "
+        "dx, min(n_l, n_1) = 32 singular values; one (network, input) pair per "
+        "depth) against depth: 0 is an isometry. Bottom: the largest and smallest "
+        "singular value of the per-layer Jacobian J^[l] at every hidden layer of "
+        "the deepest network (for a block J^[l] = I + alpha W^[l] D^[l] (J_LN)); "
+        "the dotted line is 1."
+    )
+    return "jacobian_spectra", fig, caption
+
+
+def probe_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Measured against predicted gradient norms, and the spread of J^(L-1)."""
+    rows = []
+    for (act, variant), line in runs.groupby(["activation", "variant"], sort=False):
+        line = line.set_index("depth")
+        for depth in TABLE_DEPTHS:
+            if depth not in line.index:
+                continue
+            r = line.loc[depth]
+            rows.append(
+                {
+                    "activation": act,
+                    "architecture": variant,
+                    "L": depth,
+                    "alpha": r.get("alpha", math.nan),
+                    "log10 rms measured": r["grad_log10_rms"],
+                    "log10 rms theory": r["theory_grad_log10_rms"],
+                    "measured / theory (rms)": 10
+                    ** (r["grad_log10_rms"] - r["theory_grad_log10_rms"]),
+                    "log10 median": r["grad_log10_norm_median"],
+                    "log10 q25..q75": (
+                        f"{r['grad_log10_norm_q25']:.2f}.."
+                        f"{r['grad_log10_norm_q75']:.2f}"
+                    ),
+                    "std log10 sv J^(L-1)": r["jac_log10_sv_std_last_hidden"],
+                }
+            )
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    table = pd.DataFrame(rows)
+    return table.sort_values(
+        ["activation", "architecture", "L"],
+        key=lambda c: c.map(order) if c.name == "architecture" else c,
+    )
+
+
+def agreement_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Over every depth: the largest |log10(measured rms / theory rms)|."""
+    rows = []
+    for (act, variant), line in runs.groupby(["activation", "variant"], sort=False):
+        gap = line["grad_log10_rms"] - line["theory_grad_log10_rms"]
+        worst = line.loc[gap.abs().idxmax()]
+        rows.append(
+            {
+                "activation": act,
+                "architecture": variant,
+                "depths": f"{line['depth'].min()}..{line['depth'].max()} ({len(line)})",
+                "max |log10 measured/theory|": float(gap.abs().max()),
+                "at L": int(worst["depth"]),
+                "median |log10 measured/theory|": float(gap.abs().median()),
+            }
+        )
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    return pd.DataFrame(rows).sort_values(
+        ["activation", "architecture"],
+        key=lambda c: c.map(order) if c.name == "architecture" else c,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Part b: the optimal depth, mlp against resnet
+
+
+def best_table(data: TrainingData, metric: str) -> pd.DataFrame:
+    """Best depth and the depths indistinguishable from it, per (dataset, arch)."""
+    table = summary_table(data, metric)
+    steps = data.runs.groupby(["dataset", "config"])["steps"].first().reset_index()
+    table = table.merge(steps, on=["dataset", "config"])
+    table = table.sort_values(["dataset", "steps", "config"])
+    return pd.DataFrame(
+        {
+            "dataset": table["dataset"],
+            "config": table["config"],
+            "steps": table["steps"].astype(int),
+            "best L": table["best_depth"],
+            f"{metric} at best (mean +- 95% CI)": [
+                optimal.ci_text(m, lo, hi)
+                for m, lo, hi in zip(
+                    table["mean"], table["ci_low"], table["ci_high"], strict=True
+                )
+            ],
+            "indistinguishable L": table["indistinguishable"],
+            "depths": table["depths"],
+        }
+    )
+
+
+def deep_end_table(data: TrainingData, metric: str = "test_accuracy") -> pd.DataFrame:
+    """Per (dataset, config): the metric at the shallowest and deepest depth and
+    Welch's p between them (is the deep end worse than the shallow end?)."""
+    from scipy import stats as st
+
+    rows = []
+    for (dataset, config), sub in data.final.groupby(["dataset", "config"], sort=False):
+        depths = sorted(sub["depth"].unique())
+        lo, hi = sub[sub["depth"] == depths[0]], sub[sub["depth"] == depths[-1]]
+        stats = depth_statistics(sub, metric).set_index("depth")
+        test = st.ttest_ind(hi[metric], lo[metric], equal_var=False)
+        rows.append(
+            {
+                "dataset": dataset,
+                "config": config,
+                "L shallow": depths[0],
+                f"{metric} shallow": optimal.ci_text(
+                    *stats.loc[depths[0], ["mean", "ci_low", "ci_high"]]
+                ),
+                "L deep": depths[-1],
+                f"{metric} deep": optimal.ci_text(
+                    *stats.loc[depths[-1], ["mean", "ci_low", "ci_high"]]
+                ),
+                "Welch p (deep vs shallow)": float(test.pvalue),
+                "Spearman rho(depth, metric)": float(
+                    st.spearmanr(sub["depth"], sub[metric]).statistic
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def budget_table(data: TrainingData, metric: str) -> pd.DataFrame:
+    """The best depth of every config when training stops at each budget."""
+    by_step = best_depth_by_step(data, metric)
+    by_step = by_step[by_step["step"].isin(BUDGETS)]
+    return pd.DataFrame(
+        {
+            "dataset": by_step["dataset"],
+            "config": by_step["config"],
+            "steps": by_step["step"],
+            "best L": by_step["best_depth"],
+            f"{metric} at best (mean +- 95% CI)": [
+                optimal.ci_text(m, lo, hi)
+                for m, lo, hi in zip(
+                    by_step["mean"], by_step["ci_low"], by_step["ci_high"], strict=True
+                )
+            ],
+            "indistinguishable L": by_step["indistinguishable"],
+        }
+    ).sort_values(["dataset", "config", "steps"])
+
+
+# ---------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Write ``figures/*.png`` and ``results.md``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--uri", required=True, help="the store run.sh printed")
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args(argv)
+    uri = tracking.resolve_uri(args.uri)
+    figures = args.out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    captions: list[str] = []
+    sections = [
+        "# Residual networks: numbers (written by analyze.py; do not edit)",
+        "",
+    ]
+
+    runs, tables = load_probe(uri)
+    optimal.save(gradient_figure(runs), figures, captions)
+    optimal.save(spectra_figure(runs, tables["per_layer"]), figures, captions)
+    n_nets = runs["params.networks"].astype(int).iloc[0]
+    sections += [
+        f"## Part a: gradients at initialization ({len(runs)} probe jobs, "
+        f"width 128, {n_nets} networks x {runs['params.inputs'].iloc[0]} inputs)",
+        "",
+        "rms = sqrt of the mean of ||grad a^[L](x)||^2 over every network and "
+        "input; theory = the mean-field prediction of the same (depthlab.theory, "
+        "passed the architecture). alpha = branch_scale / blocks^depth_power.",
+        "",
+        markdown(probe_table(runs)),
+        "",
+        "### Agreement over every depth",
+        "",
+        markdown(agreement_table(runs)),
+    ]
+
+    study, sweeps = optimal.load_study(uri, TRAIN_EXPERIMENT)
+    data = prepare_training(study)
+    main_grid = data.where(steps=MAIN_STEPS)
+    long = (
+        data.where(steps=LONG_STEPS)
+        if (data.runs["steps"] == LONG_STEPS).any()
+        else None
+    )
+    optimal.save(depth_figure(main_grid), figures, captions)
+    optimal.save(learning_curves_figure(main_grid), figures, captions)
+    optimal.save(optimal_depth_vs_step_figure(main_grid), figures, captions)
+    n_div = int(data.final["diverged"].sum())
+    sections += [
+        "",
+        f"## Part b: is there an optimal depth? ({len(data.runs)} training runs, "
+        f"{len(data.final)} trained networks, {n_div} diverged)",
+        "",
+        "Statistics as in experiments/optimal_depth: mean over seeds, 95% "
+        "Student-t CI (+- half-width); best L: highest mean test accuracy "
+        "(lowest mean loss) among depths with no diverged seed; indistinguishable "
+        f"L: Welch two-sided t-test against the best at {ALPHA:.0%}, no "
+        "multiplicity correction.",
+    ]
+    for metric in ("test_accuracy", "test_loss"):
+        sections += [
+            "",
+            f"### {MAIN_STEPS} steps: best depth by {metric}",
+            "",
+            markdown(best_table(main_grid, metric)),
+        ]
+    sections += [
+        "",
+        f"### {MAIN_STEPS} steps: the deepest against the shallowest depth",
+        "",
+        markdown(deep_end_table(main_grid)),
+    ]
+    for metric in ("test_accuracy", "test_loss"):
+        sections += [
+            "",
+            f"### {MAIN_STEPS} steps: {metric} per depth (mean +- 95% CI; * best)",
+            "",
+            markdown(optimal.per_depth_table(main_grid, metric)),
+        ]
+    sections += [
+        "",
+        f"### Budget: best depth when training stops at a step "
+        f"({MAIN_STEPS}-step runs)",
+        "",
+        markdown(budget_table(main_grid, "test_accuracy")),
+    ]
+    if long is not None:
+        optimal.save(
+            ("training_best_depth_vs_step_long",
+             *optimal_depth_vs_step_figure(long)[1:]),
+            figures, captions,
+        )  # fmt: skip
+        sections += [
+            "",
+            f"### Budget: the {LONG_STEPS}-step runs (digits), best depth per step",
+            "",
+            markdown(budget_table(long, "test_accuracy")),
+            "",
+            markdown(best_table(long, "test_accuracy")),
+            "",
+            markdown(best_table(long, "test_loss")),
+            "",
+            markdown(optimal.per_depth_table(long, "test_accuracy")),
+        ]
+    finished = sweeps[sweeps["status"] == "FINISHED"]
+    sections += [
+        "",
+        "## Compute: the training sweeps (wall time, as MLflow recorded it)",
+        "",
+        markdown(sweeps),
+        "",
+        f"Total: {finished['wall seconds'].sum() / 60:.1f} min.",
+        "",
+        "## Figures",
+        "",
+        *captions,
+    ]
+    (args.out / "results.md").write_text("\n".join(sections) + "\n")
+    print(f"analyze.py: wrote {args.out / 'results.md'} and {figures}/*.png")
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """optimal_depth's markdown table, with float columns rounded to 3 digits."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if pd.api.types.is_float_dtype(frame[column]):
+            frame[column] = [optimal.fmt(float(v)) for v in frame[column]]
+    return optimal.markdown(frame)
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
