@@ -346,13 +346,16 @@ def test_a_resnet_trains(big_machine) -> None:
 
 
 def test_a_probe_sweep_over_architectures_lands_in_mlflow(tmp_path: Path) -> None:
+    """The sweep of the issue, tiny: its runs, tables and report."""
     from depthlab import tracking
+    from depthlab.report import data as report_data
+    from depthlab.report.figures import draw_all
 
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     out = subprocess.run(
         [sys.executable, "-m", "depthlab", "arch=mlp,resnet", "arch.norm=none,layer",
-         "depth=4..5", "width=8", "input_dim=4", "probe.networks=2",
-         "probe.inputs=2", "probe.spectra=1", "report=false",
+         "arch.depth_power=0,0.5", "depth=4..5", "width=8", "input_dim=4",
+         "probe.networks=2", "probe.inputs=2", "probe.spectra=1", "report=false",
          f"tracking.uri={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
@@ -360,7 +363,7 @@ def test_a_probe_sweep_over_architectures_lands_in_mlflow(tmp_path: Path) -> Non
     uri = tracking.resolve_uri(str(tmp_path))
     sweep = tracking.load_sweep(uri, tracking.latest_sweep_id(uri, "depthlab"))
     runs = sweep.runs
-    assert len(runs) == 8 and set(runs["status"]) == {"FINISHED"}
+    assert len(runs) == 16 and set(runs["status"]) == {"FINISHED"}
     assert set(zip(runs["params.arch"], runs["params.norm"], strict=True)) == {
         ("mlp", "none"),
         ("mlp", "layer"),
@@ -368,6 +371,7 @@ def test_a_probe_sweep_over_architectures_lands_in_mlflow(tmp_path: Path) -> Non
         ("resnet", "layer"),
     }
     assert "L=5 resnet LN a=1 sigmoid gaussian sw=1 n=8" in set(runs["run_name"])
+    assert "L=5 resnet LN a=1/sqrt sigmoid gaussian sw=1 n=8" in set(runs["run_name"])
     n = len(schema.CONFIG_COLUMNS)
     for name in ("samples", "layers", "theory", "per_layer"):
         table = sweep.tables[name]
@@ -376,5 +380,22 @@ def test_a_probe_sweep_over_architectures_lands_in_mlflow(tmp_path: Path) -> Non
         assert set(table["arch"]) == {"mlp", "resnet"}
         assert set(table["norm"]) == {"none", "layer"}
     resnet = runs["params.arch"] == "resnet"
-    assert (runs.loc[resnet, "alpha"] == 1.0).all()
+    power = runs["params.depth_power"].astype(float)
+    blocks = runs["params.depth"].astype(int) - 3
+    np.testing.assert_allclose(
+        runs.loc[resnet, "alpha"], blocks[resnet] ** -power[resnet]
+    )
     assert runs.loc[~resnet, "alpha"].isna().all()
+
+    # The report: the architecture is the colour, LN the panel; the MLP runs
+    # of depth_power 0 and 0.5 computed the same and are drawn once.
+    data = report_data.prepare(sweep)
+    assert data.hue_keys == ["arch"] and data.facet_keys == ["norm"]
+    assert data.hue_order == ["mlp", "resnet a=1", "resnet a=1/sqrt"]
+    assert data.facet_order == ["norm=layer", "norm=none"]
+    assert len(data.summary) == 12
+    assert data.summary.groupby(["hue", "facet", "depth"]).size().max() == 1
+    drawn = {d.name: d for d in draw_all(data)}
+    for name in ("grad_norm_vs_depth", "backprop_profile", "layer_singular_values",
+                 "jacobian_spectrum"):  # fmt: skip
+        assert drawn[name].png, (name, drawn[name].reason)

@@ -30,7 +30,7 @@ import pandas as pd
 
 from depthlab import tracking
 from depthlab.report.data import architecture_label
-from depthlab.report.plotting import plot_style
+from depthlab.report.plotting import style as plot_style
 from depthlab.report.stats import ALPHA, best_depth_by_step, depth_statistics
 from depthlab.report.training import (
     TrainingData,
@@ -137,14 +137,12 @@ def _style(variant: str) -> dict:
 
 def gradient_figure(runs: pd.DataFrame):
     """log10 of the rms and the median gradient norm against depth, with theory."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     activations = sorted(runs["activation"].unique())
     with plot_style():
-        fig, axes = plt.subplots(
-            2, len(activations), figsize=(5.2 * len(activations), 7.0), sharex=True,
-            squeeze=False,
-        )  # fmt: skip
+        fig = Figure(figsize=(5.2 * len(activations), 7.0))
+        axes = fig.subplots(2, len(activations), sharex=True, squeeze=False)
         for j, act in enumerate(activations):
             sub = runs[runs["activation"] == act]
             for variant in VARIANTS:
@@ -184,15 +182,14 @@ def gradient_figure(runs: pd.DataFrame):
 
 def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
     """Spread of J^(L-1)'s spectrum against depth; J^[l]'s per layer at L = 1000."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     activations = sorted(runs["activation"].unique())
     deepest = runs.groupby(["activation", "variant"])["depth"].transform("max")
     last = runs[runs["depth"] == deepest]
     with plot_style():
-        fig, axes = plt.subplots(
-            2, len(activations), figsize=(5.2 * len(activations), 7.0), squeeze=False
-        )
+        fig = Figure(figsize=(5.2 * len(activations), 7.0))
+        axes = fig.subplots(2, len(activations), squeeze=False)
         for j, act in enumerate(activations):
             sub = runs[runs["activation"] == act]
             for variant in VARIANTS:
@@ -206,10 +203,11 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
                 rows = per_layer[per_layer["run_id"].isin(run["run_id"])]
                 rows = rows.dropna(subset=["sv_median_median"]).sort_values("layer")
                 rows = rows[rows["layer"] < rows["layer"].max()]  # hidden layers
-                axes[1][j].plot(rows["layer"], rows["sv_max_median"], lw=0.8,
-                                alpha=0.9, **style)  # fmt: skip
-                axes[1][j].plot(rows["layer"], rows["sv_min_median"], lw=0.8,
-                                alpha=0.9, **style)  # fmt: skip
+                ax = axes[1][j]
+                ax.plot(rows["layer"], rows["sv_median_median"], lw=1.0, **style)
+                ax.plot(
+                    rows["layer"], rows["sv_max_median"], lw=0.6, alpha=0.6, **style
+                )
             axes[0][j].set_xscale("log")
             axes[0][j].set_yscale("log")
             axes[0][j].set_xlabel("depth L")
@@ -219,7 +217,7 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
             axes[1][j].set_xlabel(
                 f"layer l (network of depth {int(last['depth'].max())})"
             )
-            axes[1][j].set_title(f"{act}: largest and smallest singular value of J^[l]")
+            axes[1][j].set_title(f"{act}: median and largest singular value of J^[l]")
         axes[0][0].set_ylabel("std of log10 singular values")
         axes[1][0].set_ylabel("singular value")
         handles, labels = axes[0][0].get_legend_handles_labels()
@@ -228,10 +226,12 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
     caption = (
         "Top: the standard deviation of log10 sigma_i(J^(L-1)) (J^(l) = d a^[l] / "
         "dx, min(n_l, n_1) = 32 singular values; one (network, input) pair per "
-        "depth) against depth: 0 is an isometry. Bottom: the largest and smallest "
-        "singular value of the per-layer Jacobian J^[l] at every hidden layer of "
-        "the deepest network (for a block J^[l] = I + alpha W^[l] D^[l] (J_LN)); "
-        "the dotted line is 1."
+        "depth) against depth: 0 is an isometry. Bottom: the median (thick) and "
+        "largest (thin) singular value of the per-layer Jacobian J^[l] at every "
+        "hidden layer of the deepest network (for a block J^[l] = I + alpha "
+        "W^[l] D^[l] (J_LN)); the dotted line is 1. The smallest is not drawn: "
+        "LN's Jacobian projects out the directions 1 and LN(v), so an MLP "
+        "layer with LN is singular (smallest value ~1e-17)."
     )
     return "jacobian_spectra", fig, caption
 
