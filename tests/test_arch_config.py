@@ -399,3 +399,82 @@ def test_a_probe_sweep_over_architectures_lands_in_mlflow(tmp_path: Path) -> Non
     for name in ("grad_norm_vs_depth", "backprop_profile", "layer_singular_values",
                  "jacobian_spectrum"):  # fmt: skip
         assert drawn[name].png, (name, drawn[name].reason)
+
+
+def _training_sweep(configs: list[dict]):
+    """A Sweep (as load_sweep returns it) of tiny training jobs, one per config."""
+    import pandas as pd
+
+    from depthlab import tracking
+    from depthlab.train_job import run_training_job
+
+    rows, finals, curves = [], [], []
+    for i, arch in enumerate(configs):
+        d = schema.defaults()
+        d.update(task="train", depth=5, width=4)
+        d["arch"].update(arch)
+        d["train"].update(dataset="higham_example", steps=4, eval_every=2, seeds=2)
+        record, _ = run_training_job(
+            d, rng=np.random.default_rng(0), run_name="t", config_hash="h"
+        )
+        run_id = f"run{i}"
+        rows.append(
+            {
+                "run_id": run_id,
+                "status": "FINISHED",
+                **{f"params.{k}": str(v) for k, v in record.params.items()},
+                **record.summary,
+            }
+        )
+        finals.append(record.tables["final"].assign(run_id=run_id))
+        curves.append(record.tables["curves"].assign(run_id=run_id))
+    return tracking.Sweep(
+        "p",
+        "sweep",
+        pd.DataFrame(rows),
+        {"final": pd.concat(finals), "curves": pd.concat(curves)},
+    )
+
+
+def test_the_training_report_tells_architectures_apart() -> None:
+    from depthlab.report.training import prepare_training
+
+    sweep = _training_sweep(
+        [
+            {"name": "mlp", "depth_power": 0.0},
+            {"name": "mlp", "depth_power": 0.5},  # the same computation
+            {"name": "resnet", "depth_power": 0.5},
+            {"name": "resnet", "norm": "layer", "depth_power": 0.5},
+        ]
+    )
+    data = prepare_training(sweep)
+    assert data.config_keys == ["arch", "norm"]
+    assert data.configs == [
+        "mlp, norm=none",
+        "resnet a=1/sqrt, norm=layer",
+        "resnet a=1/sqrt, norm=none",
+    ]
+    assert len(data.runs) == 3 and len(data.final) == 3 * 2  # runs x seeds
+    assert "steps" in data.final and "steps_x" not in data.final
+    assert len(data.where(arch="resnet a=1/sqrt").runs) == 2
+
+    # a store from before the arch keys: every run is an MLP without LN
+    old = sweep.tables["final"].drop(
+        columns=["arch", "norm", "branch_scale", "depth_power", "alpha"]
+    )
+    runs = sweep.runs.drop(
+        columns=[
+            c
+            for c in sweep.runs
+            if c.split(".")[-1] in ("arch", "norm", "branch_scale", "depth_power")
+        ]
+    ).iloc[:1]
+    first = old[old.run_id == "run0"]
+    curves = sweep.tables["curves"]
+    legacy = dataclasses.replace(
+        sweep,
+        runs=runs,
+        tables={"final": first, "curves": curves[curves.run_id == "run0"]},
+    )
+    data = prepare_training(legacy)
+    assert data.fixed["arch"] == "mlp" and data.fixed["norm"] == "none"
