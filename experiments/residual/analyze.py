@@ -124,7 +124,16 @@ def load_probe(
         parts = [s.tables[name] for s in sweeps if name in s.tables]
         table = pd.concat(parts, ignore_index=True)
         tables[name] = table[table["run_id"].isin(keep)]
-    return runs.sort_values(["activation", "variant", "depth"]), tables
+    sweep_table = pd.DataFrame(
+        {
+            "sweep": [p.info.run_name for p in parents],
+            "overrides": [p.data.params.get("overrides", "") for p in parents],
+            "status": [p.info.status for p in parents],
+            "jobs": [p.data.metrics.get("jobs", math.nan) for p in parents],
+            "wall seconds": [p.data.metrics.get("seconds", math.nan) for p in parents],
+        }
+    )
+    return runs.sort_values(["activation", "variant", "depth"]), tables, sweep_table
 
 
 def _style(variant: str) -> dict:
@@ -135,13 +144,23 @@ def _style(variant: str) -> dict:
     }
 
 
+LAYER_POINTS = 200
+"""About this many layers of the deepest network are drawn (every k-th)."""
+SV_RANGE = (0.1, 10.0)
+"""The singular-value range drawn (a ReLU layer's D^[l] zeroes half the rows:
+half of J^[l]'s singular values are 0, and its median sits at that edge)."""
+ZOOM = (-5.0, 3.0)
+"""log10 range of the lower panels of the gradient figure."""
+
+
 def gradient_figure(runs: pd.DataFrame):
-    """log10 of the rms and the median gradient norm against depth, with theory."""
+    """log10 of the rms gradient norm against depth with theory; a zoom with
+    the medians."""
     from matplotlib.figure import Figure
 
     activations = sorted(runs["activation"].unique())
     with plot_style():
-        fig = Figure(figsize=(5.2 * len(activations), 7.0))
+        fig = Figure(figsize=(4.8 * len(activations), 6.8))
         axes = fig.subplots(2, len(activations), sharex=True, squeeze=False)
         for j, act in enumerate(activations):
             sub = runs[runs["activation"] == act]
@@ -150,32 +169,36 @@ def gradient_figure(runs: pd.DataFrame):
                 if line.empty:
                     continue
                 style = _style(variant)
-                ax = axes[0][j]
-                ax.plot(line["depth"], line["theory_grad_log10_rms"], lw=1.2,
-                        alpha=0.8, **style)  # fmt: skip
-                ax.plot(line["depth"], line["grad_log10_rms"], marker="o", ms=4,
-                        lw=0, color=style["color"],
-                        mfc="none" if "LN" in variant else style["color"])  # fmt: skip
+                fill = "none" if "LN" in variant else style["color"]
+                for row, ax in enumerate(axes[:, j]):
+                    ax.plot(line["depth"], line["theory_grad_log10_rms"], lw=1.2,
+                            alpha=0.8, label=variant if row else None,
+                            **style)  # fmt: skip
+                    ax.plot(line["depth"], line["grad_log10_rms"], marker="o",
+                            ms=4, lw=0, color=style["color"], mfc=fill)  # fmt: skip
                 axes[1][j].plot(line["depth"], line["grad_log10_norm_median"],
-                                marker="o", ms=3, label=variant, **style)  # fmt: skip
-            axes[0][j].set_title(f"{act}: root-mean-square (markers) vs theory (lines)")
-            axes[1][j].set_title(f"{act}: median over networks and inputs")
+                                marker="x", ms=3, lw=0.6, ls=":",
+                                color=style["color"])  # fmt: skip
+            axes[0][j].set_title(f"{act}: rms (markers) and theory (lines)")
+            axes[1][j].set_title(f"{act}: zoom; x: the median")
+            axes[1][j].set_ylim(*ZOOM)
             for ax in axes[:, j]:
                 ax.set_xscale("log")
                 ax.axhline(0, color="0.6", lw=0.8, zorder=0)
             axes[1][j].set_xlabel("depth L (layers, input included)")
-        axes[0][0].set_ylabel("log10 rms ||grad a^[L](x)||")
-        axes[1][0].set_ylabel("log10 median ||grad a^[L](x)||")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("log10 ||grad a^[L](x)||")
         handles, labels = axes[1][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
-        fig.tight_layout(rect=(0, 0.07, 1, 1))
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
     caption = (
         "Gradient norm at initialization against depth (width 128, 16 networks x "
-        "4 inputs per depth, a linear readout). Top: the measured root-mean-square "
-        "log10 sqrt(E||grad||^2) (markers; open: with LN) and the mean-field "
-        "prediction (lines; dashed: with LN). Bottom: the median, a typical "
-        "network's norm. Colour: mlp, resnet with alpha = 1, resnet with alpha = "
-        "1/sqrt(blocks)."
+        "4 inputs per depth, linear readout). Markers: the measured "
+        "root-mean-square log10 sqrt(mean ||grad||^2) (open: with LN); lines: the "
+        "mean-field prediction of the same (dashed: with LN). Bottom: the same "
+        f"in log10 [{ZOOM[0]:g}, {ZOOM[1]:g}], with the median (x, dotted), a "
+        "typical network's norm. Colour: mlp, resnet with alpha = 1, resnet with "
+        "alpha = 1/sqrt(blocks)."
     )
     return "grad_norm_vs_depth", fig, caption
 
@@ -188,7 +211,7 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
     deepest = runs.groupby(["activation", "variant"])["depth"].transform("max")
     last = runs[runs["depth"] == deepest]
     with plot_style():
-        fig = Figure(figsize=(5.2 * len(activations), 7.0))
+        fig = Figure(figsize=(4.6 * len(activations), 6.4))
         axes = fig.subplots(2, len(activations), squeeze=False)
         for j, act in enumerate(activations):
             sub = runs[runs["activation"] == act]
@@ -203,6 +226,7 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
                 rows = per_layer[per_layer["run_id"].isin(run["run_id"])]
                 rows = rows.dropna(subset=["sv_median_median"]).sort_values("layer")
                 rows = rows[rows["layer"] < rows["layer"].max()]  # hidden layers
+                rows = rows.iloc[:: max(1, len(rows) // LAYER_POINTS)]
                 ax = axes[1][j]
                 ax.plot(rows["layer"], rows["sv_median_median"], lw=1.0, **style)
                 ax.plot(
@@ -213,6 +237,7 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
             axes[0][j].set_xlabel("depth L")
             axes[0][j].set_title(f"{act}: spread of the spectrum of J^(L-1)")
             axes[1][j].set_yscale("log")
+            axes[1][j].set_ylim(*SV_RANGE)
             axes[1][j].axhline(1, color="0.5", lw=0.8, ls=":")
             axes[1][j].set_xlabel(
                 f"layer l (network of depth {int(last['depth'].max())})"
@@ -229,7 +254,9 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
         "depth) against depth: 0 is an isometry. Bottom: the median (thick) and "
         "largest (thin) singular value of the per-layer Jacobian J^[l] at every "
         "hidden layer of the deepest network (for a block J^[l] = I + alpha "
-        "W^[l] D^[l] (J_LN)); the dotted line is 1. The smallest is not drawn: "
+        "W^[l] D^[l] (J_LN)), every k-th layer (about 200 drawn), values "
+        "outside [0.1, 10] clipped; the dotted line is 1. The smallest is not "
+        "drawn: "
         "LN's Jacobian projects out the directions 1 and LN(v), so an MLP "
         "layer with LN is singular (smallest value ~1e-17)."
     )
@@ -294,8 +321,64 @@ def agreement_table(runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def layer_sv_table(runs: pd.DataFrame, per_layer: pd.DataFrame) -> pd.DataFrame:
+    """Singular values of J^[l] over the hidden layers of the deepest network:
+    the median over layers of each layer's median, largest and smallest."""
+    rows = []
+    for (act, variant), line in runs.groupby(["activation", "variant"], sort=False):
+        run = line[line["depth"] == line["depth"].max()]
+        sub = per_layer[per_layer["run_id"].isin(run["run_id"])]
+        sub = sub.dropna(subset=["sv_median_median"])
+        sub = sub[(sub["layer"] > 2) & (sub["layer"] < sub["layer"].max())]
+        rows.append(
+            {
+                "activation": act,
+                "architecture": variant,
+                "L": int(run["depth"].iloc[0]),
+                "layers": len(sub),
+                "median sv": float(np.median(sub["sv_median_median"])),
+                "largest sv": float(np.median(sub["sv_max_median"])),
+                "smallest sv": float(np.median(sub["sv_min_median"])),
+            }
+        )
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    return pd.DataFrame(rows).sort_values(
+        ["activation", "architecture"],
+        key=lambda c: c.map(order) if c.name == "architecture" else c,
+    )
+
+
 # ---------------------------------------------------------------------------
 # Part b: the optimal depth, mlp against resnet
+
+
+def versus_table(data: TrainingData, metric: str = "test_accuracy") -> pd.DataFrame:
+    """Per dataset: each config's best depth, and Welch's p between the seeds of
+    the two configs' best depths (does the resnet beat the best MLP?)."""
+    from scipy import stats as st
+
+    best = summary_table(data, metric)
+    rows = []
+    for dataset, sub in best.groupby("dataset", sort=False):
+        if len(sub) != 2:
+            continue
+        seeds = []
+        for r in sub.itertuples():
+            f = data.final
+            cell = f[(f.dataset == dataset) & (f.config == r.config)]
+            seeds.append(cell[cell.depth == r.best_depth][metric].to_numpy())
+        (a, b), (ra, rb) = seeds, list(sub.itertuples())
+        rows.append(
+            {
+                "dataset": dataset,
+                f"{ra.config}: best L": ra.best_depth,
+                f"{ra.config}": optimal.ci_text(ra.mean, ra.ci_low, ra.ci_high),
+                f"{rb.config}: best L": rb.best_depth,
+                f"{rb.config}": optimal.ci_text(rb.mean, rb.ci_low, rb.ci_high),
+                "Welch p": float(st.ttest_ind(a, b, equal_var=False).pvalue),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def best_table(data: TrainingData, metric: str) -> pd.DataFrame:
@@ -393,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "",
     ]
 
-    runs, tables = load_probe(uri)
+    runs, tables, probe_sweeps = load_probe(uri)
     optimal.save(gradient_figure(runs), figures, captions)
     optimal.save(spectra_figure(runs, tables["per_layer"]), figures, captions)
     n_nets = runs["params.networks"].astype(int).iloc[0]
@@ -410,6 +493,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "### Agreement over every depth",
         "",
         markdown(agreement_table(runs)),
+        "",
+        "### Per-layer Jacobians J^[l] of the deepest network (hidden layers 3..L-1)",
+        "",
+        markdown(layer_sv_table(runs, tables["per_layer"])),
     ]
 
     study, sweeps = optimal.load_study(uri, TRAIN_EXPERIMENT)
@@ -441,6 +528,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"### {MAIN_STEPS} steps: best depth by {metric}",
             "",
             markdown(best_table(main_grid, metric)),
+        ]
+    for metric in ("test_accuracy", "test_loss"):
+        sections += [
+            "",
+            f"### {MAIN_STEPS} steps: the best MLP against the best resnet ({metric})",
+            "",
+            markdown(versus_table(main_grid, metric)),
         ]
     sections += [
         "",
@@ -480,14 +574,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             "",
             markdown(optimal.per_depth_table(long, "test_accuracy")),
         ]
-    finished = sweeps[sweeps["status"] == "FINISHED"]
+    sections += ["", "## Compute (wall time of each sweep, as MLflow recorded it)"]
+    for part, table in (("a, probe", probe_sweeps), ("b, training", sweeps)):
+        finished = table[table["status"] == "FINISHED"]
+        sections += [
+            "",
+            f"Part {part}: {finished['wall seconds'].sum() / 60:.1f} min in "
+            f"{len(finished)} finished sweeps.",
+            "",
+            markdown(table),
+        ]
     sections += [
-        "",
-        "## Compute: the training sweeps (wall time, as MLflow recorded it)",
-        "",
-        markdown(sweeps),
-        "",
-        f"Total: {finished['wall seconds'].sum() / 60:.1f} min.",
         "",
         "## Figures",
         "",
