@@ -573,6 +573,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             markdown(best_table(long, "test_loss")),
             "",
             markdown(optimal.per_depth_table(long, "test_accuracy")),
+            "",
+            markdown(versus_table(long, "test_accuracy")),
+            "",
+            markdown(versus_table(long, "test_loss")),
         ]
     sections += ["", "## Compute (wall time of each sweep, as MLflow recorded it)"]
     for part, table in (("a, probe", probe_sweeps), ("b, training", sweeps)):
