@@ -11,6 +11,16 @@ up to 2x slower for the small matrices of a stack of networks.
 
 Everything is batched over inputs (rows of ``X``) and over a stack of networks
 (leading dimensions of the weights, see :class:`depthlab.network.Network`).
+
+Speed (issue 9, measured in experiments/benchmark): the kernel is bound by its
+matrix products (numpy's OpenBLAS: 80-100% of the time at n = 512). Three
+choices follow the measurements: the products write into two buffers that take
+turns (no allocation per layer); a single float64 network of width >= 256 with
+>= 64 inputs keeps its inputs as rows (``A @ W^T``, ``G @ W``: OpenBLAS's
+float64 kernels were 20% faster that way at B = 64); and when numpy's BLAS may
+use k > 1 threads, the inputs are split over k threads with BLAS at one thread
+each (the elementwise passes, one-threaded in numpy, then run in parallel too).
+Under a parallel probe, whose workers pin BLAS to one thread, nothing is split.
 """
 
 from __future__ import annotations
