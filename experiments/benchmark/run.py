@@ -14,8 +14,9 @@ matmul peak; issue 9's table against torch's sum trick at 1 and 2 threads),
 width 1024), ``sweep`` (``python -m depthlab depth=2..50`` and where its time
 goes), ``scaling`` (fitted exponents of a probe job's cost; bit generators;
 issue 9's wide and deep jobs against their floor, with peak memory). The
-markdown goes to stdout and ``results.md``, the raw numbers to ``results.json`` (both next to this file, ignored by git);
-``--update-readme`` also replaces the results block of ``README.md``.
+markdown goes to stdout and ``results.md``, the raw numbers to
+``results.json`` (both next to this file, ignored by git); ``--update-readme``
+also replaces the results block of ``README.md``.
 
 Every library gets the same number of threads (``--threads``, default 1: one
 job per core, as depthlab's sweeps run); ``--threads 0`` leaves each library's
