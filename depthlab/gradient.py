@@ -15,6 +15,16 @@ Everything is batched over inputs (rows of ``X``) and over a stack of networks
 Residual networks and layer normalization (``Network.plain_mlp`` is False) take
 the same public functions through a second path, the per-layer products of
 :mod:`depthlab.blocks` (G <- G J^[l] with J^[l] never formed).
+
+Speed (issue 9, measured in experiments/benchmark): the kernel is bound by its
+matrix products (numpy's OpenBLAS: 80-100% of the time at n = 512). Three
+choices follow the measurements: the products write into two buffers that take
+turns (no allocation per layer); a single float64 network of width >= 256 with
+>= 64 inputs keeps its inputs as rows (``A @ W^T``, ``G @ W``: OpenBLAS's
+float64 kernels were 20% faster that way at B = 64); and when numpy's BLAS may
+use k > 1 threads, the inputs are split over k threads with BLAS at one thread
+each (the elementwise passes, one-threaded in numpy, then run in parallel too).
+Under a parallel probe, whose workers pin BLAS to one thread, nothing is split.
 """
 
 from __future__ import annotations

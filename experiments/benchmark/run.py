@@ -8,12 +8,15 @@ Usage (from the repository root, with the ``bench`` extra installed)::
     python experiments/benchmark/run.py --update-readme      # refresh README.md
 
 Sections: ``kernel`` (input gradient against torch and JAX, fraction of the
-matmul peak), ``networks`` (K networks at once against a loop), ``spectra``
-(depthlab.spectra against plain SVDs), ``sweep`` (``python -m depthlab
-depth=2..50`` and where its time goes), ``scaling`` (fitted exponents of a
-probe job's cost). The markdown goes to stdout and ``results.md``, the raw
-numbers to ``results.json`` (both next to this file, ignored by git);
-``--update-readme`` also replaces the results block of ``README.md``.
+matmul peak; issue 9's table against torch's sum trick at 1 and 2 threads),
+``networks`` (K networks at once against a loop), ``spectra``
+(depthlab.spectra against plain SVDs, and per (pair, layer) against LAPACK at
+width 1024), ``sweep`` (``python -m depthlab depth=2..50`` and where its time
+goes), ``scaling`` (fitted exponents of a probe job's cost; bit generators;
+issue 9's wide and deep jobs against their floor, with peak memory). The
+markdown goes to stdout and ``results.md``, the raw numbers to
+``results.json`` (both next to this file, ignored by git); ``--update-readme``
+also replaces the results block of ``README.md``.
 
 Every library gets the same number of threads (``--threads``, default 1: one
 job per core, as depthlab's sweeps run); ``--threads 0`` leaves each library's
