@@ -513,7 +513,7 @@ def layer_singular_values(net: Network, X: Array) -> list[Array]:
     single = np.ndim(X) == 1
     if not net.plain_mlp:
         out = _layers_singular_values(net, X)
-        return [s[0] for s in out] if single else out
+        return [s[..., 0, :] for s in out] if single else out
     fp = net.forward(X)
     out = []
     with threadpool_limits(limits=1):
@@ -564,7 +564,7 @@ def jacobian_log_singular_values(net: Network, X: Array) -> list[Array]:
     single = np.ndim(X) == 1
     if not net.plain_mlp:
         out = _layers_jacobian_log_singular_values(net, X)
-        return [s[0] for s in out] if single else out
+        return [s[..., 0, :] for s in out] if single else out
     fp = net.forward(X)
     zs = fp.preactivations
     batch_shape = zs[0].shape[:-1]
