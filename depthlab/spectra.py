@@ -595,7 +595,7 @@ def _layers_singular_values(net: Network, X: Array) -> list[Array]:
     J^[l] is formed by :func:`depthlab.blocks.jacobian` (for a block,
     I + alpha W^[l] D^[l] (J_LN)), then one batched ``gesdd`` per layer.
     """
-    fp = net.forward(X)
+    fp = blocks.lean_forward(net, X)
     out = []
     with threadpool_limits(limits=1):
         for i in range(len(net.weights)):
@@ -611,8 +611,8 @@ def _layers_jacobian_log_singular_values(net: Network, X: Array) -> list[Array]:
     :func:`depthlab.blocks.jvp_rows` (V <- V J^[l]^T, J^[l] never formed), in
     float64.
     """
-    fp = net.forward(X)
-    batch_shape = fp.preactivations[0].shape[:-1]
+    fp = blocks.lean_forward(net, X)
+    batch_shape = fp.sigma_args[0].shape[:-1]
     n_in = net.widths[0]
     factors = (
         (lambda V, i=i: blocks.jvp_rows(net, fp, i, V)) for i in range(len(net.weights))
