@@ -535,7 +535,7 @@ def _output_seed(fp: ForwardPass) -> Array:
 
 def _layers_input_gradient(net: Network, X: Array) -> Array:
     """:func:`input_gradient` of any architecture, by :func:`depthlab.blocks.vjp`."""
-    fp = net.forward(X)
+    fp = blocks.lean_forward(net, X)
     g = _output_seed(fp)
     for i in range(len(net.weights) - 1, -1, -1):
         g = blocks.vjp(net, fp, i, g)
@@ -545,7 +545,7 @@ def _layers_input_gradient(net: Network, X: Array) -> Array:
 def _layers_backprop(net: Network, X: Array, fp: ForwardPass | None = None) -> Array:
     """:func:`backprop_log10_norms` of any architecture (running log scale)."""
     if fp is None:
-        fp = net.forward(X)
+        fp = blocks.lean_forward(net, X)
     n_layers = len(net.weights)
     g = blocks.vjp(net, fp, n_layers - 1, _output_seed(fp))
     batch_shape = g.shape[:-2]
@@ -561,7 +561,7 @@ def _layers_backprop(net: Network, X: Array, fp: ForwardPass | None = None) -> A
 
 def _layers_backprop_and_outputs(net: Network, X: Array) -> Array:
     """:func:`_layers_backprop` with a^[L] appended as n_L more columns."""
-    fp = net.forward(X)
+    fp = blocks.lean_forward(net, X)
     norms = _layers_backprop(net, X, fp)
     return np.concatenate([norms, fp.output.astype(np.float64)], axis=-1)
 
