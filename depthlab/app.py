@@ -513,9 +513,13 @@ def _recover(
     from depthlab import pending, tracking
 
     hashes = {i: config_hash(configs[i]) for i in todo}
+    folders = [sweep_dir.resolve(), *tracking.sweep_folders(uri, experiment)]
+    done = {config_hash(d) for d in configs} - set(hashes.values())
+    for folder in pending.find(folders, sorted(done)).values():
+        # Its run reached FINISHED although the store's answer was lost.
+        pending.remove(folder)
     if not hashes:
         return []
-    folders = [sweep_dir.resolve(), *tracking.sweep_folders(uri, experiment)]
     found = pending.find(folders, list(hashes.values()))
     recovered: list[int] = []
     total = len(configs)
