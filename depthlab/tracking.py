@@ -609,9 +609,20 @@ def job_run(
         Before the body runs, if the job is not this process's to compute.
     """
     client = _client(uri)
-    run_id = claim_job(
-        uri, experiment, parent_run_id, run_name, config_hash, force=force
-    )
+    run_id: str | None = None
+    try:
+        # A signal held back inside the claim is raised at the end of this
+        # block, once run_id is known, so that the new run is marked too.
+        with deferred():
+            run_id = claim_job(
+                uri, experiment, parent_run_id, run_name, config_hash, force=force
+            )
+    except KeyboardInterrupt as err:
+        if run_id is not None:
+            with deferred(), contextlib.suppress(Exception):
+                client.set_tag(run_id, ERROR_TAG, f"KeyboardInterrupt: {err}")
+                client.set_terminated(run_id, status="FAILED")
+        raise
     try:
         yield run_id
     except StoreFault as fault:
