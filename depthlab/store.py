@@ -32,6 +32,11 @@ HOST_TAG = "depthlab.owner.host"
 PID_TAG = "depthlab.owner.pid"
 START_TAG = "depthlab.owner.start"
 END_REASON_TAG = "depthlab.end_reason"
+HEARTBEAT_TAG = "depthlab.heartbeat"
+HEARTBEAT_S = 30.0
+"""How often a job run on a tracking server renews its heartbeat (seconds)."""
+STALE_S = 300.0
+"""A heartbeat older than this marks its run's process as gone (seconds)."""
 
 # ---------------------------------------------------------------------------
 # The file lock
@@ -174,6 +179,31 @@ class Owner:
 
     def __str__(self) -> str:
         return f"pid {self.pid} on {self.host}"
+
+
+def why_dead(tags: Mapping[str, str], now: float) -> str | None:
+    """Why a RUNNING run's process is known to be gone, or None if it may live.
+
+    On this host the process itself is looked up (:meth:`Owner.alive`); a run
+    of another host counts as gone when its heartbeat (``depthlab.heartbeat``,
+    Unix seconds, renewed every :data:`HEARTBEAT_S` by runs on a tracking
+    server) is older than :data:`STALE_S`. A run of another host without a
+    heartbeat may live.
+    """
+    owner = Owner.from_tags(tags)
+    if owner is None:
+        return None
+    alive = owner.alive()
+    if alive is False:
+        return f"its process ({owner}) is gone"
+    if alive is None and HEARTBEAT_TAG in tags:
+        try:
+            age = now - float(tags[HEARTBEAT_TAG])
+        except ValueError:
+            return None
+        if age > STALE_S:
+            return f"its process ({owner}) sent no heartbeat for {age:.0f} s"
+    return None
 
 
 def this_process() -> Owner:

@@ -33,13 +33,15 @@ from depthlab import __version__
 from depthlab.interrupts import deferred, deferring
 from depthlab.store import (
     END_REASON_TAG,
-    HOST_TAG,
+    HEARTBEAT_S,
+    HEARTBEAT_TAG,
     Owner,
     StoreFault,
     check_database_file,
     faults,
     store_lock,
     this_process,
+    why_dead,
 )
 
 HASH_TAG = "depthlab.config_hash"
@@ -276,22 +278,19 @@ def open_store(uri: str, experiment: str) -> int:
 
 def end_dead_runs(uri: str, experiment_id: str) -> int:
     """End, as KILLED, every RUNNING run of the experiment whose owner process
-    (tagged by :func:`depthlab.store.this_process`) is gone from this host.
+    (tagged by :func:`depthlab.store.this_process`) is known to be gone: gone
+    from this host, or on another host silent past its heartbeat
+    (:func:`depthlab.store.why_dead`).
 
-    The reason goes into the ``depthlab.end_reason`` tag. Runs of other hosts
-    are left alone: whether their process lives cannot be seen from here.
+    The reason goes into the ``depthlab.end_reason`` tag. Runs without owner
+    tags (made before depthlab tagged them, or by other code) are left alone.
     """
-    import socket
-
     client = _client(uri)
     ended = 0
     with store_lock(uri), faults(uri), deferred():
         runs = client.search_runs(
             [experiment_id],
-            filter_string=(
-                "attributes.status = 'RUNNING' and "
-                f"tags.`{HOST_TAG}` = '{socket.gethostname()}'"
-            ),
+            filter_string="attributes.status = 'RUNNING'",
             max_results=5000,
         )
         for run in runs:
@@ -301,16 +300,40 @@ def end_dead_runs(uri: str, experiment_id: str) -> int:
 
 
 def _end_if_dead(client: Any, run: Any) -> bool:
-    owner = Owner.from_tags(run.data.tags)
-    if owner is None or owner.alive() is not False:
+    reason = why_dead(run.data.tags, time.time())
+    if reason is None:
         return False
     client.set_tag(
-        run.info.run_id,
-        END_REASON_TAG,
-        f"ended by {this_process()}: its process ({owner}) is gone",
+        run.info.run_id, END_REASON_TAG, f"ended by {this_process()}: {reason}"
     )
     client.set_terminated(run.info.run_id, status="KILLED")
     return True
+
+
+@contextlib.contextmanager
+def heartbeat(uri: str, run_id: str) -> Iterator[None]:
+    """Renew a run's ``depthlab.heartbeat`` tag every ``HEARTBEAT_S`` from a
+    thread while the block runs (tracking servers only: on a SQLite store the
+    owner's pid is looked up instead, and the extra writes would contend)."""
+    if store_lock_is_file(uri):
+        yield
+        return
+    import threading
+
+    client = _client(uri)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):
+                client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+
+    thread = threading.Thread(target=beat, name="depthlab-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def _owner_tags() -> dict[str, str]:
@@ -624,7 +647,8 @@ def job_run(
                 client.set_terminated(run_id, status="FAILED")
         raise
     try:
-        yield run_id
+        with heartbeat(uri, run_id):
+            yield run_id
     except StoreFault as fault:
         # The store failed under the job: one try to mark it; if that fails
         # too, the next depthlab process on the store ends it.

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -104,6 +105,34 @@ def test_a_dead_claim_is_ended_and_claimable_again(tmp_path: Path) -> None:
     assert tracking.open_store(uri, "t") == 1
     assert client.get_run(orphan2.info.run_id).info.status == "KILLED"
     assert client.get_run(kept.info.run_id).info.status == "RUNNING"
+
+
+def test_a_remote_claim_is_ended_when_its_heartbeat_is_stale(tmp_path: Path) -> None:
+    uri = tracking.default_uri(tmp_path)
+    tracking.open_store(uri, "t")
+    client = tracking._client(uri)
+    exp_id = tracking._job_experiment_id(uri, "t")
+    remote = store.Owner("another-host", 1, "").tags()
+    now = time.time()
+
+    def remote_claim(config_hash: str, beat: float) -> str:
+        tags = {
+            tracking.HASH_TAG: config_hash,
+            tracking.KIND_TAG: "job",
+            store.HEARTBEAT_TAG: f"{beat:.0f}",
+            **remote,
+        }
+        return client.create_run(exp_id, tags=tags).info.run_id
+
+    fresh = remote_claim("h1", now - store.HEARTBEAT_S)
+    stale = remote_claim("h2", now - store.STALE_S - 60)
+    with pytest.raises(tracking.JobTaken, match="another-host"):
+        tracking.claim_job(uri, "t", None, "L=2", "h1")
+    tracking.claim_job(uri, "t", None, "L=3", "h2")
+    assert client.get_run(fresh).info.status == "RUNNING"
+    run = client.get_run(stale)
+    assert run.info.status == "KILLED"
+    assert "sent no heartbeat for" in run.data.tags[store.END_REASON_TAG]
 
 
 def test_experiment_is_created_once_by_concurrent_processes(tmp_path: Path) -> None:
