@@ -184,7 +184,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         }
     except StoreFault as fault:
         if record is not None:
-            _keep_computed(fault, _sweep_dir(), record, line)
+            _keep_computed(fault, _sweep_dir(), uri, record, line)
         raise
     _finished_here.append(digest)
     seconds = time.perf_counter() - tic
@@ -208,14 +208,21 @@ def _sweep_dir() -> Path:
         return Path.cwd()
 
 
-def _keep_computed(fault: Any, sweep_dir: Path, record: Any, line: str) -> None:
-    """Save a computed job into ``sweep_dir/pending`` and note it on the fault."""
+def _keep_computed(
+    fault: Any, sweep_dir: Path, uri: str, record: Any, line: str
+) -> None:
+    """Save a computed job into ``sweep_dir/pending`` (or, if that cannot be
+    written, :func:`depthlab.pending.fallback_dir`) and note it on the fault."""
     from depthlab import pending
 
-    try:
-        fault.saved.append(str(pending.save(sweep_dir, record, line)))
-    except OSError as err:
-        fault.unsaved.append(f"{sweep_dir / pending.FOLDER} ({err.strerror or err})")
+    tried = []
+    for folder in (sweep_dir, pending.fallback_dir(uri)):
+        try:
+            fault.saved.append(str(pending.save(folder, record, line)))
+            return
+        except OSError as err:
+            tried.append(f"{folder / pending.FOLDER} ({pending.reason(err)})")
+    fault.unsaved.append(" nor ".join(tried))
 
 
 def _run_probe_job(
@@ -513,7 +520,11 @@ def _recover(
     from depthlab import pending, tracking
 
     hashes = {i: config_hash(configs[i]) for i in todo}
-    folders = [sweep_dir.resolve(), *tracking.sweep_folders(uri, experiment)]
+    folders = [
+        sweep_dir.resolve(),
+        *tracking.sweep_folders(uri, experiment),
+        pending.fallback_dir(uri),
+    ]
     done = {config_hash(d) for d in configs} - set(hashes.values())
     for folder in pending.find(folders, sorted(done)).values():
         # Its run reached FINISHED although the store's answer was lost.

@@ -8,16 +8,22 @@ the job's one-line result) and one parquet file per table (``per_layer.parquet``
 and ``tables/<name>.parquet``). The next run of the sweep logs them instead of
 computing the job again, then removes the folder.
 
+If the sweep folder cannot be written (it is full, or read-only), the record
+goes to :func:`fallback_dir` instead, a folder per store under the system's
+temporary directory, which the next run searches too.
+
 A folder is written under a temporary name and renamed when complete, so a
 half-written one is never read back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,23 @@ def _decode(value: Any) -> Any:
     if value in ("inf", "-inf", "nan"):
         return float(value)
     return value
+
+
+def fallback_dir(uri: str) -> Path:
+    """Where records go when the sweep folder cannot be written:
+    ``<tmp>/depthlab-pending-<hash of the store URI>``."""
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"depthlab-pending-{digest}"
+
+
+def reason(err: OSError) -> str:
+    """An OSError in a few words (pyarrow's carry no errno)."""
+    if err.strerror:
+        return err.strerror
+    text = str(err)
+    if "no space left" in text.lower():
+        return "No space left on device"
+    return " ".join(text.split())[:80]
 
 
 def save(sweep_dir: Path, record: JobRecord, line: str) -> Path:

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -266,3 +267,35 @@ def test_pending_record_round_trip(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(back.tables["samples"], record.tables["samples"])
     pending.remove(folder)
     assert not (tmp_path / "pending").exists()
+
+
+def test_a_computed_job_goes_to_the_fallback_when_the_sweep_folder_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from depthlab.app import _keep_computed
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    not_a_folder = tmp_path / "sweep"
+    not_a_folder.write_text("a file where the sweep folder should be")
+    record = tracking.JobRecord(
+        run_name="L=2",
+        params={"depth": 2},
+        config_hash="abc",
+        summary={"g": 1.0},
+        per_layer=None,
+        tables={},
+        config_yaml="",
+    )
+    uri = tracking.default_uri(tmp_path)
+    fault = store.StoreFault(uri, store.DISK_FULL)
+    _keep_computed(fault, not_a_folder, uri, record, "line")
+    fallback = pending.fallback_dir(uri)
+    assert fallback.parent == tmp_path / "tmp"
+    assert fault.saved == [str(fallback / "pending" / "abc")] and not fault.unsaved
+    assert pending.find([not_a_folder, fallback], ["abc"])
+    # Neither folder can be written: the line says what was lost and why.
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_folder))
+    fault = store.StoreFault(uri, store.DISK_FULL)
+    _keep_computed(fault, not_a_folder, uri, record, "line")
+    assert not fault.saved and "Not a directory" in fault.unsaved[0]

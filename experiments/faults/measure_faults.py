@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -126,9 +125,10 @@ def server_dies(tmp: Path) -> None:
     p = popen(tmp, args)
     while finished(tmp / "server.db") < 8 and p.poll() is None:
         time.sleep(0.05)
+    time.sleep(0.3)  # into the 9th job's computation
+    tic = time.time()
     os.killpg(server.pid, signal.SIGKILL)
     server.wait()
-    tic = time.time()
     row("server dies after 8 of 29", p, tic, "")
     done = finished(tmp / "server.db")
     server = _server(tmp, port)
@@ -148,19 +148,24 @@ def disk_full(tmp: Path) -> None:
         args = ["depth=2..40", *JOB]
         p = popen(disk, args)
         db = disk / "mlflow.db"
-        while p.poll() is None:
-            time.sleep(0.05)
-        tic = time.time()
+        p.wait(timeout=900)
+        tic = time.time()  # the moment of the fault is not seen: "s to exit" is 0
         done = finished(db)
         row("disk full (9 MB tmpfs)", p, tic, f"{done} of 39 FINISHED")
         subprocess.run(["mount", "-o", "remount,size=400m", str(disk)], check=True)
         print(f"|   | | | | | {resume(disk, args, db, 39, done)}")
-        shutil.rmtree(disk / "mlruns", ignore_errors=True)
-        for f in disk.iterdir():
-            f.unlink() if f.is_file() else shutil.rmtree(f)
-        subprocess.run(["mount", "-o", "remount,size=300k", str(disk)], check=True)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def no_room_for_the_store(tmp: Path) -> None:
+    disk = tmp / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)],
+                   check=True)  # fmt: skip
+    try:
         tic = time.time()
-        row("no room to create the store (300 kB)", popen(disk, args), tic, "")
+        row("no room to create the store (200 kB)", popen(disk, ["depth=2"]), tic, "")
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
@@ -168,6 +173,6 @@ def disk_full(tmp: Path) -> None:
 if __name__ == "__main__":
     print(f"code: {CODE}")
     print("| fault | exit | s to exit | traceback | last stderr line | notes |")
-    for scenario in (corrupted, server_dies, disk_full):
+    for scenario in (corrupted, server_dies, disk_full, no_room_for_the_store):
         with tempfile.TemporaryDirectory(prefix="depthlab-faults-") as d:
             scenario(Path(d))
