@@ -6,12 +6,17 @@ invocation as a Hydra multirun through depthlab's sweeper
 
 1. expands the sweep into jobs and composes each job's config,
 2. validates every job (one-line errors naming the bad value),
-3. checks the tracking store (a server that does not answer fails in seconds),
-4. creates the sweep's parent run, and skips jobs whose config hash already has
-   a FINISHED run (``force=true`` recomputes),
+3. opens the tracking store (created or migrated under its file lock; a
+   server that does not answer, or any store fault, is one line within
+   seconds) and ends the runs of processes that are gone,
+4. creates the sweep's parent run, skips jobs whose config hash already has
+   a FINISHED run (``force=true`` recomputes), and logs the jobs an earlier
+   run computed but could not log (:mod:`depthlab.pending`),
 
 then hands the remaining jobs to Hydra's launcher (basic, joblib, submitit,
-ray), and at the end prints a summary and builds the report.
+ray); each job claims its config hash before computing (a job another live
+process claimed is not computed; the sweep waits for it at the end), and at the
+end prints a summary and builds the report.
 """
 
 from __future__ import annotations
