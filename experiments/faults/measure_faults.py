@@ -2,7 +2,7 @@
 
 Usage (as root, for the tmpfs; from the repository root)::
 
-    python experiments/faults/measure_faults.py [CODE_ROOT]
+    python experiments/faults/measure_faults.py [CODE_ROOT [SCENARIO,...]]
 
 CODE_ROOT (default: this checkout) is put first on PYTHONPATH, so that the same
 script measures another checkout (e.g. the code before issue 13). For each fault
@@ -28,6 +28,8 @@ from pathlib import Path
 CODE = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[2]).resolve()
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(CODE)}
 JOB = ["width=48", "input_dim=16", "probe.networks=16", "probe.spectra=2"]
+LONG_JOB = ["width=128", "input_dim=32", "probe.networks=64", "probe.spectra=2"]
+"""Jobs of about a second, so that the server dies inside one."""
 JOB_LINE = re.compile(r"^\[\s*\d+/\d+\] .*\d s$")
 
 
@@ -120,12 +122,12 @@ def _server(tmp: Path, port: int) -> subprocess.Popen:
 
 def server_dies(tmp: Path) -> None:
     port = _free_port()
-    args = ["depth=2..30", f"tracking.uri=http://127.0.0.1:{port}", *JOB]
+    args = ["depth=2..30", f"tracking.uri=http://127.0.0.1:{port}", *LONG_JOB]
     server = _server(tmp, port)
     p = popen(tmp, args)
     while finished(tmp / "server.db") < 8 and p.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.3)  # into the 9th job's computation
+    time.sleep(0.5)  # into the 9th job's computation
     tic = time.time()
     os.killpg(server.pid, signal.SIGKILL)
     server.wait()
@@ -173,6 +175,9 @@ def no_room_for_the_store(tmp: Path) -> None:
 if __name__ == "__main__":
     print(f"code: {CODE}")
     print("| fault | exit | s to exit | traceback | last stderr line | notes |")
-    for scenario in (corrupted, server_dies, disk_full, no_room_for_the_store):
+    scenarios = [corrupted, server_dies, disk_full, no_room_for_the_store]
+    if len(sys.argv) > 2:
+        scenarios = [s for s in scenarios if s.__name__ in sys.argv[2].split(",")]
+    for scenario in scenarios:
         with tempfile.TemporaryDirectory(prefix="depthlab-faults-") as d:
             scenario(Path(d))
