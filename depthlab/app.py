@@ -382,8 +382,8 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         ended = tracking.open_store(uri, experiment)
     except tracking.TrackingError as err:
         fail(str(err))
-    except StoreFault as fault:
-        fail(fault.line("no job was started"))
+    except StoreFault as err:
+        fail(err.line("no job was started"))
     if ended:
         print(
             f"depthlab: ended {ended} RUNNING run(s) whose process is gone "
@@ -407,8 +407,8 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         )
     except tracking.TrackingError as err:
         fail(str(err))
-    except StoreFault as fault:
-        fail(fault.line("no job was started"))
+    except StoreFault as err:
+        fail(err.line("no job was started"))
     todo = [i for i, h in enumerate(hashes) if h not in done]
     reused = [done[h] for h in hashes if h in done]
     results: list[Any] = []
