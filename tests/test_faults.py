@@ -173,7 +173,7 @@ def test_full_database_mid_sweep_then_resume(tmp_path: Path) -> None:
     args = ["depth=2..14", *TINY]
     limit = _pages(db) + 4 * per_job
     out = subprocess.run(
-        [sys.executable, "-c", _FULL_DATABASE, str(limit), "-m", *args],
+        [sys.executable, "-c", _FULL_DATABASE, str(limit), *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
