@@ -352,3 +352,62 @@ def test_report_folder_that_cannot_be_written(tmp_path: Path) -> None:
     assert lines[0].startswith("depthlab: report not written: cannot write ")
     assert str(sweep_dir) in lines[0] and "the runs are kept in sqlite:///" in lines[0]
     assert_all_finished_once(f"sqlite:///{tmp_path / 'mlflow.db'}", 2)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 9 MB tmpfs (needs root, as in CI); skipped where mounting is refused."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=9m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_full_disk_mid_sweep_then_resume(small_disk: Path, tmp_path: Path) -> None:
+    # The store, its artifacts and the sweep folder all on one 9 MB disk:
+    # the computed job cannot be kept there and goes to the temporary folder.
+    db = small_disk / "mlflow.db"
+    args = ["depth=2..40", "width=48", "input_dim=16", "probe.networks=16"]
+    env = {**ENV, "TMPDIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "depthlab", *args, "report=false"],
+        cwd=small_disk,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert out.returncode == 2, out.stderr
+    line = one_error_line(out.stderr)
+    assert f"tracking store {db} is full" in line
+    finished = finished_in(db)
+    assert 1 <= finished < 39
+    assert f"{finished} of 39 jobs finished and are kept" in line
+    kept = list(tmp_path.glob("depthlab-pending-*/pending/*"))
+    assert len(kept) == ("kept in" in line)
+
+    subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "depthlab", *args, "report=false"],
+        cwd=small_disk,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert again.returncode == 0, again.stderr
+    computed, recovered = computed_and_recovered(again.stdout)
+    assert recovered == len(kept)
+    assert computed == 39 - finished - recovered
+    assert_all_finished_once(f"sqlite:///{db}", 39)
+    assert not list(tmp_path.glob("depthlab-pending-*/pending/*"))
