@@ -299,3 +299,21 @@ def test_a_computed_job_goes_to_the_fallback_when_the_sweep_folder_fails(
     fault = store.StoreFault(uri, store.DISK_FULL)
     _keep_computed(fault, not_a_folder, uri, record, "line")
     assert not fault.saved and "Not a directory" in fault.unsaved[0]
+
+
+def test_heartbeat_is_renewed_while_a_job_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The heartbeat runs for tracking servers only; here it runs on SQLite.
+    monkeypatch.setattr(tracking, "store_lock_is_file", lambda uri: False)
+    monkeypatch.setattr(tracking, "HEARTBEAT_S", 0.05)
+    uri = tracking.default_uri(tmp_path)
+    client = tracking._client(uri)
+    with tracking.job_run(uri, "t", None, "L=2", "h1") as run_id:
+        deadline = time.time() + 30
+        while store.HEARTBEAT_TAG not in client.get_run(run_id).data.tags:
+            assert time.time() < deadline, "no heartbeat"
+            time.sleep(0.05)
+    beat = float(client.get_run(run_id).data.tags[store.HEARTBEAT_TAG])
+    assert abs(beat - time.time()) < 60
+    assert client.get_run(run_id).info.status == "FINISHED"
