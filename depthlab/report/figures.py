@@ -147,7 +147,9 @@ def grad_vs_depth(data: ReportData) -> Drawn:
         "drawn as the root-mean-square norm log10 sqrt(E||grad||^2)"
     )
     caption += (
-        ", next to the measured root-mean-square (dash-dotted). " if show_rms else ". "
+        ", next to the measured root-mean-square (dash-dotted). "
+        if show_rms
+        else ". "
     )
     caption += (
         "At finite width a typical network's norm (the median) lies below the "

@@ -343,7 +343,9 @@ def _critical_lines(data: ReportData) -> list[str]:
         elif lo <= critical / ratio <= hi:
             text += "; the swept sigma_w range contains it."
         else:
-            text += f"; outside the swept range {format_value(lo)}..{format_value(hi)}."
+            text += (
+                f"; outside the swept range {format_value(lo)}..{format_value(hi)}."
+            )
         out.append(text)
     return out
 
