@@ -6,12 +6,17 @@ invocation as a Hydra multirun through depthlab's sweeper
 
 1. expands the sweep into jobs and composes each job's config,
 2. validates every job (one-line errors naming the bad value),
-3. checks the tracking store (a server that does not answer fails in seconds),
-4. creates the sweep's parent run, and skips jobs whose config hash already has
-   a FINISHED run (``force=true`` recomputes),
+3. opens the tracking store (created or migrated under its file lock; a
+   server that does not answer, or any store fault, is one line within
+   seconds) and ends the runs of processes that are gone,
+4. creates the sweep's parent run, skips jobs whose config hash already has
+   a FINISHED run (``force=true`` recomputes), and logs the jobs an earlier
+   run computed but could not log (:mod:`depthlab.pending`),
 
 then hands the remaining jobs to Hydra's launcher (basic, joblib, submitit,
-ray), and at the end prints a summary and builds the report.
+ray); each job claims its config hash before computing (a job another live
+process claimed is not computed; the sweep waits for it at the end), and at the
+end prints a summary and builds the report.
 """
 
 from __future__ import annotations
@@ -103,11 +108,22 @@ def _probe_spec(d: dict[str, Any]) -> Any:
     return ProbeSpec.from_config(d)
 
 
+_finished_here: list[str] = []
+"""Config hashes of the jobs this process FINISHED (counted in a fault's line)."""
+
+
 def run_job(cfg: DictConfig) -> dict[str, Any]:
-    """One job: compute, log to MLflow, print one line. Returns its summary."""
+    """One job: claim, compute, log to MLflow, print one line. Returns its summary.
+
+    A job that FINISHED meanwhile or that another live process has claimed is
+    not computed: the summary then has ``taken`` (``finished`` or ``claimed``).
+    If the store fails after the numbers are computed, they are kept in the
+    sweep folder (:mod:`depthlab.pending`) before the fault is raised.
+    """
     import numpy as np
 
     from depthlab import tracking
+    from depthlab.store import StoreFault
 
     tic = time.perf_counter()
     d = job_dict(cfg)
@@ -116,24 +132,50 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     experiment = d["tracking"]["experiment"]
     name = run_name(d)
     digest = config_hash(d)
-    rng = np.random.default_rng(d["seed"])
-    with tracking.job_run(
-        uri, experiment, d["tracking"]["parent_run_id"], name, digest
-    ) as run_id:
-        if d["task"] == "train":
-            from depthlab.train_job import run_training_job
-
-            record, line = run_training_job(
-                d, rng=rng, run_name=name, config_hash=digest
-            )
-        else:
-            record, line = _run_probe_job(d, run_name=name, config_hash=digest)
-        record.config_yaml = OmegaConf.to_yaml(cfg)
-        tracking.log_job(uri, run_id, record)
-    seconds = time.perf_counter() - tic
     index = d["tracking"]["job_index"] + 1
     total = d["tracking"]["jobs_total"]
     width = len(str(total))
+    rng = np.random.default_rng(d["seed"])
+    record: Any = None
+    line = ""
+    try:
+        with tracking.job_run(
+            uri,
+            experiment,
+            d["tracking"]["parent_run_id"],
+            name,
+            digest,
+            force=bool(d["force"]),
+        ) as run_id:
+            if d["task"] == "train":
+                from depthlab.train_job import run_training_job
+
+                record, line = run_training_job(
+                    d, rng=rng, run_name=name, config_hash=digest
+                )
+            else:
+                record, line = _run_probe_job(d, run_name=name, config_hash=digest)
+            record.config_yaml = OmegaConf.to_yaml(cfg)
+            tracking.log_job(uri, run_id, record)
+    except tracking.JobTaken as taken:
+        what = (
+            f"FINISHED meanwhile (run {taken.run_id})"
+            if taken.finished
+            else f"claimed by {taken.owner} (run {taken.run_id}): not computed here"
+        )
+        print(f"[{index:>{width}}/{total}] {name}  {what}", flush=True)
+        return {
+            "index": index,
+            "run_name": name,
+            "run_id": taken.run_id,
+            "taken": "finished" if taken.finished else "claimed",
+        }
+    except StoreFault as fault:
+        if record is not None:
+            _keep_computed(fault, _sweep_dir(), uri, record, line)
+        raise
+    _finished_here.append(digest)
+    seconds = time.perf_counter() - tic
     print(f"[{index:>{width}}/{total}] {name}  {line}  {seconds:5.2f} s", flush=True)
     return {
         "index": index,
@@ -142,6 +184,33 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         "seconds": seconds,
         "line": line,
     }
+
+
+def _sweep_dir() -> Path:
+    """The running sweep's folder (Hydra's ``hydra.sweep.dir``), absolute."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return Path(str(HydraConfig.get().sweep.dir)).resolve()
+    except ValueError:  # not run by Hydra
+        return Path.cwd()
+
+
+def _keep_computed(
+    fault: Any, sweep_dir: Path, uri: str, record: Any, line: str
+) -> None:
+    """Save a computed job into ``sweep_dir/pending`` (or, if that cannot be
+    written, :func:`depthlab.pending.fallback_dir`) and note it on the fault."""
+    from depthlab import pending
+
+    tried = []
+    for folder in (sweep_dir, pending.fallback_dir(uri)):
+        try:
+            fault.saved.append(str(pending.save(folder, record, line)))
+            return
+        except OSError as err:
+            tried.append(f"{folder / pending.FOLDER} ({pending.reason(err)})")
+    fault.unsaved.append(" nor ".join(tried))
 
 
 def _run_probe_job(
@@ -277,6 +346,7 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     from hydra.errors import HydraException
 
     from depthlab import interrupts, tracking
+    from depthlab.store import END_REASON_TAG, StoreFault
 
     if threading.current_thread() is threading.main_thread():
         interrupts.install()
@@ -315,12 +385,21 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         )
     uri = tracking.resolve_uri(first["uri"])
     experiment = first["experiment"]
+    total = len(jobs)
     try:
         tracking.check_store(uri)
+        ended = tracking.open_store(uri, experiment)
     except tracking.TrackingError as err:
         fail(str(err))
+    except StoreFault as err:
+        fail(err.line("no job was started"))
+    if ended:
+        print(
+            f"depthlab: ended {ended} RUNNING run(s) whose process is gone "
+            f"(KILLED, reason in tag {END_REASON_TAG})",
+            flush=True,
+        )
 
-    total = len(jobs)
     force = any(d["force"] for d in configs)
     hashes = [config_hash(d) for d in configs]
     try:
@@ -337,29 +416,67 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         )
     except tracking.TrackingError as err:
         fail(str(err))
+    except StoreFault as err:
+        fail(err.line("no job was started"))
     todo = [i for i, h in enumerate(hashes) if h not in done]
     reused = [done[h] for h in hashes if h in done]
     results: list[Any] = []
     failed: list[str] = []
+    recovered: list[int] = []
     status = "KILLED"
+    fault: StoreFault | None = None
     try:
+        recovered = _recover(uri, experiment, parent, configs, todo, sweep_dir, force)
+        todo = [i for i in todo if i not in recovered]
         results, failed = _launch(
             sweeper, jobs, composed, todo, reused, parent, uri, experiment
         )
+        results, failed = _wait_for_claimed(
+            sweeper,
+            jobs,
+            composed,
+            hashes,
+            results,
+            failed,
+            reused,
+            parent,
+            uri,
+            experiment,
+            force,
+        )
         status = "FAILED" if failed else "FINISHED"
+    except StoreFault as err:
+        fault = err
+        status = "FAILED"
     finally:
         # Runs on an interrupt too: the sweep run never stays RUNNING.
         metrics = {
             "jobs": total,
             "jobs_skipped": len(reused),
+            "jobs_recovered": len(recovered),
             "jobs_failed": len(failed),
             "seconds": time.perf_counter() - tic,
         }
-        tracking.end_sweep(
-            uri, parent, status=status, **(metrics if status != "KILLED" else {})
-        )
-    summaries = [r.return_value for r in results if r.status == JobStatus.COMPLETED]
-    _print_summary(summaries, total, len(reused), failed)
+        if fault is None:
+            try:
+                tracking.end_sweep(
+                    uri,
+                    parent,
+                    status=status,
+                    **(metrics if status != "KILLED" else {}),
+                )
+            except StoreFault as err:
+                fault = err
+        else:
+            tracking.end_run_quietly(uri, parent, "FAILED", f"StoreFault: {fault}")
+    if fault is not None:
+        fail(_fault_line(fault, total, len(reused) + len(recovered)))
+    summaries = [
+        r.return_value
+        for r in results
+        if r.status == JobStatus.COMPLETED and "taken" not in r.return_value
+    ]
+    _print_summary(summaries, total, len(reused), failed, recovered=len(recovered))
     if first_bool(configs, "report"):
         _report(uri, parent, sweep_dir)
     db = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
@@ -377,6 +494,174 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
             print(f"depthlab: FAILED {line}", file=sys.stderr)
         raise SystemExit(1)
     return [results]
+
+
+def _fault_line(fault: Any, total: int, kept_before: int) -> str:
+    """The one line of a store fault mid-sweep: what is kept, what to do."""
+    finished = kept_before + len(_finished_here)
+    kept = f"{finished} of {total} jobs finished and are kept"
+    if fault.saved:
+        n = len(fault.saved)
+        folder = str(Path(fault.saved[0]).parent)
+        kept += (
+            f", {n} computed job{'s' if n > 1 else ''} kept in {folder} "
+            f"(the next run logs {'them' if n > 1 else 'it'} without computing)"
+        )
+    if fault.unsaved:
+        kept += f", {len(fault.unsaved)} computed job(s) lost: cannot write "
+        kept += fault.unsaved[0]
+    return fault.line(kept)
+
+
+def _recover(
+    uri: str,
+    experiment: str,
+    parent: str,
+    configs: list[dict[str, Any]],
+    todo: list[int],
+    sweep_dir: Path,
+    force: bool,
+) -> list[int]:
+    """Log the jobs of ``todo`` that an earlier run of the sweep computed but
+    could not log (kept in a sweep folder's ``pending/``, see
+    :mod:`depthlab.pending`), as children of ``parent``, without computing.
+
+    Returns
+    -------
+    list of int
+        The indices (into ``configs``) logged.
+    """
+    from depthlab import pending, tracking
+
+    hashes = {i: config_hash(configs[i]) for i in todo}
+    folders = [
+        sweep_dir.resolve(),
+        *tracking.sweep_folders(uri, experiment),
+        pending.fallback_dir(uri),
+    ]
+    done = {config_hash(d) for d in configs} - set(hashes.values())
+    for folder in pending.find(folders, sorted(done)).values():
+        # Its run reached FINISHED although the store's answer was lost.
+        pending.remove(folder)
+    if not hashes:
+        return []
+    found = pending.find(folders, list(hashes.values()))
+    recovered: list[int] = []
+    total = len(configs)
+    width = len(str(total))
+    for i in todo:
+        folder = found.get(hashes[i])
+        if folder is None:
+            continue
+        record, line = pending.load(folder)
+        try:
+            with tracking.job_run(
+                uri, experiment, parent, record.run_name, hashes[i], force=force
+            ) as run_id:
+                tracking.log_job(uri, run_id, record)
+        except tracking.JobTaken as taken:
+            if taken.finished:
+                pending.remove(folder)
+            continue
+        pending.remove(folder)
+        recovered.append(i)
+        print(
+            f"[{i + 1:>{width}}/{total}] {record.run_name}  {line}  "
+            f"recovered from {folder}",
+            flush=True,
+        )
+    if recovered:
+        print(
+            f"depthlab: recovered {len(recovered)} job(s) computed by an earlier "
+            f"run of this sweep: logged, not computed again",
+            flush=True,
+        )
+    return recovered
+
+
+def _wait_for_claimed(
+    sweeper: Any,
+    jobs: list[list[str]],
+    composed: list[DictConfig],
+    hashes: list[str],
+    results: list[Any],
+    failed: list[str],
+    reused: list[str],
+    parent: str,
+    uri: str,
+    experiment: str,
+    force: bool,
+    poll_s: float = 1.0,
+) -> tuple[list[Any], list[str]]:
+    """Wait for the jobs that other live processes claimed; run those whose
+    claim ends without a FINISHED run (the other process died or failed).
+
+    A job FINISHED by another process joins ``reused`` (recorded in the parent
+    run), so that this sweep's report holds every job. Returns the results and
+    failures of every job this process ran.
+    """
+    from hydra.core.utils import JobStatus
+
+    from depthlab import tracking
+
+    def claimed_in(rs: list[Any]) -> dict[int, str]:
+        out = {}
+        for r in rs:
+            value = r.return_value if r.status == JobStatus.COMPLETED else None
+            if isinstance(value, dict) and value.get("taken"):
+                out[value["index"] - 1] = value["taken"]
+        return out
+
+    taken = claimed_in(results)
+    reused_before = len(reused)
+    reused.extend(
+        next(r.return_value["run_id"] for r in results if _index_of(r) == i)
+        for i, kind in taken.items()
+        if kind == "finished"
+    )
+    waiting = sorted(i for i, kind in taken.items() if kind == "claimed")
+    exp_id = tracking._job_experiment_id(uri, experiment)
+    if waiting:
+        print(
+            f"depthlab: waiting for {len(waiting)} job(s) that another process "
+            f"is computing (Ctrl-C stops; the same command resumes)",
+            flush=True,
+        )
+    while waiting:
+        time.sleep(poll_s)
+        rerun = []
+        for i in list(waiting):
+            state = tracking.job_state(uri, exp_id, hashes[i], force=False)
+            if state.state == "finished":
+                reused.append(state.run_id)
+                waiting.remove(i)
+            elif state.state == "free":
+                rerun.append(i)
+                waiting.remove(i)
+        if rerun:
+            more, more_failed = _launch(
+                sweeper, jobs, composed, rerun, [], parent, uri, experiment
+            )
+            results = [*results, *more]
+            failed = [*failed, *more_failed]
+            again = claimed_in(more)
+            for i, kind in again.items():
+                if kind == "claimed":
+                    waiting.append(i)
+                else:
+                    reused.extend(
+                        r.return_value["run_id"] for r in more if _index_of(r) == i
+                    )
+    if len(reused) > reused_before:
+        tracking.record_reused_runs(uri, parent, reused)
+    return results, failed
+
+
+def _index_of(result: Any) -> int | None:
+    value = getattr(result, "_return_value", None)
+    if isinstance(value, dict) and "index" in value:
+        return value["index"] - 1
+    return None
 
 
 def _launch(
@@ -483,12 +768,18 @@ def first_bool(configs: Sequence[dict[str, Any]], key: str) -> bool:
 
 
 def _print_summary(
-    summaries: list[dict[str, Any]], total: int, skipped: int, failed: list[str]
+    summaries: list[dict[str, Any]],
+    total: int,
+    skipped: int,
+    failed: list[str],
+    *,
+    recovered: int = 0,
 ) -> None:
     ran = len(summaries)
+    back = f"{recovered} recovered, " if recovered else ""
     print(
-        f"depthlab: sweep done: {ran} ran, {skipped} skipped, {len(failed)} failed "
-        f"of {total}",
+        f"depthlab: sweep done: {ran} ran, {back}{skipped} skipped, "
+        f"{len(failed)} failed of {total}",
         flush=True,
     )
     if not summaries:
@@ -508,12 +799,22 @@ def _report(uri: str, parent: str, sweep_dir: Path) -> None:
         from depthlab.report import build_report_from_mlflow
     except ImportError:
         return
+    from depthlab.store import StoreFault
+
     tic = time.perf_counter()
     try:
         path = build_report_from_mlflow(
             uri, parent, out_dir=sweep_dir, log_to_parent=True
         )
-    except Exception as err:  # a report must never lose the sweep's runs
+    except OSError as err:  # the sweep folder is read-only, full, gone
+        where = err.filename or sweep_dir
+        print(
+            f"depthlab: report not written: cannot write {where} "
+            f"({err.strerror or err}); the runs are kept in {uri}",
+            file=sys.stderr,
+        )
+        return
+    except (Exception, StoreFault) as err:  # a report never loses the runs
         print(f"depthlab: report failed: {_one_line(err)}", file=sys.stderr)
         return
     print(f"depthlab: report {path} ({time.perf_counter() - tic:.1f} s)", flush=True)
