@@ -349,7 +349,11 @@ def run_chunks(
         if workers <= 1:
             return [task(part) for part in chunks]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(task, chunks))
+            try:
+                return list(pool.map(task, chunks))
+            except BaseException:  # Ctrl-C, SIGTERM, an error: start no more
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
 
 
 @functools.cache
