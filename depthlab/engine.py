@@ -25,6 +25,7 @@ returns the measurements in chunk order.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -33,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from depthlab import memory, spectra
 from depthlab.gradient import backprop_log10_norms
@@ -214,6 +215,8 @@ def layer_spectra(
     net: Network, X: np.ndarray, layers: Sequence[int]
 ) -> list[np.ndarray]:
     """Singular values of J^[l] = D^[l] W^[l] at ``layers`` (one forward pass)."""
+    if tuple(layers) == tuple(range(2, net.depth + 1)):
+        return spectra.layer_singular_values(net, X)  # one call: no per-layer cost
     fp = net.forward(X)
     out = []
     for layer in layers:
@@ -331,16 +334,29 @@ def run_chunks(
     size, workers = memory.plan_chunks(
         job_shape(spec), len(networks), threads, spec.memory_gb
     )
-    chunks = chunk_ranges(networks, size, _spectra_networks(spec))
+    # With several workers the spectra networks go one a chunk (shared out);
+    # alone, they stay in one stack (fewer calls).
+    alone = _spectra_networks(spec) if workers > 1 else 0
+    chunks = chunk_ranges(networks, size, alone)
 
     def task(part: range) -> ChunkMeasurement:
         return measure_chunk(make_chunk(spec, part), spec)
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         if workers <= 1:
             return [task(part) for part in chunks]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(task, chunks))
+            try:
+                return list(pool.map(task, chunks))
+            except BaseException:  # Ctrl-C, SIGTERM, an error: start no more
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The BLAS libraries of this process, found once (a scan costs ~3 ms)."""
+    return ThreadpoolController()
 
 
 def _spectra_networks(spec: ProbeSpec) -> int:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 GIB = float(1 << 30)
 
 AUTO_BUDGET_FRACTION = 0.5
-"""``probe.memory_gb: null`` uses at most this fraction of the available memory..."""
+"""``probe.memory_gb: null`` uses at most this fraction of the available memory,"""
 
 AUTO_BUDGET_CAP_GB = 2.0
 """...and at most this many GiB: chunks beyond a few networks are no faster, so
@@ -67,9 +67,9 @@ def network_bytes(shape: Shape) -> int:
 
 
 def worker_bytes(shape: Shape) -> int:
-    """One worker's temporaries: a layer drawn in float64 and scaled (2 copies)."""
+    """One worker's temporaries: a layer drawn in float64, scaled and cast."""
     largest = max(a * b for a, b in itertools.pairwise(shape.widths))
-    return 2 * 8 * largest
+    return 3 * 8 * largest
 
 
 def spectra_bytes(shape: Shape) -> int:
