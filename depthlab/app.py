@@ -33,6 +33,11 @@ from depthlab.config import Config, ConfigError, config_hash, flatten, validate
 
 CONFIG_PATH = str(Path(__file__).parent / "conf")
 
+PRINT_JOB_LINES = True
+"""Whether :func:`run_job` prints its own line. The sweep's process prints the
+lines of the jobs it runs itself or on its workers (:mod:`depthlab.progress`);
+under Hydra's other launchers (joblib, submitit, ray) each job prints its own."""
+
 
 @dataclass
 class DepthlabSweeperConf:
@@ -148,14 +153,17 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - tic
     index = d["tracking"]["job_index"] + 1
     total = d["tracking"]["jobs_total"]
-    width = len(str(total))
-    print(f"[{index:>{width}}/{total}] {name}  {line}  {seconds:5.2f} s", flush=True)
+    text = f"{name}  {line}  {seconds:5.2f} s"
+    if PRINT_JOB_LINES:
+        width = len(str(total))
+        print(f"[{index:>{width}}/{total}] {text}", flush=True)
     return {
         "index": index,
         "run_name": name,
         "run_id": run_id,
         "seconds": seconds,
         "line": line,
+        "text": text,
     }
 
 
@@ -174,7 +182,7 @@ def _run_probe_job(
     )
     record = JobRecord(
         run_name=run_name,
-        params=flatten({k: v for k, v in d.items() if k not in ("tracking", "train")}),
+        params=flatten({k: v for k, v in d.items() if k not in _NOT_PARAMS}),
         config_hash=config_hash,
         summary=s,
         per_layer=result.per_layer,
@@ -182,6 +190,10 @@ def _run_probe_job(
         config_yaml="",
     )
     return record, line
+
+
+_NOT_PARAMS = ("tracking", "train", "n_jobs")
+"""Config keys that are not a probe job's MLflow params."""
 
 
 def _exp10(log10_value: float) -> str:
@@ -310,6 +322,7 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         fail(str(err))
 
     total = len(jobs)
+    n_jobs = _n_jobs(configs)
     force = any(d["force"] for d in configs)
     hashes = [config_hash(d) for d in configs]
     try:
@@ -333,7 +346,7 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     status = "KILLED"
     try:
         results, failed = _launch(
-            sweeper, jobs, composed, todo, reused, parent, uri, experiment
+            sweeper, jobs, composed, todo, reused, parent, uri, experiment, n_jobs
         )
         status = "FAILED" if failed else "FINISHED"
     finally:
@@ -377,17 +390,23 @@ def _launch(
     parent: str,
     uri: str,
     experiment: str,
+    n_jobs: int | None = None,
 ) -> tuple[list[Any], list[str]]:
     """Run the jobs ``todo`` (indices into ``jobs``) as children of ``parent``.
+
+    With Hydra's basic launcher (the default) the jobs run on
+    :mod:`depthlab.workers` (``n_jobs`` workers, one per core when None) or, for
+    one worker, in this process; other launchers get the jobs' overrides.
 
     Returns
     -------
     tuple of list
-        Hydra's job results, and one line per FAILED job.
+        Hydra's job results (in the order of ``todo``), and one line per
+        FAILED job.
     """
     from hydra.core.utils import JobStatus
 
-    from depthlab import tracking
+    from depthlab import tracking, workers
 
     total = len(jobs)
     if reused:
@@ -406,15 +425,29 @@ def _launch(
         ]
         for i in todo
     ]
+    basic = _is_basic_launcher(sweeper.launcher)
+    n_workers, threads = workers.plan(n_jobs, len(launch))
+    where = (
+        f" on {n_workers} workers ({threads} thread(s) a job)"
+        if basic and n_workers > 1
+        else ""
+    )
     print(
-        f"depthlab: {len(launch)} job(s) to run; tracking {uri} "
+        f"depthlab: {len(launch)} job(s) to run{where}; tracking {uri} "
         f"(experiment {experiment!r}, sweep run {parent})",
         flush=True,
     )
     results: list[Any] = []
-    if launch and _is_basic_launcher(sweeper.launcher):
+    if launch and basic:
         sweep_info = {"parent_run_id": parent, "jobs_total": total}
-        results = _run_in_process(sweeper, [(i, composed[i]) for i in todo], sweep_info)
+        results = _run_in_process(
+            sweeper,
+            [(i, composed[i]) for i in todo],
+            sweep_info,
+            workers=n_workers,
+            threads=threads,
+            skipped=len(reused),
+        )
     elif launch:
         results = list(sweeper.launcher.launch(launch, initial_job_idx=0))
     failed = [
@@ -432,38 +465,93 @@ def _is_basic_launcher(launcher: Any) -> bool:
 
 
 def _run_in_process(
-    sweeper: Any, jobs: list[tuple[int, DictConfig]], sweep_info: dict[str, Any]
+    sweeper: Any,
+    jobs: list[tuple[int, DictConfig]],
+    sweep_info: dict[str, Any],
+    *,
+    workers: int = 1,
+    threads: int = 1,
+    skipped: int = 0,
 ) -> list[Any]:
     """Hydra's basic launcher, on the configs the sweeper already composed.
 
     Hydra's BasicLauncher composes every job's config again from its overrides
     (about 50 ms a job); here each job runs through Hydra's own ``run_job`` with
-    the config composed for validation, plus the sweep's tracking keys. Other
-    launchers (joblib, submitit, ray) compose in their workers as usual.
+    the config composed for validation, plus the sweep's tracking keys: in this
+    process for ``workers=1``, else on :mod:`depthlab.workers`. Other launchers
+    (joblib, submitit, ray) compose in their workers as usual. The jobs' lines
+    go through :class:`depthlab.progress.Progress`.
+
+    Returns
+    -------
+    list of hydra.core.utils.JobReturn
+        In the order of ``jobs``.
     """
-    from hydra.core.utils import run_job, setup_globals
+    from hydra.core.utils import JobStatus, run_job, setup_globals
     from omegaconf import open_dict
 
+    from depthlab import workers as pool
+    from depthlab.progress import Progress
+
+    global PRINT_JOB_LINES
     setup_globals()
     launcher = sweeper.launcher
-    results = []
+    sweep_dir = str(sweeper.config.hydra.sweep.dir)
     for index, cfg in jobs:
         with open_dict(cfg):
             cfg.hydra.job.id = index
             cfg.hydra.job.num = index
+            # Resolved here: a worker's ${now:...} would be its own time.
+            cfg.hydra.sweep.dir = sweep_dir
             cfg.tracking.parent_run_id = sweep_info["parent_run_id"]
             cfg.tracking.jobs_total = sweep_info["jobs_total"]
             cfg.tracking.job_index = index
-        results.append(
-            run_job(
+
+    def report(progress: Progress, index: int, ret: Any) -> None:
+        if ret.status == JobStatus.COMPLETED:
+            progress.job_done(index, ret.return_value["text"])
+        else:
+            progress.job_failed(index, _one_line(ret._return_value))
+
+    with Progress(len(jobs), sweep_info["jobs_total"], skipped) as progress:
+        if workers > 1:
+            return pool.run_jobs(
+                [cfg for _, cfg in jobs],
+                workers=workers,
+                threads=threads,
                 hydra_context=launcher.hydra_context,
-                task_function=launcher.task_function,
-                config=cfg,
-                job_dir_key="hydra.sweep.dir",
-                job_subdir_key="hydra.sweep.subdir",
+                on_result=lambda k, ret: report(progress, jobs[k][0], ret),
             )
+        results = []
+        saved, PRINT_JOB_LINES = PRINT_JOB_LINES, False
+        try:
+            for index, cfg in jobs:
+                ret = run_job(
+                    hydra_context=launcher.hydra_context,
+                    task_function=launcher.task_function,
+                    config=cfg,
+                    job_dir_key="hydra.sweep.dir",
+                    job_subdir_key="hydra.sweep.subdir",
+                )
+                report(progress, index, ret)
+                results.append(ret)
+        finally:
+            PRINT_JOB_LINES = saved
+        return results
+
+
+def _n_jobs(configs: Sequence[dict[str, Any]]) -> int | None:
+    """The sweep's ``n_jobs`` (one value for the whole sweep)."""
+    values = {d.get("n_jobs") for d in configs}
+    if len(values) > 1:
+        fail("n_jobs cannot vary within a sweep")
+    (value,) = values
+    if value is not None and value < 1:
+        fail(
+            f"n_jobs={value} is not allowed; n_jobs must be an integer >= 1, "
+            f"or null for one worker per CPU core"
         )
-    return results
+    return value
 
 
 def first_bool(configs: Sequence[dict[str, Any]], key: str) -> bool:

@@ -26,7 +26,7 @@ TASKS = ("probe", "train")
 
 # Keys that say where and how a job runs, not what it computes: they are left
 # out of the config hash that identifies a job for resuming.
-NON_SEMANTIC_KEYS = ("tracking", "force", "report", "hydra")
+NON_SEMANTIC_KEYS = ("tracking", "force", "report", "hydra", "n_jobs")
 
 
 class ConfigError(ValueError):
@@ -101,6 +101,7 @@ class Config:
     seed: int = 0
     force: bool = False
     report: bool = True
+    n_jobs: int | None = None
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
