@@ -298,5 +298,17 @@ def run_jobs(
             results[position] = result
             on_result(position, result)
         if interrupted is not None:
-            raise interrupted
+            _stop_like(interrupted)
     return results
+
+
+def _stop_like(err: KeyboardInterrupt) -> None:
+    """Stop the sweep's process as the worker was stopped: by the same signal
+    (through depthlab's handler, which records it), else by ``err`` itself."""
+    from depthlab import interrupts
+
+    name = str(err).removeprefix("signal ")
+    signum = getattr(signal.Signals, name, None) if name.startswith("SIG") else None
+    if signum is not None and interrupts.installed():
+        os.kill(os.getpid(), signum)  # the handler raises KeyboardInterrupt
+    raise err
