@@ -18,6 +18,9 @@ from typing import Any, TextIO
 LIVE_AFTER_S = 3.0
 """A sweep shorter than this never shows the live line."""
 
+REFRESH_S = 0.2
+"""The live line is redrawn at most this often."""
+
 
 def is_terminal(stream: TextIO) -> bool:
     """True if ``stream`` is a TTY."""
@@ -65,20 +68,23 @@ class Progress:
 
             self._bar = tqdm(
                 total=to_run,
+                desc=self._description(to_run),
                 file=self.stream,
                 delay=LIVE_AFTER_S,
+                mininterval=REFRESH_S,
                 dynamic_ncols=True,
                 leave=False,
                 bar_format="{desc} [{elapsed}<{remaining}]",
             )
-            self._describe()
+
+    def _description(self, to_run: int) -> str:
+        return (
+            f"depthlab: {self.done}/{to_run} jobs done, {self.failed} failed, "
+            f"{self.skipped} skipped"
+        )
 
     def _describe(self) -> None:
-        self._bar.set_description_str(
-            f"depthlab: {self.done}/{self._bar.total} jobs done, {self.failed} "
-            f"failed, {self.skipped} skipped",
-            refresh=False,
-        )
+        self._bar.set_description_str(self._description(self._bar.total), refresh=False)
 
     def job_done(self, index: int, line: str) -> None:
         """A job ended: ``index`` is its 0-based index in the sweep, ``line``
@@ -97,7 +103,9 @@ class Progress:
             self._bar.update(1)
             return
         width = len(str(self.total))
-        print(f"[{index + 1:>{width}}/{self.total}] {text}", file=self.stream, flush=True)
+        print(
+            f"[{index + 1:>{width}}/{self.total}] {text}", file=self.stream, flush=True
+        )
 
     def close(self) -> None:
         """Remove the live line (the summary follows it)."""

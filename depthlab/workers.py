@@ -128,13 +128,12 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _initialize(state: bytes, threads: int) -> None:
     """Set a worker up: Hydra's singletons, BLAS threads, signal handlers."""
+    from hydra.core.plugins import Plugins
     from hydra.core.singleton import Singleton
     from hydra.core.utils import setup_globals
     from threadpoolctl import threadpool_limits
 
     import depthlab.app as app
-
-    from hydra.core.plugins import Plugins
 
     hydra_context, instances = pickle.loads(state)
     # Singleton.set_state without OmegaConf's resolvers (local functions, which

@@ -17,6 +17,7 @@ It uses Hydra's basic launcher and torch's default threads, as written.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import hydra
@@ -48,7 +49,7 @@ def main(cfg: Config) -> float:
     x = x / x.norm(dim=-1, keepdim=True) * cfg.input_dim**0.5
     x.requires_grad_(True)
     a, activations = x, [x]
-    for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+    for n_in, n_out in itertools.pairwise(widths):
         w = torch.randn(k, n_in, n_out, dtype=torch.float64) * cfg.sigma_w / n_in**0.5
         a = torch.sigmoid(a @ w)
         a.retain_grad()
