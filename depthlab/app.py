@@ -283,6 +283,7 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         interrupts.install()
     tic = time.perf_counter()
     jobs = _compose_jobs(sweeper, arguments)
+    _warm_up_workers(sweeper, len(jobs))
     loader = sweeper.hydra_context.config_loader
     configs: list[dict[str, Any]] = []
     try:
@@ -538,6 +539,17 @@ def _run_in_process(
         finally:
             PRINT_JOB_LINES = saved
         return results
+
+
+def _warm_up_workers(sweeper: Any, jobs: int) -> None:
+    """Start the workers' forkserver early when the sweep will likely use it."""
+    from depthlab import workers
+
+    n_jobs = OmegaConf.select(sweeper.config, "n_jobs", default=None)
+    if not isinstance(n_jobs, int | None):
+        return
+    if workers.plan(n_jobs, jobs)[0] > 1 and _is_basic_launcher(sweeper.launcher):
+        workers.warm_up()
 
 
 def _n_jobs(configs: Sequence[dict[str, Any]]) -> int | None:

@@ -182,6 +182,22 @@ def _run(cfg: Any) -> Any:
 # In the sweep's process
 
 
+def _context() -> Any:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the forkserver now, so that its imports (about as long as the
+    sweep's own, ~3 s) overlap with the sweep's composing and store checks
+    instead of delaying the first job. Safe to call more than once."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
 class Pool:
     """``workers`` processes that run composed job configs (see the module).
 
@@ -196,8 +212,7 @@ class Pool:
         from hydra.core.singleton import Singleton
 
         self.workers = workers
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(list(PRELOAD))
+        ctx = _context()
         state = pickle.dumps((hydra_context, Singleton.get_state()["instances"]))
         self._executor = cf.ProcessPoolExecutor(
             max_workers=workers,
