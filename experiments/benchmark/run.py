@@ -10,7 +10,8 @@ Usage (from the repository root, with the ``bench`` extra installed)::
 Sections: ``kernel`` (input gradient against torch and JAX, fraction of the
 matmul peak), ``networks`` (K networks at once against a loop), ``spectra``
 (depthlab.spectra against plain SVDs), ``sweep`` (``python -m depthlab
-depth=2..50`` and where its time goes), ``scaling`` (fitted exponents of a
+depth=2..50`` and where its time goes), ``baseline`` (against the script a
+researcher would write; 2 cores against 1), ``scaling`` (fitted exponents of a
 probe job's cost). The markdown goes to stdout and ``results.md``, the raw
 numbers to ``results.json`` (both next to this file, ignored by git);
 ``--update-readme`` also replaces the results block of ``README.md``.
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("kernel", "networks", "spectra", "sweep", "scaling")
+SECTIONS = ("kernel", "networks", "spectra", "sweep", "baseline", "scaling")
 BEGIN = "<!-- results: begin (written by run.py --update-readme) -->"
 END = "<!-- results: end -->"
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     import peers
 
     peers.pin(args.threads or None)
+    import baseline
     import common
     import kernels
     import sweep
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "networks": kernels.networks,
         "spectra": kernels.spectra_section,
         "sweep": sweep.sweep_section,
+        "baseline": baseline.baseline_section,
         "scaling": sweep.scaling,
     }
     titles = {
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "networks": "Many networks at once",
         "spectra": "Spectra",
         "sweep": "Sweep: `python -m depthlab depth=2..50`",
+        "baseline": "Baseline: the researcher's script; 2 cores against 1",
         "scaling": "Scaling of a probe job",
     }
     command = "python experiments/benchmark/run.py " + " ".join(
