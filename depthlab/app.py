@@ -346,6 +346,8 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     failed: list[str] = []
     status = "KILLED"
     try:
+        if first_bool(configs, "report") and todo:
+            _import_report_meanwhile()
         results, failed = _launch(
             sweeper, jobs, composed, todo, reused, parent, uri, experiment, n_jobs
         )
@@ -590,6 +592,22 @@ def _print_summary(
     width = max(len(s["run_name"]) for s in rows)
     for s in rows:
         print(f"  {s['run_name']:<{width}}  {s['line']}  {s['seconds']:5.2f} s")
+
+
+def _import_report_meanwhile() -> None:
+    """Import the report's stack (matplotlib, seaborn: ~1 s) in a background
+    thread while the jobs run, instead of after them."""
+
+    def target() -> None:
+        try:
+            import matplotlib.figure  # noqa: F401
+            import seaborn  # noqa: F401
+
+            import depthlab.report  # noqa: F401
+        except Exception:  # _report says what is wrong, on the main thread
+            pass
+
+    threading.Thread(target=target, name="depthlab-report-import", daemon=True).start()
 
 
 def _report(uri: str, parent: str, sweep_dir: Path) -> None:
