@@ -10,7 +10,9 @@ rounds, and every ratio is between medians of the same run.
 - ``researcher``: ``python researcher.py -m 'depth=range(2,51)'`` (stock Hydra
   multirun, one MLflow run per job, torch autograd; see ``researcher.py``)
   against ``python -m depthlab depth=2..50`` (its defaults, the report
-  included), and ``n_jobs=1`` (one process) for reference.
+  included), and ``n_jobs=1`` (one process) for reference; the script again
+  with torch on one thread (``OMP_NUM_THREADS=1``), since torch's default of
+  one thread per core loses most when another process holds a core.
 - ``cores``: ``python -m depthlab depth=2..50 activation=tanh,relu,sigmoid,erf``
   (196 jobs, defaults) with the process's CPU affinity set to 1 core and to 2
   cores (depthlab starts one worker per core it may use).
@@ -46,7 +48,7 @@ def _affinity(cpus: int | None) -> Callable[[], None]:
 
 
 def _interleaved(
-    candidates: dict[str, tuple[list[str], Callable[[], None] | None]],
+    candidates: dict[str, tuple[list[str], Callable[[], None] | None, dict]],
     rounds: int,
 ) -> dict[str, list[dict[str, Any]]]:
     """Run each candidate once per round in a fresh directory, order reversed
@@ -55,10 +57,10 @@ def _interleaved(
     names = list(candidates)
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            cmd, preexec = candidates[name]
+            cmd, preexec, env = candidates[name]
             work = Path(tempfile.mkdtemp(prefix="depthlab-baseline-"))
             try:
-                run = _run(cmd, work, preexec=preexec)
+                run = _run(cmd, work, preexec=preexec, env=env)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             run["command"] = " ".join(cmd[1:])
@@ -88,20 +90,22 @@ def baseline_section(args: Any) -> tuple[str, dict[str, Any]]:
     ]
     first = _interleaved(
         {
-            "researcher": (researcher, None),
-            "depthlab": (depthlab, None),
-            "depthlab n_jobs=1": ([*depthlab, "n_jobs=1"], None),
+            "researcher": (researcher, None, {}),
+            "researcher, 1 thread": (researcher, None, {"OMP_NUM_THREADS": "1"}),
+            "depthlab": (depthlab, None, {}),
+            "depthlab n_jobs=1": ([*depthlab, "n_jobs=1"], None, {}),
         },
         rounds,
     )
     wide = [*depthlab, "activation=tanh,relu,sigmoid,erf"]
     jobs = 4 * (b - 1)
     second = _interleaved(
-        {"1 core": (wide, _affinity(1)), "2 cores": (wide, _affinity(2))},
+        {"1 core": (wide, _affinity(1), {}), "2 cores": (wide, _affinity(2), {})},
         rounds,
     )
     med = {k: _median(v) for k, v in {**first, **second}.items()}
     ratio = med["researcher"] / med["depthlab"]
+    ratio_1t = med["researcher, 1 thread"] / med["depthlab"]
     serial = med["researcher"] / med["depthlab n_jobs=1"]
     cores = med["1 core"] / med["2 cores"]
     ok = {
@@ -137,6 +141,7 @@ def baseline_section(args: Any) -> tuple[str, dict[str, Any]]:
             "",
             f"Researcher's script / depthlab (`depth=2..{b}`, defaults, report "
             f"included): **{fmt_ratio(ratio)}** (target 3.0x: {ok['ratio']}); "
+            f"with torch on one thread (`OMP_NUM_THREADS=1`): {fmt_ratio(ratio_1t)}; "
             f"against depthlab in one process (`n_jobs=1`): {fmt_ratio(serial)}.",
             f"{jobs}-job sweep on 2 cores against 1 core: **{fmt_ratio(cores)}** "
             f"(target 1.7x: {ok['cores']}).",
@@ -148,6 +153,7 @@ def baseline_section(args: Any) -> tuple[str, dict[str, Any]]:
         "median": med,
         "ratio": ratio,
         "ratio_one_process": serial,
+        "ratio_torch_one_thread": ratio_1t,
         "cores": cores,
     }
     return md, data

@@ -63,10 +63,12 @@ def _run(
     *,
     timeout: float = 1800,
     preexec: Any = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run a command: wall and CPU seconds, load, per-job seconds, report time.
 
-    ``preexec`` runs in the child before the command (default: every CPU)."""
+    ``preexec`` runs in the child before the command (default: every CPU);
+    ``env`` is added to the environment."""
     load0 = os.getloadavg()[0]
     before = os.times()
     tic = time.perf_counter()
@@ -75,7 +77,7 @@ def _run(
         cwd=cwd,
         capture_output=True,
         text=True,
-        env=_env(),
+        env={**_env(), **(env or {})},
         timeout=timeout,
         preexec_fn=preexec or peers.unpin,
     )
