@@ -80,7 +80,7 @@ def _median(runs: Sequence[dict[str, Any]]) -> float:
 def baseline_section(args: Any) -> tuple[str, dict[str, Any]]:
     """depthlab against the researcher's script; 2 cores against 1."""
     b = 10 if args.quick else 50
-    rounds = 1 if args.quick else 2
+    rounds = getattr(args, "rounds", None) or (1 if args.quick else 2)
     depthlab = [sys.executable, "-m", "depthlab", f"depth=2..{b}"]
     researcher = [
         sys.executable,

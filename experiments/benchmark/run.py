@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="threads for every library (default 1; 0: each library's default)",
     )
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="rounds of the baseline section (default 2, 1 with --quick)",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=HERE,
