@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -53,6 +54,10 @@ PRELOAD = (
 
 STOP_TIMEOUT_S = 60.0
 """How long a stopped sweep waits for its workers to mark their runs FAILED."""
+
+EXIT_TIMEOUT_S = 5.0
+"""How long a stopped sweep then waits for its workers to exit before it kills
+them."""
 
 
 def cpu_count() -> int:
@@ -254,27 +259,19 @@ class Pool:
             cf.wait(running, timeout=timeout)
         except KeyboardInterrupt:  # pressed again: do not wait
             pass
-        _signal_all(processes, signal.SIGKILL, only_alive=True, wait_s=5.0)
+        # Idle workers exit on the pool's shutdown; kill any that do not.
         self._executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + EXIT_TIMEOUT_S
+        for p in processes:
+            p.join(max(0.0, deadline - time.monotonic()))
+        _signal_all([p for p in processes if p.is_alive()], signal.SIGKILL)
 
 
-def _signal_all(
-    processes: Sequence[Any],
-    signum: int,
-    *,
-    only_alive: bool = False,
-    wait_s: float = 0.0,
-) -> None:
+def _signal_all(processes: Sequence[Any], signum: int) -> None:
     for p in processes:
-        if p.pid is None or (only_alive and not p.is_alive()):
+        if p.pid is None:
             continue
         try:
-            # A worker that ended its jobs exits once the pool shuts down;
-            # give it wait_s before the signal.
-            if wait_s:
-                p.join(wait_s)
-                if not p.is_alive():
-                    continue
             os.kill(p.pid, signum)
         except (ProcessLookupError, OSError):
             pass
