@@ -283,7 +283,6 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         interrupts.install()
     tic = time.perf_counter()
     jobs = _compose_jobs(sweeper, arguments)
-    _warm_up_workers(sweeper, len(jobs))
     loader = sweeper.hydra_context.config_loader
     configs: list[dict[str, Any]] = []
     try:
@@ -315,6 +314,8 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
             f"output directory {sweep_dir} is not writable ({err.strerror}); "
             f"set hydra.sweep.dir"
         )
+    # Valid: the workers' imports may start, beside the store's checks.
+    _warm_up_workers(sweeper, len(jobs))
     uri = tracking.resolve_uri(first["uri"])
     experiment = first["experiment"]
     try:
