@@ -10,8 +10,11 @@ invocation as a Hydra multirun through depthlab's sweeper
 4. creates the sweep's parent run, and skips jobs whose config hash already has
    a FINISHED run (``force=true`` recomputes),
 
-then hands the remaining jobs to Hydra's launcher (basic, joblib, submitit,
-ray), and at the end prints a summary and builds the report.
+then runs the remaining jobs: with Hydra's basic launcher (the default) on
+``n_jobs`` worker processes, one per core by default (:mod:`depthlab.workers`),
+or in this process for one; with any other Hydra launcher (joblib, submitit,
+ray) through that launcher. At the end it prints a summary and builds the
+report.
 """
 
 from __future__ import annotations
