@@ -135,7 +135,10 @@ def baseline_section(args: Any) -> tuple[str, dict[str, Any]]:
         [
             f"{rounds} interleaved round(s), each candidate in a fresh temporary "
             "directory (fresh MLflow store). CPU time is the children's user + "
-            "system time; the load average is of the 2 shared cores.",
+            "system time as `os.times()` sees it: for a sweep on depthlab's "
+            "workers it leaves out the workers (forked by depthlab's forkserver, "
+            "which is not waited for), so it is comparable only between "
+            "one-process runs. The load average is of the shared cores.",
             "",
             table,
             "",
