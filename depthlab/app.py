@@ -13,10 +13,12 @@ invocation as a Hydra multirun through depthlab's sweeper
    a FINISHED run (``force=true`` recomputes), and logs the jobs an earlier
    run computed but could not log (:mod:`depthlab.pending`),
 
-then hands the remaining jobs to Hydra's launcher (basic, joblib, submitit,
-ray); each job claims its config hash before computing (a job another live
-process claimed is not computed; the sweep waits for it at the end), and at the
-end prints a summary and builds the report.
+then runs the remaining jobs: with Hydra's basic launcher (the default) on
+``n_jobs`` worker processes, one per core by default (:mod:`depthlab.workers`),
+or in this process for one; with any other Hydra launcher (joblib, submitit,
+ray) through that launcher. Each job claims its config hash before computing (a
+job another live process claimed is not computed; the sweep waits for it at the
+end). At the end it prints a summary and builds the report.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ from depthlab.schema import ConfigError, config_hash
 from depthlab.validate import validate
 
 CONFIG_PATH = str(Path(__file__).parent / "conf")
+
+PRINT_JOB_LINES = True
+"""Whether :func:`run_job` prints its own line. The sweep's process prints the
+lines of the jobs it runs itself or on its workers (:mod:`depthlab.progress`);
+under Hydra's other launchers (joblib, submitit, ray) each job prints its own."""
 
 
 @dataclass
@@ -176,13 +183,15 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         raise
     _finished_here.append(digest)
     seconds = time.perf_counter() - tic
-    print(f"[{index:>{width}}/{total}] {name}  {line}  {seconds:5.2f} s", flush=True)
+    if PRINT_JOB_LINES:
+        print(f"[{index:>{width}}/{total}] {name}  {line}  {seconds:5.2f} s", flush=True)
     return {
         "index": index,
         "run_name": name,
         "run_id": run_id,
         "seconds": seconds,
         "line": line,
+        "text": text,
     }
 
 
@@ -383,6 +392,8 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
             f"output directory {sweep_dir} is not writable ({err.strerror}); "
             f"set hydra.sweep.dir"
         )
+    # Valid: the workers' imports may start, beside the store's checks.
+    _warm_up_workers(sweeper, len(jobs))
     uri = tracking.resolve_uri(first["uri"])
     experiment = first["experiment"]
     total = len(jobs)
@@ -400,6 +411,7 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
             flush=True,
         )
 
+    n_jobs = _n_jobs(configs)
     force = any(d["force"] for d in configs)
     hashes = [config_hash(d) for d in configs]
     try:
@@ -428,8 +440,10 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     try:
         recovered = _recover(uri, experiment, parent, configs, todo, sweep_dir, force)
         todo = [i for i in todo if i not in recovered]
+        if first_bool(configs, "report") and todo:
+            _import_report_meanwhile()
         results, failed = _launch(
-            sweeper, jobs, composed, todo, reused, parent, uri, experiment
+            sweeper, jobs, composed, todo, reused, parent, uri, experiment, n_jobs
         )
         results, failed = _wait_for_claimed(
             sweeper,
@@ -673,17 +687,23 @@ def _launch(
     parent: str,
     uri: str,
     experiment: str,
+    n_jobs: int | None = None,
 ) -> tuple[list[Any], list[str]]:
     """Run the jobs ``todo`` (indices into ``jobs``) as children of ``parent``.
+
+    With Hydra's basic launcher (the default) the jobs run on
+    :mod:`depthlab.workers` (``n_jobs`` workers, one per core when None) or, for
+    one worker, in this process; other launchers get the jobs' overrides.
 
     Returns
     -------
     tuple of list
-        Hydra's job results, and one line per FAILED job.
+        Hydra's job results (in the order of ``todo``), and one line per
+        FAILED job.
     """
     from hydra.core.utils import JobStatus
 
-    from depthlab import tracking
+    from depthlab import tracking, workers
 
     total = len(jobs)
     if reused:
@@ -702,15 +722,29 @@ def _launch(
         ]
         for i in todo
     ]
+    basic = _is_basic_launcher(sweeper.launcher)
+    n_workers, threads = workers.plan(n_jobs, len(launch))
+    where = (
+        f" on {n_workers} workers ({threads} thread(s) a job)"
+        if basic and n_workers > 1
+        else ""
+    )
     print(
-        f"depthlab: {len(launch)} job(s) to run; tracking {uri} "
+        f"depthlab: {len(launch)} job(s) to run{where}; tracking {uri} "
         f"(experiment {experiment!r}, sweep run {parent})",
         flush=True,
     )
     results: list[Any] = []
-    if launch and _is_basic_launcher(sweeper.launcher):
+    if launch and basic:
         sweep_info = {"parent_run_id": parent, "jobs_total": total}
-        results = _run_in_process(sweeper, [(i, composed[i]) for i in todo], sweep_info)
+        results = _run_in_process(
+            sweeper,
+            [(i, composed[i]) for i in todo],
+            sweep_info,
+            workers=n_workers,
+            threads=threads,
+            skipped=len(reused),
+        )
     elif launch:
         results = list(sweeper.launcher.launch(launch, initial_job_idx=0))
     failed = [
@@ -728,38 +762,104 @@ def _is_basic_launcher(launcher: Any) -> bool:
 
 
 def _run_in_process(
-    sweeper: Any, jobs: list[tuple[int, DictConfig]], sweep_info: dict[str, Any]
+    sweeper: Any,
+    jobs: list[tuple[int, DictConfig]],
+    sweep_info: dict[str, Any],
+    *,
+    workers: int = 1,
+    threads: int = 1,
+    skipped: int = 0,
 ) -> list[Any]:
     """Hydra's basic launcher, on the configs the sweeper already composed.
 
     Hydra's BasicLauncher composes every job's config again from its overrides
     (about 50 ms a job); here each job runs through Hydra's own ``run_job`` with
-    the config composed for validation, plus the sweep's tracking keys. Other
-    launchers (joblib, submitit, ray) compose in their workers as usual.
+    the config composed for validation, plus the sweep's tracking keys: in this
+    process for ``workers=1``, else on :mod:`depthlab.workers`. Other launchers
+    (joblib, submitit, ray) compose in their workers as usual. The jobs' lines
+    go through :class:`depthlab.progress.Progress`.
+
+    Returns
+    -------
+    list of hydra.core.utils.JobReturn
+        In the order of ``jobs``.
     """
-    from hydra.core.utils import run_job, setup_globals
+    from hydra.core.utils import JobStatus, run_job, setup_globals
     from omegaconf import open_dict
 
+    from depthlab import workers as pool
+    from depthlab.progress import Progress
+
+    global PRINT_JOB_LINES
     setup_globals()
     launcher = sweeper.launcher
-    results = []
+    sweep_dir = str(sweeper.config.hydra.sweep.dir)
     for index, cfg in jobs:
         with open_dict(cfg):
             cfg.hydra.job.id = index
             cfg.hydra.job.num = index
+            # Resolved here: a worker's ${now:...} would be its own time.
+            cfg.hydra.sweep.dir = sweep_dir
             cfg.tracking.parent_run_id = sweep_info["parent_run_id"]
             cfg.tracking.jobs_total = sweep_info["jobs_total"]
             cfg.tracking.job_index = index
-        results.append(
-            run_job(
+
+    def report(progress: Progress, index: int, ret: Any) -> None:
+        if ret.status == JobStatus.COMPLETED:
+            progress.job_done(index, ret.return_value["text"])
+        else:
+            progress.job_failed(index, _one_line(ret._return_value))
+
+    with Progress(len(jobs), sweep_info["jobs_total"], skipped) as progress:
+        if workers > 1:
+            return pool.run_jobs(
+                [cfg for _, cfg in jobs],
+                workers=workers,
+                threads=threads,
                 hydra_context=launcher.hydra_context,
-                task_function=launcher.task_function,
-                config=cfg,
-                job_dir_key="hydra.sweep.dir",
-                job_subdir_key="hydra.sweep.subdir",
+                on_result=lambda k, ret: report(progress, jobs[k][0], ret),
             )
+        results = []
+        saved, PRINT_JOB_LINES = PRINT_JOB_LINES, False
+        try:
+            for index, cfg in jobs:
+                ret = run_job(
+                    hydra_context=launcher.hydra_context,
+                    task_function=launcher.task_function,
+                    config=cfg,
+                    job_dir_key="hydra.sweep.dir",
+                    job_subdir_key="hydra.sweep.subdir",
+                )
+                report(progress, index, ret)
+                results.append(ret)
+        finally:
+            PRINT_JOB_LINES = saved
+        return results
+
+
+def _warm_up_workers(sweeper: Any, jobs: int) -> None:
+    """Start the workers' forkserver early when the sweep will likely use it."""
+    from depthlab import workers
+
+    n_jobs = OmegaConf.select(sweeper.config, "n_jobs", default=None)
+    if not isinstance(n_jobs, int | None):
+        return
+    if workers.plan(n_jobs, jobs)[0] > 1 and _is_basic_launcher(sweeper.launcher):
+        workers.warm_up()
+
+
+def _n_jobs(configs: Sequence[dict[str, Any]]) -> int | None:
+    """The sweep's ``n_jobs`` (one value for the whole sweep)."""
+    values = {d.get("n_jobs") for d in configs}
+    if len(values) > 1:
+        fail("n_jobs cannot vary within a sweep")
+    (value,) = values
+    if value is not None and value < 1:
+        fail(
+            f"n_jobs={value} is not allowed; n_jobs must be an integer >= 1, "
+            f"or null for one worker per CPU core"
         )
-    return results
+    return value
 
 
 def first_bool(configs: Sequence[dict[str, Any]], key: str) -> bool:
@@ -792,6 +892,22 @@ def _print_summary(
     width = max(len(s["run_name"]) for s in rows)
     for s in rows:
         print(f"  {s['run_name']:<{width}}  {s['line']}  {s['seconds']:5.2f} s")
+
+
+def _import_report_meanwhile() -> None:
+    """Import the report's stack (matplotlib, seaborn: ~1 s) in a background
+    thread while the jobs run, instead of after them."""
+
+    def target() -> None:
+        try:
+            import matplotlib.figure  # noqa: F401
+            import seaborn  # noqa: F401
+
+            import depthlab.report  # noqa: F401
+        except Exception:  # _report says what is wrong, on the main thread
+            pass
+
+    threading.Thread(target=target, name="depthlab-report-import", daemon=True).start()
 
 
 def _report(uri: str, parent: str, sweep_dir: Path) -> None:

@@ -202,7 +202,9 @@ main()
 def test_signal_inside_a_tracking_write_stops_cleanly(
     tmp_path: Path, table: str, nth: int
 ) -> None:
-    args = ["depth=2..5", *TINY]
+    # n_jobs=1: the jobs' writes happen in this process, where the listener is
+    # (tests/test_parallel.py stops a sweep on workers).
+    args = ["depth=2..5", "n_jobs=1", *TINY]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     out = subprocess.run(
         [sys.executable, "-c", _SIGNAL_DURING_WRITE, table, str(nth), *args],

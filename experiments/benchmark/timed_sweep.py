@@ -26,8 +26,9 @@ depthlab``, and writes the seconds spent in each part to ``OUT.json``:
 - ``report``: building the report;
 - ``main``: Hydra's entry to the end.
 
-Only the basic launcher runs jobs in this process; with joblib the job parts
-are not seen.
+Only the basic launcher with ``n_jobs=1`` runs jobs in this process (the
+script adds ``n_jobs=1`` unless ``n_jobs`` is given); on depthlab's workers or
+with joblib the job parts are not seen.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def main() -> None:
     """Patch the timers in, run depthlab's command line, write the JSON."""
     out = sys.argv[1]
     sys.argv = [sys.argv[0], *sys.argv[2:]]
+    if not any(a.startswith("n_jobs=") for a in sys.argv[1:]):
+        # The timers see the jobs only in this process, not on workers.
+        sys.argv.append("n_jobs=1")
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     import depthlab.app as app

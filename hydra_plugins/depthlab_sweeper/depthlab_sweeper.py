@@ -2,8 +2,10 @@
 
 It expands a sweep exactly as Hydra's basic sweeper does (ranges, lists,
 ``choice()``, ``glob()``, ``hydra.sweeper.params``) and hands the jobs to the
-configured Hydra launcher; the depthlab-specific work (validation before any job
-starts, the parent run, resume, summary and report) lives in
+configured Hydra launcher (with Hydra's basic launcher, the default, the jobs
+run on depthlab's worker processes, :mod:`depthlab.workers`); the
+depthlab-specific work (validation before any job starts, the parent run,
+resume, the workers, progress, summary and report) lives in
 :func:`depthlab.app.sweep`.
 """
 
