@@ -183,8 +183,9 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
         raise
     _finished_here.append(digest)
     seconds = time.perf_counter() - tic
+    text = f"{name}  {line}  {seconds:5.2f} s"
     if PRINT_JOB_LINES:
-        print(f"[{index:>{width}}/{total}] {name}  {line}  {seconds:5.2f} s", flush=True)
+        print(f"[{index:>{width}}/{total}] {text}", flush=True)
     return {
         "index": index,
         "run_name": name,
@@ -854,11 +855,6 @@ def _n_jobs(configs: Sequence[dict[str, Any]]) -> int | None:
     if len(values) > 1:
         fail("n_jobs cannot vary within a sweep")
     (value,) = values
-    if value is not None and value < 1:
-        fail(
-            f"n_jobs={value} is not allowed; n_jobs must be an integer >= 1, "
-            f"or null for one worker per CPU core"
-        )
     return value
 
 

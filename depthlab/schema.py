@@ -524,16 +524,18 @@ def _annotation(k: Key) -> Any:
     return kind | None if k.optional else kind
 
 
-def structured_config(keys: Collection[Key] = KEYS) -> type:
+def structured_config(keys: Collection[Key] = KEYS, module: str = __name__) -> type:
     """The dataclass Hydra types the YAML with: ``Config`` and one per section.
 
     ``Config.init`` is an ``InitConfig``, and so on; every field has the key's
-    type and default, and each class's docstring lists its keys' docs.
+    type and default, and each class's docstring lists its keys' docs. The
+    classes say they live in ``module``, which must bind them by name (so that
+    they pickle, e.g. into the sweep's worker processes).
     """
 
     def namespace(title: str, members: Iterable[Key]) -> dict[str, str]:
         lines = [f"- ``{k.key}``: {k.doc}" for k in members]
-        return {"__module__": __name__, "__doc__": "\n".join([title, "", *lines])}
+        return {"__module__": module, "__doc__": "\n".join([title, "", *lines])}
 
     top: list[tuple[str, Any, Any]] = []
     sections: dict[str, list[tuple[str, Any, Any]]] = {}

@@ -85,8 +85,7 @@ def test_n_jobs_must_be_positive(tmp_path: Path) -> None:
     out = run_cli(tmp_path, "depth=2,3", "n_jobs=0", *TINY)
     assert out.returncode == 2
     assert out.stderr.strip() == (
-        "depthlab: error: n_jobs=0 is not allowed; n_jobs must be an integer >= 1, "
-        "or null for one worker per CPU core"
+        "depthlab: error: n_jobs=0 is not allowed; n_jobs must be an integer >= 1"
     )
     assert not (tmp_path / "mlflow.db").exists()
 

@@ -107,7 +107,7 @@ BAD_INPUTS = [
     (
         ["width=1" + "0" * 400],
         "depth=10 width=1" + "0" * 400 + " input_dim=64 probe.networks=64 "
-        "probe.inputs=8 " + PROBE_MEMORY.format("1.63e+793"),
+        "probe.inputs=8 " + PROBE_MEMORY.format("1.71e+793"),
     ),
     (
         ["hidden_widths=[2,0]", "depth=4"],
@@ -157,7 +157,7 @@ BAD_INPUTS = [
         ["widht=3"],
         "unknown key 'widht'; valid top-level keys: task, depth, width, "
         "hidden_widths, input_dim, output_dim, activation, output_activation, init, "
-        "dtype, seed, force, report, probe, train, tracking",
+        "dtype, seed, force, report, n_jobs, probe, train, tracking",
     ),
     (
         ["probe.network=3"],
@@ -196,14 +196,14 @@ BAD_INPUTS = [
     ),
     # sizes. The probe streams its networks (depthlab.memory): width=100000
     # needs one network's 7 hidden matrices of 1e10 weights (5.6e11 B = 521 GiB)
-    # with its forward, backward and spectra workspace (1.64e3 GiB in all);
+    # with its forward, backward and spectra workspace (1.71e3 GiB in all);
     # networks=1e9 keeps every network's norms for exact quantiles (~44 KB each).
     # The training job: 3 seeds x 7.0e10 params x 5 copies x 8 B + 3 x 2000
     # points x 8e5 neurons x 3 x 8 B = 8.5e12 B.
     (
         ["width=100000"],
         "depth=10 width=100000 input_dim=64 probe.networks=64 probe.inputs=8 "
-        + PROBE_MEMORY.format("1.64e+03"),
+        + PROBE_MEMORY.format("1.71e+03"),
     ),
     (
         ["probe.networks=1000000000"],
