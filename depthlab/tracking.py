@@ -30,7 +30,6 @@ from typing import Any
 import pandas as pd
 
 from depthlab import __version__
-from depthlab.interrupts import deferred, deferring
 from depthlab.store import (
     END_REASON_TAG,
     HEARTBEAT_S,
@@ -43,6 +42,7 @@ from depthlab.store import (
     this_process,
     why_dead,
 )
+from depthlab.sweep.interrupts import deferred, deferring
 
 HASH_TAG = "depthlab.config_hash"
 VERSION_TAG = "depthlab.version"

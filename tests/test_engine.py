@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from depthlab import engine, memory, spectra
+from depthlab import spectra
 from depthlab.gradient import backprop_log10_norms
-from depthlab.probe import ProbeSpec, run_probe
+from depthlab.jobs import engine, memory
+from depthlab.jobs.probe import ProbeSpec, run_probe
 
 SPEC = ProbeSpec(
     depth=6,
@@ -193,7 +194,7 @@ def test_reduce_needs_all_chunks_in_order() -> None:
 _PEAK = textwrap.dedent(
     """
     import resource, sys
-    from depthlab.probe import ProbeSpec, run_probe
+    from depthlab.jobs.probe import ProbeSpec, run_probe
     spec = ProbeSpec(depth=20, width=256, input_dim=256, output_dim=1,
                      activation="tanh", output_activation="tanh", init="gaussian",
                      sigma_w=1.0, sigma_b=0.0, networks=int(sys.argv[1]),

@@ -152,7 +152,7 @@ PAGES = int(sys.argv.pop(1))
 @event.listens_for(Engine, "connect")
 def _limit(connection, record):
     connection.execute(f"PRAGMA max_page_count = {PAGES}")
-from depthlab.__main__ import main
+from depthlab.sweep.cli import main
 main()
 """
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from depthlab import interrupts, tracking
+from depthlab import tracking
+from depthlab.sweep import interrupts
 
 
 @pytest.fixture
@@ -230,7 +231,7 @@ def test_signal_while_starting_a_sweep_marks_it_killed(
     assert _statuses(uri) == {"sweep": "KILLED"}
 
 
-# --- a sweep on worker processes (depthlab.workers) stopped from outside ---
+# --- a sweep on worker processes (depthlab.sweep.workers) stopped from outside ---
 
 
 def _finished(db: Path) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_sweep import TINY, job_runs, run_cli, sqlite_uri
 
-from depthlab import progress, workers
+from depthlab.sweep import progress, workers
 
 _LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] L=(\d+) ")
 
@@ -144,7 +144,7 @@ def test_a_second_signal_in_a_worker_is_ignored(
 ) -> None:
     import signal
 
-    from depthlab import interrupts
+    from depthlab.sweep import interrupts
 
     raised = []
     monkeypatch.setattr(workers, "_worker", workers._Worker(in_job=True))
@@ -160,7 +160,7 @@ def test_a_second_signal_in_a_worker_is_ignored(
 def test_an_idle_worker_only_stops_taking_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     import signal
 
-    from depthlab import interrupts
+    from depthlab.sweep import interrupts
 
     raised = []
     monkeypatch.setattr(workers, "_worker", workers._Worker(in_job=False))

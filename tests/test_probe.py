@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from depthlab import memory
-from depthlab.config import Config, ConfigError, config_hash
-from depthlab.probe import ProbeSpec, run_probe
-from depthlab.validate import validate
+from depthlab.jobs import memory
+from depthlab.jobs.config import Config, ConfigError, config_hash
+from depthlab.jobs.probe import ProbeSpec, run_probe
+from depthlab.jobs.validate import validate
 
 
 def _cfg(**probe: object) -> dict:
@@ -85,7 +85,7 @@ def test_the_estimate_bounds_a_measured_job() -> None:
         inputs=8,
         spectra=0,
     )
-    from depthlab import engine
+    from depthlab.jobs import engine
 
     chunk = engine.make_chunk(spec, [0])
     weights = sum(

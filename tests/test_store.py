@@ -272,7 +272,7 @@ def test_pending_record_round_trip(tmp_path: Path) -> None:
 def test_a_computed_job_goes_to_the_fallback_when_the_sweep_folder_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from depthlab.app import _keep_computed
+    from depthlab.sweep.app import _keep_computed
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

@@ -3,7 +3,7 @@
 A command line goes through what the CLI and the sweep do before any run or
 store exists: depthlab's rewrite (ranges, the precheck of every value against
 the schema), Hydra's composition (``hydra.compose``), then
-:func:`depthlab.validate.validate` on the composed job. The CLI's own wiring
+:func:`depthlab.jobs.validate.validate` on the composed job. The CLI's own wiring
 (exit status 2, stderr, no store) is tested with subprocesses in test_sweep.py.
 """
 
@@ -15,9 +15,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from depthlab import app, validate
-from depthlab.__main__ import UsageError, rewrite_argv
-from depthlab.schema import ConfigError
+from depthlab.jobs import validate
+from depthlab.jobs.schema import ConfigError
+from depthlab.sweep import app
+from depthlab.sweep.cli import UsageError, rewrite_argv
 
 GIB = 2**30
 
@@ -194,7 +195,7 @@ BAD_INPUTS = [
         ["depth=5", "hidden_widths=[2,3]"],
         "depth=5 does not match hidden_widths=[2, 3]; depth must be 4",
     ),
-    # sizes. The probe streams its networks (depthlab.memory): width=100000
+    # sizes. The probe streams its networks (depthlab.jobs.memory): width=100000
     # needs one network's 7 hidden matrices of 1e10 weights (5.6e11 B = 521 GiB)
     # with its forward, backward and spectra workspace (1.71e3 GiB in all);
     # networks=1e9 keeps every network's norms for exact quantiles (~44 KB each).
@@ -263,7 +264,7 @@ def test_every_value_of_a_sweep_is_checked() -> None:
 
 
 def test_memory_check_uses_the_estimate_it_is_given() -> None:
-    from depthlab import schema
+    from depthlab.jobs import schema
 
     d = schema.defaults()
     validate.memory_check(d, estimate=lambda _: 10, available=10)
@@ -272,7 +273,7 @@ def test_memory_check_uses_the_estimate_it_is_given() -> None:
 
 
 def test_probe_estimate_grows_with_every_size() -> None:
-    from depthlab import schema
+    from depthlab.jobs import schema
 
     d = schema.defaults()
     base = validate.estimate_job_bytes(d)

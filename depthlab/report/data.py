@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from depthlab.probe import CONFIG_COLUMNS
+from depthlab.jobs.probe import CONFIG_COLUMNS
 from depthlab.tracking import Sweep
 
 CONFIG_KEYS = (*CONFIG_COLUMNS, "hidden_widths")
 """Every key that can tell configs apart (``hidden_widths`` only as a param)."""
 
-from depthlab.schema import CATEGORICAL_KEYS, NUMERIC_KEYS, PARAM_OF, param_renames  # noqa: E402
+from depthlab.jobs.schema import CATEGORICAL_KEYS, NUMERIC_KEYS, PARAM_OF, param_renames  # noqa: E402
 
 PROBE_METRICS = ("grad_log10_norm_median", "grad_log10_norm_mean", "beta")
 """Summary metrics that mark a run as a probe job (training jobs have none)."""

@@ -2,7 +2,7 @@
 
 Everything starts from the tidy frames of :func:`depthlab.tracking.load_sweep`
 (the ``runs`` table and the ``curves`` and ``final`` tables of the training
-jobs, see :mod:`depthlab.train_job`).
+jobs, see :mod:`depthlab.jobs.train`).
 
 A **config** is everything a sweep varies except ``depth``, the dataset and the
 seeds: one config is one line in a figure. Its label names only the keys that
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from depthlab.jobs.schema import param_renames
 from depthlab.report.data import format_value
 from depthlab.report.stats import best_depths, depth_statistics
-from depthlab.schema import param_renames
 from depthlab.tracking import Sweep
 
 CONFIG_KEYS = (

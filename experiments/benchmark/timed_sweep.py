@@ -6,7 +6,7 @@ depthlab``, and writes the seconds spent in each part to ``OUT.json``:
 
 - ``imports``: from this script's start to Hydra's entry (depthlab, Hydra);
 - ``compose_to_validate``: the sweeper building every job's config
-  (``depthlab.compose.compose_job_configs``: Hydra composes one job per
+  (``depthlab.sweep.compose.compose_job_configs``: Hydra composes one job per
   structure, the others are derived from it), ``compose_in_launcher``: a
   launcher composing them again (``load_sweep_config``; the basic launcher runs
   the sweeper's configs in this process and composes nothing);
@@ -70,8 +70,8 @@ def main() -> None:
         sys.argv.append("n_jobs=1")
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
-    import depthlab.app as app
-    import depthlab.probe as probe
+    import depthlab.jobs.probe as probe
+    import depthlab.sweep.app as app
     from depthlab import tracking
 
     in_launch = [False]
@@ -174,8 +174,8 @@ def main() -> None:
         return c
 
     tracking._client = client
-    from depthlab.__main__ import exit_now
-    from depthlab.__main__ import main as depthlab_main
+    from depthlab.sweep.cli import exit_now
+    from depthlab.sweep.cli import main as depthlab_main
 
     spent["imports"] = time.perf_counter() - START
     # mlflow is imported lazily by the first tracking call; import it here so

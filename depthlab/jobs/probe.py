@@ -4,7 +4,7 @@ A job samples ``networks`` networks of equal shape and ``inputs`` inputs for
 each, runs the input-gradient algorithm with running log scales, computes
 per-layer and input-output Jacobian spectra for a few (network, input) pairs,
 and puts the mean-field prediction next to every measurement. The networks are
-streamed in chunks by :mod:`depthlab.engine` (make a chunk, measure it, reduce);
+streamed in chunks by :mod:`depthlab.jobs.engine` (make a chunk, measure it, reduce);
 this module holds the job (:func:`run_probe`, with the adaptive number of
 networks) and the tables built from the measurements (:func:`build_result`).
 
@@ -30,7 +30,7 @@ Tables (column names are used unchanged by tracking and the report):
     of J^(l)).
 
 Every table also carries the configuration columns
-(:data:`depthlab.schema.CONFIG_COLUMNS`).
+(:data:`depthlab.jobs.schema.CONFIG_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -42,12 +42,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from depthlab import schema, theory
+from depthlab import theory
 from depthlab.initializers import effective_sigma_w
-from depthlab.schema import CONFIG_COLUMNS
+from depthlab.jobs import schema
+from depthlab.jobs.schema import CONFIG_COLUMNS
 
 if TYPE_CHECKING:
-    from depthlab.engine import ChunkMeasurement, PairSpectra
+    from depthlab.jobs.engine import ChunkMeasurement, PairSpectra
 
 VANISHED = -12.0
 EXPLODED = 12.0
@@ -78,9 +79,9 @@ class ProbeSpec:
     hidden_widths: tuple[int, ...] | None = None
     spectra_layers: tuple[int, ...] | None = None
     """Layers l (2..L) with full spectra; None: see
-    :func:`depthlab.engine.spectra_layers`."""
+    :func:`depthlab.jobs.engine.spectra_layers`."""
     memory_gb: float | None = None
-    """Memory budget of the chunks; None: automatic (:mod:`depthlab.memory`)."""
+    """Memory budget of the chunks; None: automatic (:mod:`depthlab.jobs.memory`)."""
     threads: int | None = None
     """Worker threads; None: every core this process may use."""
     rel_err: float | None = None
@@ -95,9 +96,9 @@ class ProbeSpec:
 
         Each field is the value of the schema key with that column; the output
         activation is the one the job uses
-        (:func:`depthlab.validate.output_activation`).
+        (:func:`depthlab.jobs.validate.output_activation`).
         """
-        from depthlab.validate import output_activation
+        from depthlab.jobs.validate import output_activation
 
         names = {f.name for f in fields(cls)}
         values = {
@@ -286,13 +287,13 @@ def _factors(log10_norms: np.ndarray) -> dict[str, float]:
 
 
 def run_probe(spec: ProbeSpec) -> ProbeResult:
-    """Run one probe job, chunk by chunk (:mod:`depthlab.engine`).
+    """Run one probe job, chunk by chunk (:mod:`depthlab.jobs.engine`).
 
     Parameters
     ----------
     spec : ProbeSpec
         A validated configuration. Its ``seed`` seeds every network's own
-        random streams (:func:`depthlab.engine.network_rng`): the numbers do
+        random streams (:func:`depthlab.jobs.engine.network_rng`): the numbers do
         not depend on the chunk size or the number of threads.
 
     Returns
@@ -327,7 +328,7 @@ def build_result(
     Parameters
     ----------
     spec : ProbeSpec
-    m : depthlab.engine.ChunkMeasurement
+    m : depthlab.jobs.engine.ChunkMeasurement
         The measurements of networks 0..K-1, concatenated in order.
     rng : numpy.random.Generator
         Source of the cluster bootstrap.

@@ -1,4 +1,4 @@
-"""The one validator of depthlab's configurations, built from :mod:`depthlab.schema`.
+"""The one validator of depthlab's configurations, built from :mod:`depthlab.jobs.schema`.
 
 The command line's precheck (each value as typed, before Hydra composes), the
 sweep (every composed job, before the tracking store is opened) and a job
@@ -18,8 +18,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from depthlab import schema
-from depthlab.schema import ConfigError, Key
+from depthlab.jobs import schema
+from depthlab.jobs.schema import ConfigError, Key
 
 # ---------------------------------------------------------------------------
 # One value
@@ -106,7 +106,7 @@ def check_value(key: str, value: Any) -> Any:
     >>> check_value("init.sigma_w", float("nan"))
     Traceback (most recent call last):
     ...
-    depthlab.schema.ConfigError: init.sigma_w=nan is not allowed; init.sigma_w \
+    depthlab.jobs.schema.ConfigError: init.sigma_w=nan is not allowed; init.sigma_w \
 must be a finite number in [0, 100] (a standard deviation; beyond 100 the forward \
 pass and the theory overflow)
     """
@@ -197,10 +197,10 @@ def _widths(d: Mapping[str, Any]) -> list[int]:
 
 def _probe_bytes(d: Mapping[str, Any]) -> int:
     """The streaming probe's peak: one network at a time, its spectra workspace
-    and the kept results of every network (:mod:`depthlab.memory`)."""
-    from depthlab import memory
-    from depthlab.engine import job_shape
-    from depthlab.probe import ProbeSpec
+    and the kept results of every network (:mod:`depthlab.jobs.memory`)."""
+    from depthlab.jobs import memory
+    from depthlab.jobs.engine import job_shape
+    from depthlab.jobs.probe import ProbeSpec
 
     return memory.estimate_job_bytes(job_shape(ProbeSpec.from_config(dict(d))))
 

@@ -1,6 +1,6 @@
 """The Hydra application: configuration schema, the job, and the sweep.
 
-``python -m depthlab [overrides]`` (see :mod:`depthlab.__main__`) runs every
+``python -m depthlab [overrides]`` (see :mod:`depthlab.sweep.cli`) runs every
 invocation as a Hydra multirun through depthlab's sweeper
 (``hydra_plugins.depthlab_sweeper``), which, before any job starts:
 
@@ -14,7 +14,7 @@ invocation as a Hydra multirun through depthlab's sweeper
    run computed but could not log (:mod:`depthlab.pending`),
 
 then runs the remaining jobs: with Hydra's basic launcher (the default) on
-``n_jobs`` worker processes, one per core by default (:mod:`depthlab.workers`),
+``n_jobs`` worker processes, one per core by default (:mod:`depthlab.sweep.workers`),
 or in this process for one; with any other Hydra launcher (joblib, submitit,
 ray) through that launcher. Each job claims its config hash before computing (a
 job another live process claimed is not computed; the sweep waits for it at the
@@ -35,17 +35,29 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from depthlab import schema
-from depthlab.compose import compose_job_configs
-from depthlab.config import Config
-from depthlab.schema import ConfigError, config_hash
-from depthlab.validate import validate
+from depthlab.jobs import schema
+from depthlab.jobs.config import Config
+from depthlab.jobs.schema import ConfigError, config_hash
+from depthlab.jobs.validate import validate
+from depthlab.sweep.compose import compose_job_configs
 
-CONFIG_PATH = str(Path(__file__).parent / "conf")
+
+def _config_dir() -> str:
+    """Hydra's config folder: the repository's top-level ``conf/`` in a source
+    checkout, else the copy shipped inside the wheel (package ``depthlab.conf``)."""
+    source = Path(__file__).resolve().parents[2] / "conf"
+    if (source / "config.yaml").is_file():
+        return str(source)
+    from importlib.resources import files
+
+    return str(files("depthlab.conf"))
+
+
+CONFIG_PATH = _config_dir()
 
 PRINT_JOB_LINES = True
 """Whether :func:`run_job` prints its own line. The sweep's process prints the
-lines of the jobs it runs itself or on its workers (:mod:`depthlab.progress`);
+lines of the jobs it runs itself or on its workers (:mod:`depthlab.sweep.progress`);
 under Hydra's other launchers (joblib, submitit, ray) each job prints its own."""
 
 
@@ -88,7 +100,7 @@ def job_dict(cfg: DictConfig) -> dict[str, Any]:
 def run_name(d: dict[str, Any]) -> str:
     """A run's name from what a job sets, e.g. ``L=12 tanh gaussian sw=1 n=64``.
 
-    The keys and labels are :data:`depthlab.schema.RUN_NAME`'s.
+    The keys and labels are :data:`depthlab.jobs.schema.RUN_NAME`'s.
     """
     parts = []
     for key, label, always in schema.RUN_NAME:
@@ -109,8 +121,8 @@ def run_name(d: dict[str, Any]) -> str:
 
 
 def _probe_spec(d: dict[str, Any]) -> Any:
-    """The job's :class:`~depthlab.probe.ProbeSpec`."""
-    from depthlab.probe import ProbeSpec
+    """The job's :class:`~depthlab.jobs.probe.ProbeSpec`."""
+    from depthlab.jobs.probe import ProbeSpec
 
     return ProbeSpec.from_config(d)
 
@@ -155,7 +167,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             force=bool(d["force"]),
         ) as run_id:
             if d["task"] == "train":
-                from depthlab.train_job import run_training_job
+                from depthlab.jobs.train import run_training_job
 
                 record, line = run_training_job(
                     d, rng=rng, run_name=name, config_hash=digest
@@ -226,7 +238,7 @@ def _keep_computed(
 def _run_probe_job(
     d: dict[str, Any], *, run_name: str, config_hash: str
 ) -> tuple[Any, str]:
-    from depthlab.probe import run_probe
+    from depthlab.jobs.probe import run_probe
     from depthlab.tracking import JobRecord
 
     result = run_probe(_probe_spec(d))
@@ -305,7 +317,7 @@ def _group_options(group: str) -> list[str]:
 
 
 GROUPS = ("activation", "init", "experiment")
-"""Config groups of depthlab (folders of ``depthlab/conf``)."""
+"""Config groups of depthlab (folders of ``conf``)."""
 
 
 def check_override(
@@ -325,7 +337,7 @@ def check_override(
     """
     from hydra.core.override_parser.types import ChoiceSweep, RangeSweep
 
-    from depthlab.validate import check_option, check_value
+    from depthlab.jobs.validate import check_option, check_value
 
     key = override.key_or_group
     if override.is_hydra_override() or override.is_delete() or "/" in key:
@@ -355,8 +367,9 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     from hydra.core.utils import JobStatus
     from hydra.errors import HydraException
 
-    from depthlab import interrupts, tracking
+    from depthlab import tracking
     from depthlab.store import END_REASON_TAG, StoreFault
+    from depthlab.sweep import interrupts
 
     if threading.current_thread() is threading.main_thread():
         interrupts.install()
@@ -693,7 +706,7 @@ def _launch(
     """Run the jobs ``todo`` (indices into ``jobs``) as children of ``parent``.
 
     With Hydra's basic launcher (the default) the jobs run on
-    :mod:`depthlab.workers` (``n_jobs`` workers, one per core when None) or, for
+    :mod:`depthlab.sweep.workers` (``n_jobs`` workers, one per core when None) or, for
     one worker, in this process; other launchers get the jobs' overrides.
 
     Returns
@@ -704,7 +717,8 @@ def _launch(
     """
     from hydra.core.utils import JobStatus
 
-    from depthlab import tracking, workers
+    from depthlab import tracking
+    from depthlab.sweep import workers
 
     total = len(jobs)
     if reused:
@@ -776,9 +790,9 @@ def _run_in_process(
     Hydra's BasicLauncher composes every job's config again from its overrides
     (about 50 ms a job); here each job runs through Hydra's own ``run_job`` with
     the config composed for validation, plus the sweep's tracking keys: in this
-    process for ``workers=1``, else on :mod:`depthlab.workers`. Other launchers
+    process for ``workers=1``, else on :mod:`depthlab.sweep.workers`. Other launchers
     (joblib, submitit, ray) compose in their workers as usual. The jobs' lines
-    go through :class:`depthlab.progress.Progress`.
+    go through :class:`depthlab.sweep.progress.Progress`.
 
     Returns
     -------
@@ -788,8 +802,8 @@ def _run_in_process(
     from hydra.core.utils import JobStatus, run_job, setup_globals
     from omegaconf import open_dict
 
-    from depthlab import workers as pool
-    from depthlab.progress import Progress
+    from depthlab.sweep import workers as pool
+    from depthlab.sweep.progress import Progress
 
     global PRINT_JOB_LINES
     setup_globals()
@@ -840,7 +854,7 @@ def _run_in_process(
 
 def _warm_up_workers(sweeper: Any, jobs: int) -> None:
     """Start the workers' forkserver early when the sweep will likely use it."""
-    from depthlab import workers
+    from depthlab.sweep import workers
 
     n_jobs = OmegaConf.select(sweeper.config, "n_jobs", default=None)
     if not isinstance(n_jobs, int | None):

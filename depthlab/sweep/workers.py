@@ -19,7 +19,7 @@ machines) and exports the job's thread budget as the environment variable
 
 Interrupts. SIGINT (Ctrl-C reaches the whole process group) and SIGTERM (sent by
 the sweep's process to its workers when it is stopped) end a worker's job the
-way they end an in-process job: :mod:`depthlab.interrupts` holds the signal out
+way they end an in-process job: :mod:`depthlab.sweep.interrupts` holds the signal out
 of tracking writes, the job's run is marked FAILED, and the worker starts no
 further job. A second signal that reaches a worker while the first is pending
 (Ctrl-C, then the parent's SIGTERM) is not a second Ctrl-C: it is ignored. A
@@ -43,8 +43,8 @@ THREADS_ENV = "DEPTHLAB_JOB_THREADS"
 """The environment variable that holds a job's thread budget inside a worker."""
 
 PRELOAD = (
-    "depthlab.app",
-    "depthlab.probe",
+    "depthlab.sweep.app",
+    "depthlab.jobs.probe",
     "depthlab.tracking",
     "mlflow.tracking",
     "mlflow.entities",
@@ -123,7 +123,7 @@ _worker = _Worker()
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    from depthlab import interrupts
+    from depthlab.sweep import interrupts
 
     first = _worker.stop is None
     _worker.stop = _worker.stop or signum
@@ -138,7 +138,7 @@ def _initialize(state: bytes, threads: int) -> None:
     from hydra.core.utils import setup_globals
     from threadpoolctl import threadpool_limits
 
-    import depthlab.app as app
+    import depthlab.sweep.app as app
 
     hydra_context, instances = pickle.loads(state)
     # Singleton.set_state without OmegaConf's resolvers (local functions, which
@@ -158,7 +158,7 @@ def _run(cfg: Any) -> Any:
     """Run one job through Hydra's ``run_job``; returns its ``JobReturn``."""
     from hydra.core.utils import JobStatus, run_job
 
-    import depthlab.app as app
+    import depthlab.sweep.app as app
 
     if _worker.stop is not None:
         raise KeyboardInterrupt(f"signal {signal.Signals(_worker.stop).name}")
@@ -316,7 +316,7 @@ def run_jobs(
 def _stop_like(err: KeyboardInterrupt) -> None:
     """Stop the sweep's process as the worker was stopped: by the same signal
     (through depthlab's handler, which records it), else by ``err`` itself."""
-    from depthlab import interrupts
+    from depthlab.sweep import interrupts
 
     name = str(err).removeprefix("signal ")
     signum = getattr(signal.Signals, name, None) if name.startswith("SIG") else None

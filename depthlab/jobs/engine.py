@@ -5,7 +5,7 @@
 2. :func:`measure_chunk` runs the gradient and the spectra on it and returns a
    :class:`ChunkMeasurement`: numpy arrays only, small (no weights).
 3. :func:`reduce` concatenates the measurements in chunk order and builds the
-   tables and the summary (:func:`depthlab.probe.build_result`).
+   tables and the summary (:func:`depthlab.jobs.probe.build_result`).
 
 An array backend (a GPU, say) implements the first two steps and hands numpy
 arrays to the third; the reduction and the tables do not change.
@@ -36,11 +36,12 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from depthlab import memory, spectra
+from depthlab import spectra
 from depthlab.gradient import backprop_log10_norms
 from depthlab.initializers import sample_layer
+from depthlab.jobs import memory
+from depthlab.jobs.probe import ProbeResult, ProbeSpec, build_result, sample_inputs
 from depthlab.network import DTYPES, Network
-from depthlab.probe import ProbeResult, ProbeSpec, build_result, sample_inputs
 
 BIT_GENERATOR = np.random.SFC64
 """The bit generator of every network's streams (one place to change it)."""
@@ -328,7 +329,7 @@ def run_chunks(
     """Make and measure the chunks of ``networks`` on a thread pool, in order.
 
     Chunk size and worker count follow the memory budget
-    (:func:`depthlab.memory.plan_chunks`); BLAS runs one thread per worker.
+    (:func:`depthlab.jobs.memory.plan_chunks`); BLAS runs one thread per worker.
     """
     threads = threads or spec.threads or default_threads()
     size, workers = memory.plan_chunks(

@@ -6,13 +6,13 @@ command line), its type, default and constraint, and its *column*: the one name
 tables and as a plot label. Everything else is derived from :data:`KEYS`:
 
 - the structured config that Hydra types the YAML with
-  (:func:`structured_config`, used by :mod:`depthlab.config`),
+  (:func:`structured_config`, used by :mod:`depthlab.jobs.config`),
 - the lists other modules use (:data:`CONFIG_COLUMNS` of the probe tables,
   :data:`TRAIN_CONFIG_COLUMNS` of the training tables, :data:`PARAM_OF`,
   :data:`NUMERIC_KEYS`, :data:`CATEGORICAL_KEYS`, :data:`RUN_NAME_KEYS`),
 - the MLflow params of a job (:func:`job_params`) and the resume hash
   (:func:`config_hash`),
-- the checks of :mod:`depthlab.validate` (the constraint vocabulary below, the
+- the checks of :mod:`depthlab.jobs.validate` (the constraint vocabulary below, the
   idea of scikit-learn's ``_parameter_constraints``).
 
 Adding a key means one :class:`Key` here, its line in ``conf/config.yaml`` and
@@ -415,7 +415,7 @@ RUN_NAME: tuple[tuple[str, str, bool], ...] = (
 )
 """What a run's name shows, in order: (key, label, always); a key not marked
 always is shown only where its value is not the default, a task's key only in
-that task's runs (see :func:`depthlab.app.run_name`)."""
+that task's runs (see :func:`depthlab.sweep.app.run_name`)."""
 
 RUN_NAME_KEYS: tuple[str, ...] = tuple(key for key, _, _ in RUN_NAME)
 """The keys a run's name shows."""
