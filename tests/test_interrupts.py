@@ -305,8 +305,10 @@ def test_parallel_sweep_stops_cleanly_and_resumes(
             proc.communicate()
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err, err
-    assert err.strip().splitlines()[-1].startswith(
-        f"depthlab: interrupted by {signal.Signals(signum).name}"
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(f"depthlab: interrupted by {signal.Signals(signum).name}")
     ), err
     # The workers, the forkserver and multiprocessing's resource tracker end
     # with the sweep (the forkserver when it sees the sweep's process gone).

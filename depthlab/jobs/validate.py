@@ -1,4 +1,4 @@
-"""The one validator of depthlab's configurations, built from :mod:`depthlab.jobs.schema`.
+"""The one validator of depthlab's configurations, from :mod:`depthlab.jobs.schema`.
 
 The command line's precheck (each value as typed, before Hydra composes), the
 sweep (every composed job, before the tracking store is opened) and a job
