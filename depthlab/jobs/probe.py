@@ -305,7 +305,7 @@ def run_probe(spec: ProbeSpec) -> ProbeResult:
         ``max_networks`` are used; the summary's ``networks_used`` and
         ``grad_norm_median_rel_err`` say where it stopped.
     """
-    from depthlab import engine  # engine builds on this module's tables
+    from depthlab.jobs import engine  # engine builds on this module's tables
 
     parts = engine.run_chunks(spec, range(spec.networks))
     used = spec.networks

@@ -296,8 +296,12 @@ def _compose_jobs(sweeper: Any, arguments: list[str]) -> list[list[str]]:
     try:
         overrides = parser.parse_overrides(params_conf)
         loader = sweeper.hydra_context.config_loader
+        # The loader does not see a `hydra.searchpath` given on the command line:
+        # then groups are left to Hydra's composition (its error is one line too).
+        searchpath = sweeper.config.hydra.get("searchpath") or []
+        options = None if searchpath else lambda g: sorted(loader.get_group_options(g))
         for override in overrides:
-            check_override(override, lambda g: sorted(loader.get_group_options(g)))
+            check_override(override, options)
         batches = sweeper.split_arguments(overrides, None)
     except HydraException as err:
         fail(_one_line(err))

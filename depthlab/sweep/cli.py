@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 import signal
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 _RANGE = re.compile(r"^(?P<key>[\w./@+~-]+)=(?P<value>[^=]*\.\.[^=]*)$")
@@ -92,12 +94,7 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     out: list[str] = []
     skip_next = False
     multirun = True
-    # With the user's own config folders, Hydra alone knows every group option.
-    own_configs = any(
-        a in ("--config-dir", "-cd")
-        or a.startswith(("--config-dir=", "hydra.searchpath"))
-        for a in argv
-    )
+    options = _group_options(_user_config_dirs(argv))
     for arg in argv:
         if skip_next:
             out.append(arg)
@@ -113,19 +110,51 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         arg = expand_range(arg)
         if arg.startswith("experiment="):
             arg = "+" + arg
-        _precheck(arg, groups=not own_configs)
+        _precheck(arg, options=options)
         out.append(arg)
     if multirun and not any(a in ("-m", "--multirun") for a in out):
         out.insert(0, "--multirun")
     return out
 
 
-def _precheck(arg: str, *, groups: bool = True) -> None:
+def _user_config_dirs(argv: list[str]) -> list[str] | None:
+    """The user's own config folders (``--config-dir``, ``hydra.searchpath``);
+    None where one of them is not a folder depthlab can list (``pkg://``)."""
+    dirs: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(argv[i + 1])
+        elif arg.startswith("--config-dir="):
+            dirs.append(arg.split("=", 1)[1])
+        elif arg.startswith("hydra.searchpath="):
+            for entry in arg.split("=", 1)[1].strip("[]").split(","):
+                entry = entry.strip().strip("'\"")
+                if not entry.startswith("file://"):
+                    return None
+                dirs.append(entry.removeprefix("file://"))
+    return dirs
+
+
+def _group_options(dirs: list[str] | None) -> Callable[[str], list[str]] | None:
+    """The options of a config group: depthlab's own and those of ``dirs``
+    (None: unknown, left to Hydra)."""
+    if dirs is None:
+        return None
+    from depthlab.sweep.app import CONFIG_PATH
+
+    folders = [Path(CONFIG_PATH), *(Path(d) for d in dirs)]
+    return lambda group: sorted(
+        {p.stem for folder in folders for p in (folder / group).glob("*.yaml")}
+    )
+
+
+def _precheck(arg: str, *, options: Callable[[str], list[str]] | None) -> None:
     """One-line errors for unknown group options and keys, and bad values.
 
     The override is parsed by Hydra's own grammar and each of its values checked
     against the schema (:func:`depthlab.sweep.app.check_override`), before Hydra
-    composes the config. ``groups=False`` leaves config group options to Hydra.
+    composes the config. ``options`` lists a config group's options (None
+    leaves them to Hydra).
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -144,7 +173,7 @@ def _precheck(arg: str, *, groups: bool = True) -> None:
             f"{key}={value!r} is not an override Hydra reads ({reason})"
         ) from None
     try:
-        check_override(override, **({} if groups else {"options": None}))
+        check_override(override, options)
     except ConfigError as err:
         raise UsageError(str(err)) from None
 
