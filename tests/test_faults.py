@@ -8,27 +8,25 @@ of every run (none RUNNING), and that the resumed sweep computed nothing twice.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import (
+    QUIET_ENV,
+    TINY,
+    TINY_JOB,
+    free_port,
+    run_cli,
+    run_python,
+    start_mlflow_server,
+    stop_server,
+)
 
-TINY = [
-    "width=8",
-    "input_dim=4",
-    "probe.networks=2",
-    "probe.inputs=3",
-    "probe.spectra=1",
-    "report=false",
-]
 SLOWER = [  # jobs long enough that a fault lands inside one
     "width=48",
     "input_dim=16",
@@ -37,19 +35,7 @@ SLOWER = [  # jobs long enough that a fault lands inside one
     "probe.spectra=2",
     "report=false",
 ]
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 JOB_LINE = re.compile(r"^\[\s*\d+/\d+\] .*\d s$")
-
-
-def cli(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "depthlab", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=ENV,
-    )
 
 
 def popen(cwd: Path, *argv: str) -> subprocess.Popen:
@@ -59,7 +45,7 @@ def popen(cwd: Path, *argv: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=ENV,
+        env=QUIET_ENV,
     )
 
 
@@ -130,12 +116,12 @@ def test_corrupted_store_is_one_line(tmp_path: Path, how: str) -> None:
     if how == "garbage":
         db.write_bytes(b"this is not a database\n" * 1000)
     else:
-        assert cli(tmp_path, "depth=2,3", *TINY).returncode == 0
+        assert run_cli(tmp_path, "depth=2,3", *TINY).returncode == 0
         for ext in ("-wal", "-shm"):
             db.with_name(db.name + ext).unlink(missing_ok=True)
         data = db.read_bytes()
         db.write_bytes(data[: len(data) // 3])
-    out = cli(tmp_path, "depth=2..4", *TINY, timeout=60)
+    out = run_cli(tmp_path, "depth=2..4", *TINY, timeout=60)
     assert out.returncode == 2
     line = one_error_line(out.stderr)
     assert line.startswith(
@@ -166,20 +152,13 @@ def _pages(db: Path) -> int:
 def test_full_database_mid_sweep_then_resume(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    assert cli(tmp_path, "depth=2", *TINY).returncode == 0
+    assert run_cli(tmp_path, "depth=2", *TINY).returncode == 0
     before = _pages(db)
-    assert cli(tmp_path, "depth=3", *TINY).returncode == 0
+    assert run_cli(tmp_path, "depth=3", *TINY).returncode == 0
     per_job = _pages(db) - before  # one job and one sweep run
     args = ["depth=2..14", *TINY]
     limit = _pages(db) + 4 * per_job
-    out = subprocess.run(
-        [sys.executable, "-c", _FULL_DATABASE, str(limit), *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=ENV,
-    )
+    out = run_python(tmp_path, "-c", _FULL_DATABASE, str(limit), *args, timeout=240)
     assert out.returncode == 2, out.stderr
     line = one_error_line(out.stderr)
     assert f"tracking store {db} is full" in line
@@ -189,7 +168,7 @@ def test_full_database_mid_sweep_then_resume(tmp_path: Path) -> None:
     assert line.endswith("free space and run the same command to resume")
     saved = len(pending_folders(tmp_path))
 
-    again = cli(tmp_path, *args)
+    again = run_cli(tmp_path, *args)
     assert again.returncode == 0, again.stderr
     computed, recovered = computed_and_recovered(again.stdout)
     assert recovered == saved
@@ -198,64 +177,17 @@ def test_full_database_mid_sweep_then_resume(tmp_path: Path) -> None:
     assert not pending_folders(tmp_path)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(tmp_path: Path, port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # so that killing it kills its workers
-    )
-    deadline = time.time() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return server
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                _stop(server)
-                pytest.fail(f"mlflow server on port {port} did not start")
-            time.sleep(0.5)
-
-
-def _stop(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGKILL)
-    server.wait(timeout=30)
-
-
 @pytest.mark.slow
 def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     args = ["depth=2..16", f"tracking.uri={uri}", *SLOWER]
-    server = _start_server(tmp_path, port)
+    server = start_mlflow_server(tmp_path, port)
     try:
         sweep = popen(tmp_path, "-m", "depthlab", *args)
         try:
             wait_until(lambda: finished_in(tmp_path / "server.db") >= 4, 180, sweep)
-            _stop(server)
+            stop_server(server)
             # Within a minute: MLflow's own retries would take minutes.
             _, err = sweep.communicate(timeout=60)
         finally:
@@ -276,8 +208,8 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
         assert (saved == 1) == ("kept in" in line)
         assert saved >= finished - kept
 
-        server = _start_server(tmp_path, port)
-        again = cli(tmp_path, *args)
+        server = start_mlflow_server(tmp_path, port)
+        again = run_cli(tmp_path, *args)
         assert again.returncode == 0, again.stderr
         computed, recovered = computed_and_recovered(again.stdout)
         assert recovered == saved - (finished - kept)
@@ -285,7 +217,7 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
         assert_all_finished_once(uri, 15)
         assert not pending_folders(tmp_path)
     finally:
-        _stop(server)
+        stop_server(server)
 
 
 @pytest.mark.slow
@@ -307,7 +239,7 @@ def test_sigkill_leaves_no_run_running_after_resume(tmp_path: Path) -> None:
     assert 1 <= len(running) <= 2  # the sweep run, and the job in flight
     finished = finished_in(db)
 
-    again = cli(tmp_path, *args)
+    again = run_cli(tmp_path, *args)
     assert again.returncode == 0, again.stderr
     assert f"ended {len(running)} RUNNING run(s) whose process is gone" in again.stdout
     runs = runs_of(uri).set_index("run_id")
@@ -339,10 +271,10 @@ def test_identical_sweeps_at_once_on_a_fresh_store(tmp_path: Path) -> None:
 def test_report_folder_that_cannot_be_written(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sw"
     (sweep_dir / "report.html").mkdir(parents=True)  # a file cannot go there
-    out = cli(
+    out = run_cli(
         tmp_path,
         "depth=2,3",
-        *TINY[:-1],
+        *TINY_JOB,
         "report=true",
         f"hydra.sweep.dir={sweep_dir}",
     )
@@ -378,14 +310,9 @@ def test_full_disk_mid_sweep_then_resume(small_disk: Path, tmp_path: Path) -> No
     # the computed job cannot be kept there and goes to the temporary folder.
     db = small_disk / "mlflow.db"
     args = ["depth=2..40", "width=48", "input_dim=16", "probe.networks=16"]
-    env = {**ENV, "TMPDIR": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, "-m", "depthlab", *args, "report=false"],
-        cwd=small_disk,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
+    env = {**QUIET_ENV, "TMPDIR": str(tmp_path)}
+    out = run_python(
+        small_disk, "-m", "depthlab", *args, "report=false", timeout=600, env=env
     )
     assert out.returncode == 2, out.stderr
     line = one_error_line(out.stderr)
@@ -397,13 +324,8 @@ def test_full_disk_mid_sweep_then_resume(small_disk: Path, tmp_path: Path) -> No
     assert len(kept) == ("kept in" in line)
 
     subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
-    again = subprocess.run(
-        [sys.executable, "-m", "depthlab", *args, "report=false"],
-        cwd=small_disk,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
+    again = run_python(
+        small_disk, "-m", "depthlab", *args, "report=false", timeout=600, env=env
     )
     assert again.returncode == 0, again.stderr
     computed, recovered = computed_and_recovered(again.stdout)

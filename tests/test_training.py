@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_net
 
-from depthlab import Network, cost_gradients, init_network
+from depthlab import Network, cost_gradients
 from depthlab.datasets import Dataset, higham_example, teacher_student, two_spirals
 from depthlab.training import (
     HIGHAM_EXAMPLE,
@@ -37,14 +38,11 @@ def separable() -> Dataset:
 
 
 def _classifier(k: int | None, *, seed: int = 1, activation: str = "tanh") -> Network:
-    return init_network(
+    return make_net(
         [4, 8, 2],
+        seed,
         activation=activation,
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.1,
         output_activation="linear",
-        rng=np.random.default_rng(seed),
         num_networks=k,
     )
 
@@ -160,15 +158,8 @@ def test_first_adam_step_has_size_learning_rate(separable: Dataset) -> None:
 @pytest.mark.parametrize("sampling", ["uniform", "epoch"])
 def test_a_stack_trains_each_net_as_if_alone(optimizer: str, sampling: str) -> None:
     data = two_spirals(rng=np.random.default_rng(1), n_train=64, n_test=32)
-    stack = init_network(
-        [2, 8, 8, 2],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.5,
-        sigma_b=0.1,
-        output_activation="linear",
-        rng=np.random.default_rng(2),
-        num_networks=3,
+    stack = make_net(
+        [2, 8, 8, 2], 2, sigma_w=1.5, output_activation="linear", num_networks=3
     )
     seeds = [10, 11, 12]
     options = {
@@ -280,14 +271,14 @@ def test_a_huge_learning_rate_is_recorded_as_divergence(separable: Dataset) -> N
 def test_divergence_ends_only_that_net(separable: Dataset) -> None:
     # Net 1's weights scaled by 100 per layer (output x 1e6): it diverges within
     # a few steps (measured: step 4); nets 0 and 2 train exactly as alone.
-    base = init_network(
+    base = make_net(
         [4, 16, 16, 2],
+        1,
         activation="relu",
         init="he_normal",
         sigma_w=2**0.5,
         sigma_b=0.0,
         output_activation="linear",
-        rng=np.random.default_rng(1),
         num_networks=3,
     )
     weights = [w.copy() for w in base.weights]
@@ -333,15 +324,8 @@ def test_regression_has_no_accuracy_and_learns() -> None:
         teacher_width=8,
         task="regression",
     )
-    net = init_network(
-        [4, 16, 1],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.0,
-        output_activation="linear",
-        rng=np.random.default_rng(1),
-        num_networks=2,
+    net = make_net(
+        [4, 16, 1], 1, sigma_b=0.0, output_activation="linear", num_networks=2
     )
     result = train(
         net,
@@ -359,16 +343,7 @@ def test_regression_has_no_accuracy_and_learns() -> None:
 
 
 def test_float32_networks_train_in_float32(separable: Dataset) -> None:
-    net = init_network(
-        [4, 8, 2],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.1,
-        output_activation="linear",
-        dtype="float32",
-        rng=np.random.default_rng(1),
-    )
+    net = make_net([4, 8, 2], 1, output_activation="linear", dtype="float32")
     result = train(
         net,
         separable,
@@ -453,14 +428,7 @@ def test_bad_settings_are_rejected(
 
 
 def test_cross_entropy_needs_linear_outputs(separable: Dataset) -> None:
-    net = init_network(
-        [4, 3, 2],
-        activation="sigmoid",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.0,
-        rng=np.random.default_rng(0),
-    )
+    net = make_net([4, 3, 2], 0, activation="sigmoid", sigma_b=0.0)
     with pytest.raises(ValueError, match="output_activation 'linear'"):
         train(
             net,
