@@ -10,6 +10,8 @@ paper's example come from measurements over 128 seeds (see the test).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from conftest import make_net
@@ -19,6 +21,7 @@ from depthlab.datasets import Dataset, higham_example, teacher_student, two_spir
 from depthlab.training import (
     HIGHAM_EXAMPLE,
     Evaluation,
+    TrainingResult,
     _EpochSampler,
     train,
     train_higham_example,
@@ -47,6 +50,13 @@ def _classifier(k: int | None, *, seed: int = 1, activation: str = "tanh") -> Ne
     )
 
 
+def _fit(net: Network, data: Dataset, seed: int, **options: Any) -> TrainingResult:
+    """``train`` with cross-entropy and ``np.random.default_rng(seed)``."""
+    return train(
+        net, data, rng=np.random.default_rng(seed), cost="cross_entropy", **options
+    )
+
+
 def _parameters(net: Network) -> list[np.ndarray]:
     return [*net.weights, *net.biases]
 
@@ -60,16 +70,15 @@ def test_training_lowers_the_loss_on_a_separable_problem(
 ) -> None:
     # Measured: initial losses 0.56-0.89, after 300 steps 0.015-0.046 and train
     # accuracy >= 0.985 for all three optimizers; the bounds leave a factor 3.
-    result = train(
+    result = _fit(
         _classifier(4),
         separable,
+        2,
         num_steps=300,
         learning_rate=learning_rate,
         momentum=momentum,
         batch_size=16,
-        rng=np.random.default_rng(2),
         optimizer=optimizer,
-        cost="cross_entropy",
         eval_every=100,
     )
     assert not result.diverged.any()
@@ -82,15 +91,7 @@ def test_training_lowers_the_loss_on_a_separable_problem(
 
 def test_sgd_step_is_the_gradient_step(separable: Dataset) -> None:
     net = _classifier(None)
-    result = train(
-        net,
-        separable,
-        num_steps=1,
-        learning_rate=0.3,
-        batch_size=None,
-        rng=np.random.default_rng(0),
-        cost="cross_entropy",
-    )
+    result = _fit(net, separable, 0, num_steps=1, learning_rate=0.3, batch_size=None)
     _, dW, db = cost_gradients(
         net, separable.X_train, separable.Y_train, cost="cross_entropy"
     )
@@ -102,15 +103,8 @@ def test_sgd_step_is_the_gradient_step(separable: Dataset) -> None:
 def test_momentum_steps_follow_the_heavy_ball_formula(separable: Dataset) -> None:
     net = _classifier(None)
     lr, mu = 0.2, 0.9
-    result = train(
-        net,
-        separable,
-        num_steps=2,
-        learning_rate=lr,
-        momentum=mu,
-        batch_size=None,
-        rng=np.random.default_rng(0),
-        cost="cross_entropy",
+    result = _fit(
+        net, separable, 0, num_steps=2, learning_rate=lr, momentum=mu, batch_size=None
     )
 
     def grads(params: list[np.ndarray]) -> list[np.ndarray]:
@@ -134,16 +128,15 @@ def test_first_adam_step_has_size_learning_rate(separable: Dataset) -> None:
     # lr * g / (|g| + eps), a step of size lr (up to eps) against every gradient.
     net = _classifier(None)
     lr, eps = 0.01, 1e-8
-    result = train(
+    result = _fit(
         net,
         separable,
+        0,
         num_steps=1,
         learning_rate=lr,
         batch_size=None,
-        rng=np.random.default_rng(0),
         optimizer="adam",
         eps=eps,
-        cost="cross_entropy",
     )
     _, dW, db = cost_gradients(
         net, separable.X_train, separable.Y_train, cost="cross_entropy"
@@ -211,14 +204,13 @@ def test_a_single_generator_is_split_with_spawn(separable: Dataset) -> None:
 @pytest.mark.parametrize("sampling", ["uniform", "epoch"])
 def test_evaluation_does_not_change_the_run(separable: Dataset, sampling: str) -> None:
     runs = [
-        train(
+        _fit(
             _classifier(2),
             separable,
+            9,
             num_steps=1100,
             learning_rate=0.1,
             batch_size=3,
-            rng=np.random.default_rng(9),
-            cost="cross_entropy",
             sampling=sampling,
             eval_every=every,
         )
@@ -242,14 +234,13 @@ def test_a_huge_learning_rate_is_recorded_as_divergence(separable: Dataset) -> N
     # pytest turns any floating-point RuntimeWarning into an error, so this test
     # also checks that none escapes.
     before = np.geterr()
-    result = train(
+    result = _fit(
         _classifier(3, activation="relu"),
         separable,
+        3,
         num_steps=50,
         learning_rate=1e3,
         batch_size=8,
-        rng=np.random.default_rng(3),
-        cost="cross_entropy",
         eval_every=10,
     )
     assert np.geterr() == before
@@ -344,29 +335,20 @@ def test_regression_has_no_accuracy_and_learns() -> None:
 
 def test_float32_networks_train_in_float32(separable: Dataset) -> None:
     net = make_net([4, 8, 2], 1, output_activation="linear", dtype="float32")
-    result = train(
-        net,
-        separable,
-        num_steps=200,
-        learning_rate=0.5,
-        batch_size=16,
-        rng=np.random.default_rng(2),
-        cost="cross_entropy",
-    )
+    result = _fit(net, separable, 2, num_steps=200, learning_rate=0.5, batch_size=16)
     assert all(p.dtype == np.float32 for p in _parameters(result.network))
     assert result.final_train_loss[0] < 0.25 * result.train_loss[0, 0]
 
 
 def test_callback_sees_every_evaluation(separable: Dataset) -> None:
     seen: list[Evaluation] = []
-    result = train(
+    result = _fit(
         _classifier(2),
         separable,
+        0,
         num_steps=25,
         learning_rate=0.1,
         batch_size=4,
-        rng=np.random.default_rng(0),
-        cost="cross_entropy",
         eval_every=10,
         callback=seen.append,
     )
@@ -388,15 +370,7 @@ def test_callback_sees_every_evaluation(separable: Dataset) -> None:
 def test_the_input_network_is_not_modified(separable: Dataset) -> None:
     net = _classifier(2)
     before = [p.copy() for p in _parameters(net)]
-    train(
-        net,
-        separable,
-        num_steps=10,
-        learning_rate=0.1,
-        batch_size=4,
-        rng=np.random.default_rng(0),
-        cost="cross_entropy",
-    )
+    _fit(net, separable, 0, num_steps=10, learning_rate=0.1, batch_size=4)
     for p, q in zip(_parameters(net), before, strict=True):
         np.testing.assert_array_equal(p, q)
 
@@ -430,15 +404,7 @@ def test_bad_settings_are_rejected(
 def test_cross_entropy_needs_linear_outputs(separable: Dataset) -> None:
     net = make_net([4, 3, 2], 0, activation="sigmoid", sigma_b=0.0)
     with pytest.raises(ValueError, match="output_activation 'linear'"):
-        train(
-            net,
-            separable,
-            num_steps=1,
-            learning_rate=0.1,
-            batch_size=1,
-            rng=np.random.default_rng(0),
-            cost="cross_entropy",
-        )
+        _fit(net, separable, 0, num_steps=1, learning_rate=0.1, batch_size=1)
 
 
 def test_the_paper_example_settings() -> None:
