@@ -178,24 +178,20 @@ def moment(act: Activation, q: Array, kind: str) -> Array:
     return np.where(inf, lim, out)
 
 
-def _phi_sq(act: Activation) -> Callable[[Array, Array], Array]:
-    fn = act.fn
-
+def _square_of(g: Callable[[Array], Array]) -> Callable[[Array, Array], Array]:
     def f(u: Array, _: Array) -> Array:
-        v = fn(u)
+        v = g(u)
         return v * v
 
     return f
+
+
+def _phi_sq(act: Activation) -> Callable[[Array, Array], Array]:
+    return _square_of(act.fn)
 
 
 def _dphi_sq(act: Activation) -> Callable[[Array, Array], Array]:
-    dfn = act.derivative
-
-    def f(u: Array, _: Array) -> Array:
-        v = dfn(u)
-        return v * v
-
-    return f
+    return _square_of(act.derivative)
 
 
 def _u_phi_dphi(act: Activation) -> Callable[[Array, Array], Array]:

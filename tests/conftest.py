@@ -138,3 +138,13 @@ def make_net(
         rng=rng,
         **options,
     )
+
+
+def assert_unknown_name(lookup: Any, bad: Any, what: str, valid: Any) -> None:
+    """``lookup(bad)`` raises one line "unknown <what>" naming ``bad`` and every
+    name in ``valid``."""
+    with pytest.raises(ValueError, match=f"unknown {what}") as info:
+        lookup(bad)
+    message = str(info.value)
+    assert "\n" not in message and repr(bad) in message
+    assert all(name in message for name in valid)
