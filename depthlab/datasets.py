@@ -158,6 +158,24 @@ def higham_example() -> Dataset:
     )
 
 
+def _two_class_sets(
+    points: Callable[[int], tuple[Array, Array]],
+    n_train: int,
+    n_test: int,
+    *,
+    name: str,
+    description: str,
+) -> Dataset:
+    """A two-class dataset whose training set, then test set, is ``points(n)``."""
+    return Dataset(
+        *points(n_train),
+        *points(n_test),
+        name=name,
+        n_classes=2,
+        description=description,
+    )
+
+
 def _spiral_points(
     n: int, *, turns: float, noise: float, rng: np.random.Generator
 ) -> tuple[Array, Array]:
@@ -209,15 +227,11 @@ def two_spirals(
     """
     _check_positive(n_train=n_train, n_test=n_test, turns=turns)
     _check_nonnegative(noise=noise)
-    X_train, Y_train = _spiral_points(n_train, turns=turns, noise=noise, rng=rng)
-    X_test, Y_test = _spiral_points(n_test, turns=turns, noise=noise, rng=rng)
-    return Dataset(
-        X_train,
-        Y_train,
-        X_test,
-        Y_test,
+    return _two_class_sets(
+        lambda n: _spiral_points(n, turns=turns, noise=noise, rng=rng),
+        n_train,
+        n_test,
         name="two_spirals",
-        n_classes=2,
         description=(
             f"two spirals, {turns} turns, noise std {noise}, "
             f"{n_train} train / {n_test} test points"
@@ -278,17 +292,11 @@ def checkerboard(
     if int(n_cells) != n_cells or n_cells < 2:
         raise ValueError(f"n_cells must be an integer >= 2 (got {n_cells!r})")
     n_cells = int(n_cells)
-    X_train, Y_train = _checkerboard_points(
-        n_train, n_cells=n_cells, noise=noise, rng=rng
-    )
-    X_test, Y_test = _checkerboard_points(n_test, n_cells=n_cells, noise=noise, rng=rng)
-    return Dataset(
-        X_train,
-        Y_train,
-        X_test,
-        Y_test,
+    return _two_class_sets(
+        lambda n: _checkerboard_points(n, n_cells=n_cells, noise=noise, rng=rng),
+        n_train,
+        n_test,
         name="checkerboard",
-        n_classes=2,
         description=(
             f"checkerboard {n_cells}x{n_cells} on [-1,1]^2, noise std {noise}, "
             f"{n_train} train / {n_test} test points"

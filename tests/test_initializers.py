@@ -32,22 +32,38 @@ UNIFORM_HALF_WIDTH = {
     "uniform": lambda n_out, n_in, s: s * np.sqrt(3 / n_in),
     "xavier_uniform": lambda n_out, n_in, s: s * np.sqrt(6 / (n_in + n_out)),
 }
-SHAPES = [(30, 50), (50, 30), (40, 40)]  # (n_out, n_in): wide, tall, square
+SHAPES = {"wide": (30, 50), "tall": (50, 30), "square": (40, 40)}  # (n_out, n_in)
 K = 200  # layers per Monte Carlo sample: N = 200 * 1500 = 300,000 entries
+
+
+each_scheme_and_shape = pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        pytest.param(name, shape, id=f"{name}-{kind}")
+        for name in INITIALIZER_NAMES
+        for kind, shape in SHAPES.items()
+    ],
+)
+
+
+def _stack_of_layers(name, shape, sigma_w, rng):
+    """W of K layers of one scheme and shape (biases 0), shape (K, n_out, n_in)."""
+    n_out, n_in = shape
+    W, _ = sample_layer(
+        name, n_out, n_in, sigma_w=sigma_w, sigma_b=0.0, rng=rng, stack=(K,)
+    )
+    return W
 
 
 def test_names_are_the_issues_list():
     assert set(INITIALIZER_NAMES) == set(DOCUMENTED_VARIANCE)
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=["wide", "tall", "square"])
-@pytest.mark.parametrize("name", INITIALIZER_NAMES)
+@each_scheme_and_shape
 def test_empirical_variance_matches_documented(name, shape, rng):
     n_out, n_in = shape
     sigma_w = 1.7
-    W, _ = sample_layer(
-        name, n_out, n_in, sigma_w=sigma_w, sigma_b=0.0, rng=rng, stack=(K,)
-    )
+    W = _stack_of_layers(name, shape, sigma_w, rng)
     assert W.shape == (K, n_out, n_in)
     var = DOCUMENTED_VARIANCE[name](n_out, n_in, sigma_w)
     n = W.size
@@ -63,14 +79,11 @@ def test_empirical_variance_matches_documented(name, shape, rng):
         assert np.max(np.abs(W)) > 0.999 * a  # P(all of 300,000 below) ~ e^-300
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=["wide", "tall", "square"])
-@pytest.mark.parametrize("name", INITIALIZER_NAMES)
+@each_scheme_and_shape
 def test_effective_sigma_w_is_empirical_fan_in_std(name, shape, rng):
     n_out, n_in = shape
     sigma_w = 0.8
-    W, _ = sample_layer(
-        name, n_out, n_in, sigma_w=sigma_w, sigma_b=0.0, rng=rng, stack=(K,)
-    )
+    W = _stack_of_layers(name, shape, sigma_w, rng)
     empirical = np.sqrt(n_in * np.mean(W**2))
     # sqrt halves the relative error of the mean of squares (see above).
     expected = effective_sigma_w(name, n_out, n_in, sigma_w)
