@@ -56,6 +56,19 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
+def store_full(
+    out: subprocess.CompletedProcess, db: Path, jobs: int
+) -> tuple[str, int]:
+    """The one line of a sweep of ``jobs`` jobs stopped by a full store ``db``
+    (exit status 2), which names the jobs kept; the line and that number."""
+    assert out.returncode == 2, out.stderr
+    line = one_error_line(out.stderr)
+    assert f"tracking store {db} is full" in line
+    finished = finished_in(db)
+    assert f"{finished} of {jobs} jobs finished and are kept" in line
+    return line, finished
+
+
 def runs_of(uri: str, experiment: str = "depthlab"):
     import mlflow
 
@@ -159,12 +172,8 @@ def test_full_database_mid_sweep_then_resume(tmp_path: Path) -> None:
     args = ["depth=2..14", *TINY]
     limit = _pages(db) + 4 * per_job
     out = run_python(tmp_path, "-c", _FULL_DATABASE, str(limit), *args, timeout=240)
-    assert out.returncode == 2, out.stderr
-    line = one_error_line(out.stderr)
-    assert f"tracking store {db} is full" in line
-    finished = finished_in(db)
+    line, finished = store_full(out, db, 13)
     assert 3 <= finished < 13
-    assert f"{finished} of 13 jobs finished and are kept" in line
     assert line.endswith("free space and run the same command to resume")
     saved = len(pending_folders(tmp_path))
 
@@ -314,12 +323,8 @@ def test_full_disk_mid_sweep_then_resume(small_disk: Path, tmp_path: Path) -> No
     out = run_python(
         small_disk, "-m", "depthlab", *args, "report=false", timeout=600, env=env
     )
-    assert out.returncode == 2, out.stderr
-    line = one_error_line(out.stderr)
-    assert f"tracking store {db} is full" in line
-    finished = finished_in(db)
+    line, finished = store_full(out, db, 39)
     assert 1 <= finished < 39
-    assert f"{finished} of 39 jobs finished and are kept" in line
     kept = list(tmp_path.glob("depthlab-pending-*/pending/*"))
     assert len(kept) == ("kept in" in line)
 
