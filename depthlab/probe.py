@@ -36,8 +36,9 @@ measurements (float64). Logarithms are base 10.
     singular value of J^(l), NaN at l = 1).
 ``per_layer``
     one row per layer l = 1..L, the medians that go to MLflow as metrics:
-    ``layer``, ``backprop_log10_norm_median``, ``_q25``, ``_q75`` (over
-    networks and inputs), ``backprop_log10_mean_sq`` (log10 of the mean of
+    ``layer``, ``backprop_log10_norm_median``, ``backprop_log10_norm_q25``,
+    ``backprop_log10_norm_q75`` (over networks and inputs),
+    ``backprop_log10_mean_sq`` (log10 of the mean of
     ||d a^[L] / d a^[l]||^2); with spectra pairs, the medians over pairs
     ``sv_max_median``, ``sv_min_median``, ``sv_median_median``, ``cond_median``
     (sv_max / sv_min), ``jac_log10_sv_max_median``, ``jac_log10_sv_min_median``,

@@ -26,6 +26,19 @@ def _cfg(**probe: object) -> dict:
     return d
 
 
+def _spec(
+    *, sigma_w: float = 1.0, sigma_b: float = 0.0, activation: str = "tanh", **keys
+) -> ProbeSpec:
+    """The validated spec of the default config with these keys (probe's by their
+    short name, the others top-level)."""
+    probe = {k: keys.pop(k) for k in list(keys) if k in _cfg()["probe"]}
+    d = _cfg(**probe)
+    d.update(activation=activation, **keys)
+    d["init"].update(sigma_w=sigma_w, sigma_b=sigma_b)
+    validate(d)
+    return ProbeSpec.from_config(d)
+
+
 @pytest.mark.parametrize(
     ("probe", "expected"),
     [
@@ -76,20 +89,7 @@ def test_a_network_that_cannot_fit_is_refused() -> None:
 
 def test_the_estimate_bounds_a_measured_job() -> None:
     """The model's one-network part against the arrays of the job itself."""
-    spec = ProbeSpec(
-        depth=12,
-        width=300,
-        input_dim=300,
-        output_dim=1,
-        activation="tanh",
-        output_activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.0,
-        networks=2,
-        inputs=8,
-        spectra=0,
-    )
+    spec = _spec(networks=2, inputs=8, spectra=0, depth=12, width=300, input_dim=300)
     chunk = engine.make_chunk(spec, [0])
     weights = sum(
         w.nbytes + b.nbytes
@@ -149,11 +149,16 @@ MEASURED = {
 @pytest.fixture(scope="module")
 def job() -> tuple[ProbeSpec, ProbeResult]:
     """A small job: 3 tanh networks of depth 5, 4 inputs each, 5 spectra pairs."""
-    d = _cfg(networks=3, inputs=4, spectra=5)
-    d.update(depth=5, width=6, input_dim=4, activation="tanh")
-    d["init"].update(sigma_w=1.3, sigma_b=0.2)
-    validate(d)
-    spec = ProbeSpec.from_config(d)
+    spec = _spec(
+        networks=3,
+        inputs=4,
+        spectra=5,
+        depth=5,
+        width=6,
+        input_dim=4,
+        sigma_w=1.3,
+        sigma_b=0.2,
+    )
     return spec, run_probe(spec)
 
 
