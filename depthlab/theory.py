@@ -463,13 +463,20 @@ def _layer_scales(widths: Sequence[int], init: str, sigma_w: float) -> Array:
     )
 
 
-def _check_widths(widths: Sequence[int]) -> list[int]:
+def _checked_network(
+    q1: float | Array, widths: Sequence[int], init: str, sigma_w: float, sigma_b: float
+) -> tuple[list[int], Array, Array]:
+    """The widths as ints, q1 as an array and the layer scales s_l, all checked."""
+    _check_scales(sigma_w, sigma_b)
     widths = [int(n) for n in widths]
     if len(widths) < 2 or any(n <= 0 for n in widths):
         raise ValueError(
             f"widths must be [n_1, ..., n_L], L >= 2, all positive (got {widths})"
         )
-    return widths
+    q1 = np.asarray(q1, dtype=np.float64)
+    if np.any(~(q1 >= 0)):
+        raise ValueError(f"q1 must be >= 0 (got {q1})")
+    return widths, q1, _layer_scales(widths, init, float(sigma_w))
 
 
 def input_q1(x: Array) -> Array:
@@ -524,12 +531,7 @@ def length_map(
     [1.0, 0.5, 0.25]
     """
     act = get_activation(activation)
-    _check_scales(sigma_w, sigma_b)
-    widths = _check_widths(widths)
-    q1 = np.asarray(q1, dtype=np.float64)
-    if np.any(~(q1 >= 0)):
-        raise ValueError(f"q1 must be >= 0 (got {q1})")
-    scales = _layer_scales(widths, init, float(sigma_w))
+    widths, q1, scales = _checked_network(q1, widths, init, sigma_w, sigma_b)
     out = mlp_length_map(act, q1.reshape(-1), scales, float(sigma_b))
     return out.reshape(*q1.shape, -1)
 
@@ -637,13 +639,8 @@ def predict_from_q1(
     """
     act = get_activation(activation)
     out_act = act if output_activation is None else get_activation(output_activation)
-    _check_scales(sigma_w, sigma_b)
-    widths = _check_widths(widths)
-    q1 = np.asarray(q1, dtype=np.float64)
-    if np.any(~(q1 >= 0)):
-        raise ValueError(f"q1 must be >= 0 (got {q1})")
+    widths, q1, scales = _checked_network(q1, widths, init, sigma_w, sigma_b)
     alpha = check_architecture(architecture, norm, branch_scale, widths)
-    scales = _layer_scales(widths, init, float(sigma_w))
     if architecture == "resnet":
         q, chi, p = resnet_maps(
             act, out_act, q1.reshape(-1), scales, float(sigma_b), alpha, norm

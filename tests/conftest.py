@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -106,6 +107,23 @@ def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
                 stop_server(server)
                 pytest.fail(f"mlflow server on port {port} did not start")
             time.sleep(0.5)
+
+
+def finished_jobs(db: Path) -> int:
+    """How many job runs of the SQLite store ``db`` are FINISHED (0 while it
+    cannot be read: absent, locked, or being written)."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as con:
+            row = con.execute(
+                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
+                "where r.status = 'FINISHED' and t.key = 'depthlab.kind' "
+                "and t.value = 'job'"
+            ).fetchone()
+        return int(row[0])
+    except sqlite3.Error:
+        return 0
 
 
 def stop_server(server: subprocess.Popen) -> None:

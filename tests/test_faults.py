@@ -20,6 +20,7 @@ from conftest import (
     QUIET_ENV,
     TINY,
     TINY_JOB,
+    finished_jobs,
     free_port,
     run_cli,
     run_python,
@@ -64,7 +65,7 @@ def store_full(
     assert out.returncode == 2, out.stderr
     line = one_error_line(out.stderr)
     assert f"tracking store {db} is full" in line
-    finished = finished_in(db)
+    finished = finished_jobs(db)
     assert f"{finished} of {jobs} jobs finished and are kept" in line
     return line, finished
 
@@ -92,21 +93,6 @@ def computed_and_recovered(stdout: str) -> tuple[int, int]:
         bool(JOB_LINE.match(line)) and "recovered from" not in line for line in lines
     )
     return computed, recovered
-
-
-def finished_in(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as con:
-            row = con.execute(
-                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
-                "where r.status = 'FINISHED' and t.key = 'depthlab.kind' "
-                "and t.value = 'job'"
-            ).fetchone()
-        return int(row[0])
-    except sqlite3.Error:
-        return 0
 
 
 def wait_until(predicate, timeout: float, proc: subprocess.Popen) -> None:
@@ -195,7 +181,7 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
     try:
         sweep = popen(tmp_path, "-m", "depthlab", *args)
         try:
-            wait_until(lambda: finished_in(tmp_path / "server.db") >= 4, 180, sweep)
+            wait_until(lambda: finished_jobs(tmp_path / "server.db") >= 4, 180, sweep)
             stop_server(server)
             # Within a minute: MLflow's own retries would take minutes.
             _, err = sweep.communicate(timeout=60)
@@ -207,7 +193,7 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
         line = one_error_line(err)
         assert f"tracking store {uri} does not answer" in line
         assert line.endswith("start the server and run the same command to resume")
-        finished = finished_in(tmp_path / "server.db")
+        finished = finished_jobs(tmp_path / "server.db")
         assert 4 <= finished < 15
         kept = int(re.search(r"(\d+) of 15 jobs finished and are kept", line)[1])
         # The last write may reach the server while its answer is lost: then
@@ -236,7 +222,7 @@ def test_sigkill_leaves_no_run_running_after_resume(tmp_path: Path) -> None:
     args = ["depth=2..20", *SLOWER]
     sweep = popen(tmp_path, "-m", "depthlab", *args)
     try:
-        wait_until(lambda: finished_in(db) >= 3, 180, sweep)
+        wait_until(lambda: finished_jobs(db) >= 3, 180, sweep)
         sweep.kill()
         sweep.communicate(timeout=30)
     finally:
@@ -246,7 +232,7 @@ def test_sigkill_leaves_no_run_running_after_resume(tmp_path: Path) -> None:
     runs = runs_of(uri)
     running = set(runs[runs["status"] == "RUNNING"]["run_id"])
     assert 1 <= len(running) <= 2  # the sweep run, and the job in flight
-    finished = finished_in(db)
+    finished = finished_jobs(db)
 
     again = run_cli(tmp_path, *args)
     assert again.returncode == 0, again.stderr

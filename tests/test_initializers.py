@@ -5,6 +5,8 @@ code's ``fan_in_variance``. Monte Carlo tolerances are five standard errors of
 the estimate, so a correct sampler fails with probability below 1e-6 per check.
 """
 
+import functools
+
 import numpy as np
 import pytest
 from conftest import assert_unknown_name
@@ -235,26 +237,12 @@ def test_float32_is_drawn_in_float32_with_the_documented_variance(name, rng):
     # distribution: the documented variance, Monte Carlo tolerance as above.
     n_out, n_in, sigma_w, sigma_b = 40, 30, 1.3, 0.2
     seed = int(rng.integers(2**32))
-    W, b = sample_layer(
-        name,
-        n_out,
-        n_in,
-        sigma_w=sigma_w,
-        sigma_b=sigma_b,
-        rng=np.random.default_rng(seed),
-        stack=(K,),
-        dtype=np.float32,
+    draw = functools.partial(
+        sample_layer, name, n_out, n_in, sigma_w=sigma_w, sigma_b=sigma_b, stack=(K,)
     )
+    W, b = draw(rng=np.random.default_rng(seed), dtype=np.float32)
     assert W.dtype == b.dtype == np.float32
-    W64, _ = sample_layer(
-        name,
-        n_out,
-        n_in,
-        sigma_w=sigma_w,
-        sigma_b=sigma_b,
-        rng=np.random.default_rng(seed),
-        stack=(K,),
-    )
+    W64, _ = draw(rng=np.random.default_rng(seed))
     if name == "orthogonal":
         np.testing.assert_array_equal(W, W64.astype(np.float32))
     else:

@@ -149,16 +149,8 @@ MEASURED = {
 @pytest.fixture(scope="module")
 def job() -> tuple[ProbeSpec, ProbeResult]:
     """A small job: 3 tanh networks of depth 5, 4 inputs each, 5 spectra pairs."""
-    spec = _spec(
-        networks=3,
-        inputs=4,
-        spectra=5,
-        depth=5,
-        width=6,
-        input_dim=4,
-        sigma_w=1.3,
-        sigma_b=0.2,
-    )
+    sizes = {"depth": 5, "width": 6, "input_dim": 4}
+    spec = _spec(networks=3, inputs=4, spectra=5, sigma_w=1.3, sigma_b=0.2, **sizes)
     return spec, run_probe(spec)
 
 
