@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -191,14 +191,26 @@ def test_signal_while_creating_a_job_run_marks_it_failed(
     assert run.data.tags[tracking.ERROR_TAG] == "KeyboardInterrupt: signal SIGTERM"
 
 
+def _interrupted_job(
+    uri: str, parent: str, body: Callable[[str], object] | None = None
+) -> str:
+    """Job "L=2" of experiment "t", ``body(run_id)`` inside it; the signal of
+    :func:`_signal_inside` must interrupt it. Its run id."""
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.job_run(uri, "t", parent, "L=2", "h") as run_id:
+            if body is not None:
+                body(run_id)
+    return run_id
+
+
 def test_signal_while_logging_keeps_the_log_and_marks_the_run_failed(
     handlers: None, sweep: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri, parent = sweep
     _signal_inside(monkeypatch, "log_batch")
-    with pytest.raises(KeyboardInterrupt):
-        with tracking.job_run(uri, "t", parent, "L=2", "h") as run_id:
-            tracking.log_job(uri, run_id, _record())
+    run_id = _interrupted_job(
+        uri, parent, lambda run_id: tracking.log_job(uri, run_id, _record())
+    )
     run = tracking._client(uri).get_run(run_id)
     assert run.info.status == "FAILED"
     assert run.data.metrics == {"grad_log10_norm_median": -1.5}
@@ -214,9 +226,7 @@ def test_signal_while_finishing_keeps_the_run_finished(
 ) -> None:
     uri, parent = sweep
     _signal_inside(monkeypatch, "set_terminated")
-    with pytest.raises(KeyboardInterrupt):
-        with tracking.job_run(uri, "t", parent, "L=2", "h") as run_id:
-            pass
+    run_id = _interrupted_job(uri, parent)
     assert tracking._client(uri).get_run(run_id).info.status == "FINISHED"
     assert tracking.finished_runs(uri, "t") == {"h": run_id}
 

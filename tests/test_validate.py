@@ -66,6 +66,10 @@ PROBE_MEMORY = (
     "16 GiB; allowed: sizes that fit (lower depth, width, input_dim, "
     "probe.networks or probe.inputs)"
 )
+DEPTH_1 = (
+    "depth=1 is not allowed; depth must be an integer >= 2 (depth counts the "
+    "input layer)"
+)
 
 BAD_INPUTS = [
     # non-finite and overflowing numbers
@@ -83,16 +87,8 @@ BAD_INPUTS = [
         f"init.sigma_w=nan is not allowed; init.sigma_w {SCALE}",
     ),
     # ranges
-    (
-        ["depth=1"],
-        "depth=1 is not allowed; depth must be an integer >= 2 (depth counts the "
-        "input layer)",
-    ),
-    (
-        ["depth=1..3"],
-        "depth=1 is not allowed; depth must be an integer >= 2 (depth counts the "
-        "input layer)",
-    ),
+    (["depth=1"], DEPTH_1),
+    (["depth=1..3"], DEPTH_1),
     (["width=0"], "width=0 is not allowed; width must be an integer >= 1"),
     (["width=-4"], "width=-4 is not allowed; width must be an integer >= 1"),
     (

@@ -8,29 +8,44 @@ streamed in chunks by :mod:`depthlab.jobs.engine` (make a chunk, measure it, red
 this module holds the job (:func:`run_probe`, with the adaptive number of
 networks) and the tables built from the measurements (:func:`build_result`).
 
-Tables (column names are used unchanged by tracking and the report):
+Tables (column names are used unchanged by tracking and the report). Each
+table starts with the configuration columns
+(:data:`depthlab.jobs.schema.CONFIG_COLUMNS`, the same value on every row); then
+its identifying columns (int64), then its measurements (float64). Logarithms
+are base 10.
 
 ``samples``
     one row per (network, input): ``net``, ``input``, ``grad_log10_norm``
     (log10 || grad a^[L](x) ||), ``output`` (a^[L]_1), ``input_sq_norm``
     (||x||^2 / n_1).
 ``layers``
-    one row per (network, input, layer) for l = 1..L: ``backprop_log10_norm``
-    (log10 || d a^[L] / d a^[l] ||, l <= L-1); for spectra pairs also ``sv_max``,
-    ``sv_min``, ``sv_median`` of J^[l] = D^[l] W^[l] and ``jac_log10_sv_max``,
-    ``jac_log10_sv_min``, ``jac_log10_sv_std`` of J^(l) = d a^[l] / dx (at the
-    spectra layers, l >= 2; NaN at the others).
+    one row per (network, input, layer) for l = 1..L: ``net``, ``input``,
+    ``layer``, ``backprop_log10_norm`` (log10 || d a^[L] / d a^[l] ||, NaN at
+    l = L); then ``sv_max``, ``sv_min``, ``sv_median`` of J^[l] = D^[l] W^[l]
+    and ``jac_log10_sv_max``, ``jac_log10_sv_min``, ``jac_log10_sv_std`` of
+    J^(l) = d a^[l] / dx, set for the spectra pairs at the spectra layers
+    (l >= 2) and NaN elsewhere.
 ``spectrum``
-    every log10 singular value of J^(l) for the spectra pairs: ``net``,
-    ``input``, ``layer``, ``rank``, ``jac_log10_sv``.
+    every log10 singular value of J^(l), in decreasing order, for the spectra
+    pairs at the spectra layers: ``net``, ``input``, ``layer``, ``rank``
+    (1..min(n_l, n_1)), ``jac_log10_sv``.
 ``theory``
-    one row per layer l = 1..L: ``q`` (q^[l]), ``chi`` (chi^[l]),
-    ``predicted_log10_mean_sq_backprop`` (log10 E || d a^[L]/d a^[l] ||^2),
-    ``predicted_jac_log10_rms_sv`` (log10 of the root-mean-square singular value
-    of J^(l)).
-
-Every table also carries the configuration columns
-(:data:`depthlab.jobs.schema.CONFIG_COLUMNS`).
+    one row per layer l = 1..L: ``layer``, ``q`` (q^[l]; at l = 1 the mean of
+    ``input_sq_norm``), ``chi`` (chi^[l], NaN at l = 1),
+    ``predicted_log10_mean_sq_backprop`` (log10 E || d a^[L]/d a^[l] ||^2, NaN
+    at l = L), ``predicted_jac_log10_rms_sv`` (log10 of the root-mean-square
+    singular value of J^(l), NaN at l = 1).
+``per_layer``
+    one row per layer l = 1..L, the medians that go to MLflow as metrics:
+    ``layer``, ``backprop_log10_norm_median``, ``backprop_log10_norm_q25``,
+    ``backprop_log10_norm_q75`` (over networks and inputs),
+    ``backprop_log10_mean_sq`` (log10 of the mean of
+    ||d a^[L] / d a^[l]||^2); with spectra pairs, the medians over pairs
+    ``sv_max_median``, ``sv_min_median``, ``sv_median_median``, ``cond_median``
+    (sv_max / sv_min), ``jac_log10_sv_max_median``, ``jac_log10_sv_min_median``,
+    ``jac_log10_sv_std_median``; then the ``theory`` columns
+    ``predicted_log10_mean_sq_backprop``, ``chi``,
+    ``predicted_jac_log10_rms_sv``.
 """
 
 from __future__ import annotations

@@ -25,23 +25,6 @@ from depthlab.report.data import format_value
 from depthlab.report.stats import best_depths, depth_statistics
 from depthlab.tracking import Sweep
 
-CONFIG_KEYS = (
-    "width",
-    "activation",
-    "init",
-    "sigma_w",
-    "sigma_b",
-    "optimizer",
-    "learning_rate",
-    "momentum",
-    "batch_size",
-    "steps",
-    "cost",
-    "output_activation",
-    "dtype",
-)
-"""Keys that can tell configs apart, in the order they appear in labels."""
-
 _TABLE_KEYS = ("width", "activation", "init", "sigma_w", "sigma_b", "optimizer")
 _PARAM_KEYS = (
     "learning_rate",
@@ -54,6 +37,8 @@ _PARAM_KEYS = (
     "output_dim",
 )
 """Run params read into the config table (params are named by their column)."""
+CONFIG_KEYS = _TABLE_KEYS + tuple(k for k in _PARAM_KEYS if k != "output_dim")
+"""Keys that can tell configs apart, in the order they appear in labels."""
 NUMERIC_KEYS = {"width", "sigma_w", "sigma_b", "learning_rate", "momentum"}
 INTEGER_KEYS = {"batch_size", "steps", "output_dim"}
 SHORT_NAMES = {"learning_rate": "lr", "batch_size": "batch", "output_activation": "out"}

@@ -13,6 +13,7 @@ many jobs the resumed sweep computed against how many it had to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 CODE = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[2]).resolve()
@@ -141,12 +143,21 @@ def server_dies(tmp: Path) -> None:
         server.wait()
 
 
-def disk_full(tmp: Path) -> None:
-    disk = tmp / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=9m", "tmpfs", str(disk)],
-                   check=True)  # fmt: skip
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (mount's spelling: 9m, 200k) mounted on a new
+    ``folder`` while the block runs."""
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
+    subprocess.run(mount, check=True)
     try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def disk_full(tmp: Path) -> None:
+    with tmpfs(tmp / "disk", "9m") as disk:
         args = ["depth=2..40", *JOB]
         p = popen(disk, args)
         db = disk / "mlflow.db"
@@ -156,20 +167,12 @@ def disk_full(tmp: Path) -> None:
         row("disk full (9 MB tmpfs)", p, tic, f"{done} of 39 FINISHED")
         subprocess.run(["mount", "-o", "remount,size=400m", str(disk)], check=True)
         print(f"|   | | | | | {resume(disk, args, db, 39, done)}")
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def no_room_for_the_store(tmp: Path) -> None:
-    disk = tmp / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(disk)],
-                   check=True)  # fmt: skip
-    try:
+    with tmpfs(tmp / "disk", "200k") as disk:
         tic = time.time()
         row("no room to create the store (200 kB)", popen(disk, ["depth=2"]), tic, "")
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 if __name__ == "__main__":
