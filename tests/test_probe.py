@@ -251,3 +251,16 @@ def test_jacobian_spectra_are_log10_of_the_singular_values(job) -> None:
             checked += 1
     assert checked == len(engine.spectra_pairs(spec)[0]) * (spec.depth - 1)
     assert np.max(np.abs(result.spectrum["jac_log10_sv"])) > 0.1  # ln would differ
+
+
+def test_a_job_without_spectra_keeps_the_table_dtypes() -> None:
+    """``probe.spectra=0``: empty spectral tables with the same columns and dtypes."""
+    result = run_probe(
+        _spec(depth=4, width=5, input_dim=5, networks=2, inputs=2, spectra=0)
+    )
+    assert result.spectrum.empty
+    for column in ("net", "input", "layer", "rank"):
+        assert result.spectrum[column].dtype == np.int64, column
+    assert result.spectrum["jac_log10_sv"].dtype == np.float64
+    assert result.layers["sv_max"].isna().all()
+    assert result.layers["layer"].dtype == np.int64

@@ -407,15 +407,23 @@ _SPECTRAL_COLUMNS = (
 _SPECTRUM_COLUMNS = ("net", "input", "layer", "rank", "jac_log10_sv")
 
 
+_ID_COLUMNS = ("net", "input", "layer", "rank")
+
+
+def _dtype(column: str) -> type:
+    """int64 for the identifying columns, float64 for the measurements."""
+    return np.int64 if column in _ID_COLUMNS else np.float64
+
+
 def _spectra_tables(pairs: PairSpectra) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-layer rows and the full J^(l) spectra of the spectra pairs.
 
     Layers without full spectra have no rows (NaN in the ``layers`` table).
     """
     if len(pairs.net) == 0:
-        return (
-            pd.DataFrame({c: pd.Series(dtype=float) for c in _SPECTRAL_COLUMNS}),
-            pd.DataFrame({c: pd.Series(dtype=float) for c in _SPECTRUM_COLUMNS}),
+        return tuple(  # type: ignore[return-value]
+            pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
+            for columns in (_SPECTRAL_COLUMNS, _SPECTRUM_COLUMNS)
         )
     net_of, input_of = pairs.net, pairs.input
     count_pairs = len(net_of)
