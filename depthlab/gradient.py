@@ -15,6 +15,16 @@ Everything is batched over inputs (rows of ``X``) and over a stack of networks
 Residual networks and layer normalization (``Network.plain_mlp`` is False) take
 the same public functions through a second path, the per-layer products of
 :mod:`depthlab.blocks` (G <- G J^[l] with J^[l] never formed).
+
+Speed (issue 9, measured in experiments/benchmark): the kernel is bound by its
+matrix products (numpy's OpenBLAS: 80-100% of the time at n = 512). Three
+choices follow the measurements: the products write into two buffers that take
+turns (no allocation per layer); a single float64 network of width >= 256 with
+>= 64 inputs keeps its inputs as rows (``A @ W^T``, ``G @ W``: OpenBLAS's
+float64 kernels were 20% faster that way at B = 64); and when numpy's BLAS may
+use k > 1 threads, the inputs are split over k threads with BLAS at one thread
+each (the elementwise passes, one-threaded in numpy, then run in parallel too).
+Under a parallel probe, whose workers pin BLAS to one thread, nothing is split.
 """
 
 from __future__ import annotations
@@ -525,7 +535,7 @@ def _output_seed(fp: ForwardPass) -> Array:
 
 def _layers_input_gradient(net: Network, X: Array) -> Array:
     """:func:`input_gradient` of any architecture, by :func:`depthlab.blocks.vjp`."""
-    fp = net.forward(X)
+    fp = blocks.lean_forward(net, X)
     g = _output_seed(fp)
     for i in range(len(net.weights) - 1, -1, -1):
         g = blocks.vjp(net, fp, i, g)
@@ -535,7 +545,7 @@ def _layers_input_gradient(net: Network, X: Array) -> Array:
 def _layers_backprop(net: Network, X: Array, fp: ForwardPass | None = None) -> Array:
     """:func:`backprop_log10_norms` of any architecture (running log scale)."""
     if fp is None:
-        fp = net.forward(X)
+        fp = blocks.lean_forward(net, X)
     n_layers = len(net.weights)
     g = blocks.vjp(net, fp, n_layers - 1, _output_seed(fp))
     batch_shape = g.shape[:-2]
@@ -551,7 +561,7 @@ def _layers_backprop(net: Network, X: Array, fp: ForwardPass | None = None) -> A
 
 def _layers_backprop_and_outputs(net: Network, X: Array) -> Array:
     """:func:`_layers_backprop` with a^[L] appended as n_L more columns."""
-    fp = net.forward(X)
+    fp = blocks.lean_forward(net, X)
     norms = _layers_backprop(net, X, fp)
     return np.concatenate([norms, fp.output.astype(np.float64)], axis=-1)
 

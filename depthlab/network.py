@@ -401,6 +401,9 @@ class Network:
     def forward(self, X: Array) -> ForwardPass:
         """Forward pass (3.2) that stores every z^[l] and a^[l].
 
+        For a resnet or a network with layer normalization, also h^[l] (the
+        input of sigma) and LN's scales s^[l] (see :class:`ForwardPass`).
+
         Parameters
         ----------
         X : ndarray, shape (B, n_1), (n_1,) or, for a stack, (K, B, n_1)

@@ -521,14 +521,14 @@ def layer_singular_values(net: Network, X: Array) -> list[Array]:
     single = np.ndim(X) == 1
     if not net.plain_mlp:
         out = _layers_singular_values(net, X)
-        return [s[0] for s in out] if single else out
+        return [s[..., 0, :] for s in out] if single else out
     fp = net.forward(X)
     out = []
     with threadpool_limits(limits=1):
         for w, z, sigma in zip(net.weights, fp.preactivations, net.sigmas, strict=True):
             J = sigma.derivative(z)[..., :, None] * w[..., None, :, :]
             out.append(np.linalg.svd(J, compute_uv=False))
-    return [s[0] for s in out] if single else out
+    return [s[..., 0, :] for s in out] if single else out
 
 
 def jacobian_log_singular_values(
@@ -621,7 +621,7 @@ def _layers_singular_values(net: Network, X: Array) -> list[Array]:
     J^[l] is formed by :func:`depthlab.blocks.jacobian` (for a block,
     I + alpha W^[l] D^[l] (J_LN)), then one batched ``gesdd`` per layer.
     """
-    fp = net.forward(X)
+    fp = blocks.lean_forward(net, X)
     out = []
     with threadpool_limits(limits=1):
         for i in range(len(net.weights)):
@@ -640,8 +640,8 @@ def _layers_jacobian_log_singular_values(
     :func:`depthlab.blocks.jvp_rows` (V <- V J^[l]^T, J^[l] never formed), in
     float64.
     """
-    fp = net.forward(X)
-    batch_shape = fp.preactivations[0].shape[:-1]
+    fp = blocks.lean_forward(net, X)
+    batch_shape = fp.sigma_args[0].shape[:-1]
     n_in = net.widths[0]
     last = max(wanted)
     factors = ((lambda V, i=i: blocks.jvp_rows(net, fp, i, V)) for i in range(last - 1))
@@ -665,7 +665,7 @@ def _finish(
     ):
         if layer in wanted:
             log_sv = _pad(_log_singular_values(*state), min(n_l, widths[0]))
-            out[layer - 2] = log_sv[0] if single else log_sv
+            out[layer - 2] = log_sv[..., 0, :] if single else log_sv
     return out
 
 

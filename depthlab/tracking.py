@@ -30,7 +30,19 @@ from typing import Any
 import pandas as pd
 
 from depthlab import __version__
-from depthlab.interrupts import deferred, deferring
+from depthlab.store import (
+    END_REASON_TAG,
+    HEARTBEAT_S,
+    HEARTBEAT_TAG,
+    Owner,
+    StoreFault,
+    check_database_file,
+    faults,
+    store_lock,
+    this_process,
+    why_dead,
+)
+from depthlab.sweep.interrupts import deferred, deferring
 
 HASH_TAG = "depthlab.config_hash"
 VERSION_TAG = "depthlab.version"
@@ -59,8 +71,35 @@ PER_LAYER_METRICS = (
 """Per-layer columns logged as metrics with step = layer index."""
 
 
+HTTP_LIMITS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+"""MLflow's HTTP retry settings for a tracking server, unless already set: one
+retry after 1 s, 10 s per request, so that a dead server is reported within
+seconds instead of after MLflow's default of 7 retries with exponential backoff
+(minutes)."""
+
+
 class TrackingError(RuntimeError):
     """The tracking store cannot be used; the message is one line."""
+
+
+class JobTaken(Exception):
+    """A job that this process must not compute: it FINISHED, or another live
+    process has claimed it."""
+
+    def __init__(self, config_hash: str, run_id: str, *, finished: bool, owner: str):
+        super().__init__(
+            f"job {config_hash} "
+            + ("already FINISHED" if finished else f"claimed by {owner}")
+            + f" (run {run_id})"
+        )
+        self.config_hash = config_hash
+        self.run_id = run_id
+        self.finished = finished
+        self.owner = owner
 
 
 def default_uri(directory: str | os.PathLike[str] | None = None) -> str:
@@ -107,8 +146,7 @@ def check_store(uri: str, *, timeout: float = 3.0) -> None:
                 f"tracking server {uri} does not answer ({reason}); start it with "
                 f"`mlflow server` or set tracking.uri"
             ) from None
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        limit_http_retries()
     elif uri.startswith("sqlite:///"):
         directory = Path(uri.removeprefix("sqlite:///")).parent
         try:
@@ -119,18 +157,37 @@ def check_store(uri: str, *, timeout: float = 3.0) -> None:
             raise TrackingError(f"tracking store {uri}: {directory} is not writable")
 
 
+def limit_http_retries() -> None:
+    """Set :data:`HTTP_LIMITS` in the environment (inherited by workers)."""
+    for key, value in HTTP_LIMITS.items():
+        os.environ.setdefault(key, value)
+
+
 @cache
 def _client(uri: str) -> Any:
+    """The MlflowClient of a store, opened once per process.
+
+    The first call checks a SQLite file's header, then creates or migrates the
+    store under the store's file lock (:func:`depthlab.store.store_lock`): two
+    processes that open a new store at once otherwise both run MLflow's schema
+    migration and one dies in alembic.
+    """
     import logging
 
     # Alembic and MLflow log every migration at INFO when a store is created.
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.sqlalchemy_store"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    from mlflow.tracking import MlflowClient
+    if uri.startswith(("http://", "https://")):
+        limit_http_retries()
+    with store_lock(uri), faults(uri):
+        check_database_file(uri)
+        from mlflow.tracking import MlflowClient
 
-    if uri.startswith("sqlite:"):
-        _use_sqlite_wal()
-    return MlflowClient(tracking_uri=uri)
+        if uri.startswith("sqlite:"):
+            _use_sqlite_wal()
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # creates or migrates the store
+    return client
 
 
 @cache
@@ -159,31 +216,32 @@ def _use_sqlite_wal() -> None:
 
 def _experiment_id(uri: str, experiment: str) -> str:
     client = _client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is not None:
-        if exp.lifecycle_stage != "active":
-            raise TrackingError(
-                f"experiment {experiment!r} in {uri} is deleted; restore it or "
-                f"choose another tracking.experiment"
-            )
-        if exp.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
-            client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
-        return exp.experiment_id
-    artifact_location = None
-    if uri.startswith("sqlite:///"):
-        root = Path(uri.removeprefix("sqlite:///")).parent / "mlruns"
-        artifact_location = (root / experiment.replace("/", "_")).as_uri()
-    try:
-        return client.create_experiment(
-            experiment,
-            artifact_location=artifact_location,
-            tags=dict([EXPERIMENT_KIND]),
-        )
-    except Exception:  # another worker created it first
+    with store_lock(uri), faults(uri):
         exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            raise
-        return exp.experiment_id
+        if exp is not None:
+            if exp.lifecycle_stage != "active":
+                raise TrackingError(
+                    f"experiment {experiment!r} in {uri} is deleted; restore it or "
+                    f"choose another tracking.experiment"
+                )
+            if exp.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+                client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
+            return exp.experiment_id
+        artifact_location = None
+        if uri.startswith("sqlite:///"):
+            root = Path(uri.removeprefix("sqlite:///")).parent / "mlruns"
+            artifact_location = (root / experiment.replace("/", "_")).as_uri()
+        try:
+            return client.create_experiment(
+                experiment,
+                artifact_location=artifact_location,
+                tags=dict([EXPERIMENT_KIND]),
+            )
+        except Exception:  # a server's other client created it first
+            exp = client.get_experiment_by_name(experiment)
+            if exp is None:
+                raise
+            return exp.experiment_id
 
 
 @cache
@@ -208,6 +266,87 @@ def git_commit() -> str:
         return "unknown"
 
 
+def open_store(uri: str, experiment: str) -> int:
+    """Create (if needed) the store and the experiment, and end the runs of
+    processes that are gone.
+
+    Returns
+    -------
+    int
+        How many RUNNING runs were ended (see :func:`end_dead_runs`).
+
+    Raises
+    ------
+    StoreFault
+    """
+    exp_id = _experiment_id(uri, experiment)
+    return end_dead_runs(uri, exp_id)
+
+
+def end_dead_runs(uri: str, experiment_id: str) -> int:
+    """End, as KILLED, every RUNNING run of the experiment whose owner process
+    (tagged by :func:`depthlab.store.this_process`) is known to be gone: gone
+    from this host, or on another host silent past its heartbeat
+    (:func:`depthlab.store.why_dead`).
+
+    The reason goes into the ``depthlab.end_reason`` tag. Runs without owner
+    tags (made before depthlab tagged them, or by other code) are left alone.
+    """
+    client = _client(uri)
+    ended = 0
+    with store_lock(uri), faults(uri), deferred():
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string="attributes.status = 'RUNNING'",
+            max_results=5000,
+        )
+        for run in runs:
+            if _end_if_dead(client, run):
+                ended += 1
+    return ended
+
+
+def _end_if_dead(client: Any, run: Any) -> bool:
+    reason = why_dead(run.data.tags, time.time())
+    if reason is None:
+        return False
+    client.set_tag(
+        run.info.run_id, END_REASON_TAG, f"ended by {this_process()}: {reason}"
+    )
+    client.set_terminated(run.info.run_id, status="KILLED")
+    return True
+
+
+@contextlib.contextmanager
+def heartbeat(uri: str, run_id: str) -> Iterator[None]:
+    """Renew a run's ``depthlab.heartbeat`` tag every ``HEARTBEAT_S`` from a
+    thread while the block runs (tracking servers only: on a SQLite store the
+    owner's pid is looked up instead, and the extra writes would contend)."""
+    if store_lock_is_file(uri):
+        yield
+        return
+    import threading
+
+    client = _client(uri)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):
+                client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+
+    thread = threading.Thread(target=beat, name="depthlab-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def _owner_tags() -> dict[str, str]:
+    return this_process().tags()
+
+
 def start_sweep(
     uri: str, experiment: str, *, run_name: str, params: Mapping[str, Any]
 ) -> str:
@@ -223,7 +362,7 @@ def start_sweep(
     client = _client(uri)
     run_id: str | None = None
     try:
-        with deferred():
+        with deferred(), faults(uri):
             exp_id = _experiment_id(uri, experiment)
             run = client.create_run(
                 exp_id,
@@ -232,6 +371,7 @@ def start_sweep(
                     KIND_TAG: "sweep",
                     VERSION_TAG: __version__,
                     COMMIT_TAG: git_commit(),
+                    **_owner_tags(),
                 },
             )
             run_id = run.info.run_id
@@ -256,41 +396,81 @@ def end_sweep(
 
     client = _client(uri)
     now = int(time.time() * 1000)
-    if metrics:
-        client.log_batch(
-            run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()]
-        )
-    client.set_terminated(run_id, status=status)
+    with faults(uri):
+        if metrics:
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            )
+        client.set_terminated(run_id, status=status)
+
+
+def end_run_quietly(uri: str, run_id: str, status: str, reason: str) -> bool:
+    """Try once to end a run after a fault; False if the store still fails
+    (then the next depthlab process on the store ends it)."""
+    client = _client(uri)
+    try:
+        with deferred():
+            client.set_tag(run_id, END_REASON_TAG, reason[:4000])
+            client.set_terminated(run_id, status=status)
+    except Exception:
+        return False
+    return True
 
 
 def finished_runs(uri: str, experiment: str) -> dict[str, str]:
     """Config hash -> run id of every FINISHED job run in an experiment."""
     client = _client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return {}
-    runs: dict[str, str] = {}
-    token = None
-    while True:
-        page = client.search_runs(
+    with faults(uri):
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return {}
+        runs: dict[str, str] = {}
+        token = None
+        while True:
+            page = client.search_runs(
+                [exp.experiment_id],
+                filter_string=(
+                    f"attributes.status = 'FINISHED' and tags.{KIND_TAG} = 'job'"
+                ),
+                max_results=5000,
+                page_token=token,
+            )
+            for run in page:
+                value = run.data.tags.get(HASH_TAG)
+                if value:
+                    runs.setdefault(value, run.info.run_id)
+            token = page.token
+            if not token:
+                return runs
+
+
+def sweep_folders(uri: str, experiment: str) -> list[Path]:
+    """The folders (``sweep_dir`` param) of the experiment's sweeps, newest first."""
+    client = _client(uri)
+    with faults(uri):
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        runs = client.search_runs(
             [exp.experiment_id],
-            filter_string=f"attributes.status = 'FINISHED' and tags.{KIND_TAG} = 'job'",
-            max_results=5000,
-            page_token=token,
+            filter_string=f"tags.{KIND_TAG} = 'sweep'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1000,
         )
-        for run in page:
-            value = run.data.tags.get(HASH_TAG)
-            if value:
-                runs.setdefault(value, run.info.run_id)
-        token = page.token
-        if not token:
-            return runs
+    folders: list[Path] = []
+    for run in runs:
+        folder = run.data.params.get("sweep_dir")
+        if folder and Path(folder) not in folders:
+            folders.append(Path(folder))
+    return folders
 
 
 @deferring
 def record_reused_runs(uri: str, parent_run_id: str, run_ids: Sequence[str]) -> None:
     """Remember, in the parent run, the FINISHED runs a resumed sweep reuses."""
-    _client(uri).log_text(parent_run_id, "\n".join(run_ids), REUSED_FILE)
+    with faults(uri):
+        _client(uri).log_text(parent_run_id, "\n".join(run_ids), REUSED_FILE)
 
 
 def _param(value: Any) -> str:
@@ -321,6 +501,120 @@ class JobRecord:
     """(key, value, step) triples, e.g. learning curves."""
 
 
+@dataclass(frozen=True)
+class JobState:
+    """Where a job stands in the store, by its config hash."""
+
+    state: str
+    """``finished``, ``claimed`` (RUNNING in a live process) or ``free``."""
+    run_id: str = ""
+    owner: str = ""
+
+
+def job_state(
+    uri: str, experiment_id: str, config_hash: str, *, force: bool = False
+) -> JobState:
+    """The state of a job; RUNNING runs of dead processes on this host are
+    ended on the way (KILLED). With ``force``, FINISHED runs do not count."""
+    client = _client(uri)
+    with faults(uri), deferred():
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{HASH_TAG}` = '{config_hash}'",
+            max_results=1000,
+        )
+    return _state_of(client, uri, runs, force=force)
+
+
+def _state_of(client: Any, uri: str, runs: Sequence[Any], *, force: bool) -> JobState:
+    claimed: list[Any] = []
+    for run in runs:
+        if run.data.tags.get(KIND_TAG) != "job":
+            continue
+        if run.info.status == "FINISHED" and not force:
+            return JobState("finished", run.info.run_id)
+        if run.info.status == "RUNNING":
+            with faults(uri), deferred():
+                if _end_if_dead(client, run):
+                    continue
+            claimed.append(run)
+    if claimed:
+        first = min(claimed, key=lambda r: (r.info.start_time, r.info.run_id))
+        owner = Owner.from_tags(first.data.tags)
+        return JobState("claimed", first.info.run_id, str(owner or "another process"))
+    return JobState("free")
+
+
+def claim_job(
+    uri: str,
+    experiment: str,
+    parent_run_id: str | None,
+    run_name: str,
+    config_hash: str,
+    *,
+    force: bool = False,
+) -> str:
+    """Create a job's RUNNING child run unless the job is FINISHED or claimed.
+
+    On a SQLite store the check and the creation happen under the store's file
+    lock, so that of two processes that claim the same config hash exactly one
+    gets it. A tracking server has no such lock: the run is created first and
+    checked after; of several RUNNING runs with one hash the one that started
+    first (then the smallest run id) keeps the claim and the others end KILLED
+    at once, before anything is computed.
+
+    Returns
+    -------
+    str
+        The new run's id.
+
+    Raises
+    ------
+    JobTaken
+        The job FINISHED already, or a live process is computing it.
+    StoreFault
+    """
+    client = _client(uri)
+    exp_id = _job_experiment_id(uri, experiment)
+    tags = {
+        HASH_TAG: config_hash,
+        VERSION_TAG: __version__,
+        COMMIT_TAG: git_commit(),
+        KIND_TAG: "job",
+        **_owner_tags(),
+    }
+    if parent_run_id:
+        tags[PARENT_TAG] = parent_run_id
+
+    def taken(state: JobState) -> JobTaken:
+        return JobTaken(
+            config_hash,
+            state.run_id,
+            finished=state.state == "finished",
+            owner=state.owner,
+        )
+
+    with store_lock(uri), deferred():
+        state = job_state(uri, exp_id, config_hash, force=force)
+        if state.state != "free":
+            raise taken(state)
+        with faults(uri):
+            run_id = client.create_run(exp_id, run_name=run_name, tags=tags)
+            run_id = run_id.info.run_id
+        if store_lock_is_file(uri):
+            return run_id
+        state = job_state(uri, exp_id, config_hash, force=force)
+        if state.state == "claimed" and state.run_id == run_id:
+            return run_id
+        end_run_quietly(uri, run_id, "KILLED", f"lost the claim to run {state.run_id}")
+        raise taken(state)
+
+
+def store_lock_is_file(uri: str) -> bool:
+    """True where :func:`depthlab.store.store_lock` is a file lock (SQLite)."""
+    return uri.startswith("sqlite:///")
+
+
 @contextlib.contextmanager
 def job_run(
     uri: str,
@@ -328,44 +622,64 @@ def job_run(
     parent_run_id: str | None,
     run_name: str,
     config_hash: str,
+    *,
+    force: bool = False,
 ) -> Iterator[str]:
-    """A child run that ends FINISHED, or FAILED with the error if the body raises.
+    """A claimed child run (:func:`claim_job`) that ends FINISHED, or FAILED
+    with the error if the body raises.
 
     Yields
     ------
     str
         The run id.
+
+    Raises
+    ------
+    JobTaken
+        Before the body runs, if the job is not this process's to compute.
     """
     client = _client(uri)
-    tags = {
-        HASH_TAG: config_hash,
-        VERSION_TAG: __version__,
-        COMMIT_TAG: git_commit(),
-        KIND_TAG: "job",
-    }
-    if parent_run_id:
-        tags[PARENT_TAG] = parent_run_id
     run_id: str | None = None
     try:
+        # A signal held back inside the claim is raised at the end of this
+        # block, once run_id is known, so that the new run is marked too.
         with deferred():
-            exp_id = _job_experiment_id(uri, experiment)
-            run_id = client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
-        yield run_id
-    except BaseException as err:
+            run_id = claim_job(
+                uri, experiment, parent_run_id, run_name, config_hash, force=force
+            )
+    except KeyboardInterrupt as err:
         if run_id is not None:
-            message = f"{type(err).__name__}: {err}"[:4000]
-            with deferred():
-                with contextlib.suppress(Exception):
-                    client.set_tag(run_id, ERROR_TAG, message)
+            with deferred(), contextlib.suppress(Exception):
+                client.set_tag(run_id, ERROR_TAG, f"KeyboardInterrupt: {err}")
                 client.set_terminated(run_id, status="FAILED")
         raise
-    with deferred():
+    try:
+        with heartbeat(uri, run_id):
+            yield run_id
+    except StoreFault as fault:
+        # The store failed under the job: one try to mark it; if that fails
+        # too, the next depthlab process on the store ends it.
+        end_run_quietly(uri, run_id, "FAILED", f"StoreFault: {fault}")
+        raise
+    except BaseException as err:
+        message = f"{type(err).__name__}: {err}"[:4000]
+        with deferred(), faults(uri):
+            with contextlib.suppress(Exception):
+                client.set_tag(run_id, ERROR_TAG, message)
+            client.set_terminated(run_id, status="FAILED")
+        raise
+    with deferred(), faults(uri):
         client.set_terminated(run_id, status="FINISHED")
 
 
 @deferring
 def log_job(uri: str, run_id: str, record: JobRecord) -> None:
     """Write a job's params, metrics and tables into its run."""
+    with faults(uri):
+        _log_job(uri, run_id, record)
+
+
+def _log_job(uri: str, run_id: str, record: JobRecord) -> None:
     from mlflow.entities import Metric, Param
 
     client = _client(uri)
@@ -410,8 +724,9 @@ def log_job(uri: str, run_id: str, record: JobRecord) -> None:
 def log_files(uri: str, run_id: str, paths: Sequence[Path], artifact_path: str) -> None:
     """Attach files (e.g. the report) to a run."""
     client = _client(uri)
-    for path in paths:
-        client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+    with faults(uri):
+        for path in paths:
+            client.log_artifact(run_id, str(path), artifact_path=artifact_path)
 
 
 @dataclass

@@ -16,7 +16,7 @@ Definitions used here and in every result table:
 - **Accuracy** (classification only, NaN for regression) is the fraction of
   samples whose argmax of a^[L](x) is the argmax of the one-hot target.
 - A stack member is a **net**, indexed 0..K-1 (the ``net`` column of every
-  table, as in the sampling tables of :mod:`depthlab.probe`).
+  table, as in the sampling tables of :mod:`depthlab.jobs.probe`).
 - A net **diverges** at step s when the mini-batch loss of step s is not finite,
   when update s would make a parameter non-finite or larger in magnitude than
   ``max_abs_param``, or when the train or test loss evaluated after step s is

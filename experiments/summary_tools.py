@@ -190,7 +190,7 @@ def within_network_factors(
     layers: pd.DataFrame, run_id: str, depth: int, picks: np.ndarray
 ) -> dict[str, float]:
     """Mean-square and typical factors of the deepest network, from the
-    backprop norms at layers 1 and L-1 (as depthlab.probe computes them), and
+    backprop norms at layers 1 and L-1 (as depthlab.jobs.probe computes them), and
     their bootstrap replicates over networks (``picks``)."""
     rows = layers[(layers["run_id"] == run_id) & layers["layer"].isin([1, depth - 1])]
     wide = rows.pivot_table(

@@ -1,7 +1,39 @@
-"""Shared fixtures: a seeded generator, so that every test is reproducible."""
+"""Shared fixtures and helpers: a seeded generator; the CLI run as a user runs it.
+
+Test modules import the helpers directly (``from conftest import run_cli``):
+pytest puts this folder on ``sys.path`` (tests/ is not a package).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+
+from depthlab.network import Network, init_network
+
+TINY_JOB = [
+    "width=8",
+    "input_dim=4",
+    "probe.networks=2",
+    "probe.inputs=3",
+    "probe.spectra=1",
+]
+"""Overrides that make a probe job take milliseconds."""
+TINY = [*TINY_JOB, "report=false"]
+"""The same, without the report at the end of the sweep."""
+QUIET_ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+"""The environment of a subprocess: this one, less Python's warnings."""
 
 
 @pytest.fixture
@@ -9,3 +41,128 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     """A generator seeded from the test's name: reproducible and per-test."""
     seed = sum(ord(c) * (i + 1) for i, c in enumerate(request.node.nodeid))
     return np.random.default_rng(seed)
+
+
+def run_python(
+    cwd: Path, *argv: str, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python ARGV`` in ``cwd`` (output captured, text), as a user runs it."""
+    return subprocess.run(
+        [sys.executable, *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=QUIET_ENV if env is None else env,
+    )
+
+
+def run_cli(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``python -m depthlab ARGS`` in ``cwd``."""
+    return run_python(cwd, "-m", "depthlab", *args, timeout=timeout)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mlflow_server(folder: Path, port: int) -> subprocess.Popen:
+    """A real ``mlflow server`` on ``port``, its store and artifacts in ``folder``,
+    returned once it answers /health (a test failure if it does not in 90 s).
+
+    It runs in a session of its own: :func:`stop_server` kills its workers too.
+    """
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+        ],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return server
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                stop_server(server)
+                pytest.fail(f"mlflow server on port {port} did not start")
+            time.sleep(0.5)
+
+
+def finished_jobs(db: Path) -> int:
+    """How many job runs of the SQLite store ``db`` are FINISHED (0 while it
+    cannot be read: absent, locked, or being written)."""
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as con:
+            row = con.execute(
+                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
+                "where r.status = 'FINISHED' and t.key = 'depthlab.kind' "
+                "and t.value = 'job'"
+            ).fetchone()
+        return int(row[0])
+    except sqlite3.Error:
+        return 0
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """Kill a server of :func:`start_mlflow_server` and its workers; wait for it."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=30)
+
+
+def make_net(
+    widths: list[int],
+    rng: np.random.Generator | int,
+    *,
+    activation: str = "tanh",
+    init: str = "gaussian",
+    sigma_w: float = 1.0,
+    sigma_b: float = 0.1,
+    **options: Any,
+) -> Network:
+    """:func:`depthlab.init_network` with a test network's defaults; ``rng`` may be
+    a seed (then ``np.random.default_rng(rng)``). ``options``: its other keywords."""
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    return init_network(
+        widths,
+        activation=activation,
+        init=init,
+        sigma_w=sigma_w,
+        sigma_b=sigma_b,
+        rng=rng,
+        **options,
+    )
+
+
+def assert_unknown_name(lookup: Any, bad: Any, what: str, valid: Any) -> None:
+    """``lookup(bad)`` raises one line "unknown <what>" naming ``bad`` and every
+    name in ``valid``."""
+    with pytest.raises(ValueError, match=f"unknown {what}") as info:
+        lookup(bad)
+    message = str(info.value)
+    assert "\n" not in message and repr(bad) in message
+    assert all(name in message for name in valid)

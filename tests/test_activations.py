@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import assert_unknown_name
 
 from depthlab.activations import (
     ACTIVATION_NAMES,
@@ -232,11 +233,7 @@ def test_values_at_kinks():
 
 @pytest.mark.parametrize("bad", ["Relu", "softmax", "", None, 3])
 def test_unknown_activation_names_the_value_and_the_valid_ones(bad):
-    with pytest.raises(ValueError, match="unknown activation") as info:
-        get_activation(bad)
-    message = str(info.value)
-    assert "\n" not in message and repr(bad) in message
-    assert all(name in message for name in ACTIVATION_NAMES)
+    assert_unknown_name(get_activation, bad, "activation", ACTIVATION_NAMES)
 
 
 @pytest.mark.parametrize("name", ACTIVATION_NAMES)

@@ -546,3 +546,17 @@ def test_float32_agrees_with_float64(arch, norm, rng):
         jacobian_log_singular_values(net, X)[-1],
         atol=1e-3,
     )
+
+
+@pytest.mark.parametrize(("arch", "norm"), ARCHS[1:])
+def test_one_input_to_a_stack_gives_one_row_per_network(arch, norm, rng):
+    nets = _net(arch, norm, "tanh", rng, k=3)
+    x = rng.standard_normal(4)
+    batch = x[None, :]
+    for fn in (layer_singular_values, jacobian_log_singular_values):
+        for one, many in zip(fn(nets, x), fn(nets, batch), strict=True):
+            assert one.shape == (3, many.shape[-1])
+            np.testing.assert_array_equal(one, many[:, 0])
+    np.testing.assert_array_equal(
+        input_gradient(nets, x), input_gradient(nets, batch)[:, 0]
+    )

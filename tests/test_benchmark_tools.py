@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
+
+from conftest import TINY, run_python
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "experiments" / "benchmark"
 
@@ -23,26 +22,8 @@ def _module(name: str) -> ModuleType:
 
 def test_timed_sweep_attributes_time_to_every_part(tmp_path: Path) -> None:
     out = tmp_path / "timings.json"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARK / "timed_sweep.py"),
-            str(out),
-            "depth=2..4",
-            "width=8",
-            "input_dim=4",
-            "probe.networks=2",
-            "probe.inputs=3",
-            "probe.spectra=1",
-            "report=false",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    script = str(BENCHMARK / "timed_sweep.py")
+    done = run_python(tmp_path, script, str(out), "depth=2..4", *TINY, timeout=300)
     assert done.returncode == 0, done.stderr
     timings = json.loads(out.read_text())
     spent, calls = timings["spent"], timings["calls"]

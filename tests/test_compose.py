@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from depthlab.app import CONFIG_PATH, job_dict, register_configs
-from depthlab.compose import compose_job_configs
+from depthlab.sweep.app import CONFIG_PATH, job_dict, register_configs
+from depthlab.sweep.compose import compose_job_configs
 
 
 @pytest.fixture(scope="module")

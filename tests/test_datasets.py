@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import make_net
 
-from depthlab import init_network
 from depthlab.datasets import (
     DATASET_NAMES,
     Dataset,
@@ -122,14 +122,8 @@ def test_teacher_labels_are_the_argmax_of_the_documented_teacher() -> None:
     )
     # The documented order of draws: the teacher first, then the inputs.
     rng = np.random.default_rng(4)
-    teacher = init_network(
-        [5, 7, 7, 3],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.5,
-        sigma_b=0.0,
-        output_activation="linear",
-        rng=rng,
+    teacher = make_net(
+        [5, 7, 7, 3], rng, sigma_w=1.5, sigma_b=0.0, output_activation="linear"
     )
     X = rng.standard_normal((50, 5))
     np.testing.assert_array_equal(data.X_train, X[:30])

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from depthlab import engine, memory, spectra
+from depthlab import spectra
 from depthlab.gradient import backprop_log10_norms
-from depthlab.probe import ProbeSpec, run_probe
+from depthlab.jobs import engine, memory
+from depthlab.jobs.probe import ProbeSpec, run_probe
 
 SPEC = ProbeSpec(
     depth=6,
@@ -55,8 +56,16 @@ def test_chunk_size_gives_bitwise_equal_results(size: int) -> None:
 
 def test_threads_give_bitwise_equal_results() -> None:
     one = run_probe(dataclasses.replace(SPEC, threads=1))
-    two = run_probe(dataclasses.replace(SPEC, threads=2, memory_gb=1e-4))
-    _assert_same(one, two)
+    two_spec = dataclasses.replace(SPEC, threads=2, memory_gb=1.0)
+    assert memory.plan_chunks(engine.job_shape(two_spec), 7, 2, 1.0) == (4, 2)
+    _assert_same(one, run_probe(two_spec))
+
+
+def test_float32_chunks_are_bitwise_equal() -> None:
+    spec = dataclasses.replace(SPEC, dtype="float32")
+    result = run_probe(spec)
+    assert result.layers.sv_max.dtype == np.float32
+    _assert_same(_chunked(spec, 1), result)
 
 
 def test_chunks_match_the_whole_stack_computed_at_once() -> None:
@@ -185,7 +194,7 @@ def test_reduce_needs_all_chunks_in_order() -> None:
 _PEAK = textwrap.dedent(
     """
     import resource, sys
-    from depthlab.probe import ProbeSpec, run_probe
+    from depthlab.jobs.probe import ProbeSpec, run_probe
     spec = ProbeSpec(depth=20, width=256, input_dim=256, output_dim=1,
                      activation="tanh", output_activation="tanh", init="gaussian",
                      sigma_w=1.0, sigma_b=0.0, networks=int(sys.argv[1]),

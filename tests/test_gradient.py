@@ -603,6 +603,6 @@ def test_inputs_split_over_threads_equal_one_thread(monkeypatch, rng) -> None:
         np.testing.assert_allclose(got, grad, rtol=tol, atol=tol * np.abs(grad).max())
         np.testing.assert_allclose(got_logs, logs, rtol=0, atol=tol)
         np.testing.assert_allclose(got_out, out, rtol=tol, atol=tol)
-    # 70 inputs in 3 parts (23, 23, 24 < 32 = 2 * 16: at most 70 // 16 = 4 parts
-    # allowed, 3 threads) for each of the 2 calls of every case.
+    # 70 inputs in min(3 threads, 70 // 16) = 3 parts of 23, 23 and 24, for
+    # each of the 2 calls of every case.
     assert sizes == [23, 23, 24] * 2 * len(cases)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from depthlab import interrupts, tracking
+from depthlab import tracking
+from depthlab.sweep import interrupts
 
 
 @pytest.fixture
@@ -190,14 +191,26 @@ def test_signal_while_creating_a_job_run_marks_it_failed(
     assert run.data.tags[tracking.ERROR_TAG] == "KeyboardInterrupt: signal SIGTERM"
 
 
+def _interrupted_job(
+    uri: str, parent: str, body: Callable[[str], object] | None = None
+) -> str:
+    """Job "L=2" of experiment "t", ``body(run_id)`` inside it; the signal of
+    :func:`_signal_inside` must interrupt it. Its run id."""
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.job_run(uri, "t", parent, "L=2", "h") as run_id:
+            if body is not None:
+                body(run_id)
+    return run_id
+
+
 def test_signal_while_logging_keeps_the_log_and_marks_the_run_failed(
     handlers: None, sweep: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri, parent = sweep
     _signal_inside(monkeypatch, "log_batch")
-    with pytest.raises(KeyboardInterrupt):
-        with tracking.job_run(uri, "t", parent, "L=2", "h") as run_id:
-            tracking.log_job(uri, run_id, _record())
+    run_id = _interrupted_job(
+        uri, parent, lambda run_id: tracking.log_job(uri, run_id, _record())
+    )
     run = tracking._client(uri).get_run(run_id)
     assert run.info.status == "FAILED"
     assert run.data.metrics == {"grad_log10_norm_median": -1.5}
@@ -213,9 +226,7 @@ def test_signal_while_finishing_keeps_the_run_finished(
 ) -> None:
     uri, parent = sweep
     _signal_inside(monkeypatch, "set_terminated")
-    with pytest.raises(KeyboardInterrupt):
-        with tracking.job_run(uri, "t", parent, "L=2", "h") as run_id:
-            pass
+    run_id = _interrupted_job(uri, parent)
     assert tracking._client(uri).get_run(run_id).info.status == "FINISHED"
     assert tracking.finished_runs(uri, "t") == {"h": run_id}
 
@@ -228,3 +239,106 @@ def test_signal_while_starting_a_sweep_marks_it_killed(
     with pytest.raises(KeyboardInterrupt):
         tracking.start_sweep(uri, "t", run_name="sweep", params={"jobs": 3})
     assert _statuses(uri) == {"sweep": "KILLED"}
+
+
+# --- a sweep on worker processes (depthlab.sweep.workers) stopped from outside ---
+
+
+def _finished(db: Path) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            (n,) = conn.execute(
+                "SELECT COUNT(*) FROM runs r JOIN tags t ON r.run_uuid = t.run_uuid "
+                "WHERE r.status = 'FINISHED' AND t.key = 'depthlab.kind' "
+                "AND t.value = 'job'"
+            ).fetchone()
+        return int(n)
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("signum", "to_group"),
+    [
+        (signal.SIGTERM, False),  # a scheduler cancels the sweep's process
+        pytest.param(signal.SIGINT, True, marks=pytest.mark.slow),  # Ctrl-C
+    ],
+)
+def test_parallel_sweep_stops_cleanly_and_resumes(
+    tmp_path: Path, signum: int, to_group: bool
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from test_sweep import job_runs, run_cli, search_runs, sqlite_uri
+
+    args = [
+        "depth=2..30",
+        "width=32",
+        "input_dim=8",
+        "probe.networks=8",
+        "probe.inputs=8",
+        "probe.spectra=2",
+        "report=false",
+        "n_jobs=2",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "depthlab", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        start_new_session=True,  # its own process group, as a terminal's job
+    )
+    try:
+        deadline = time.time() + 120
+        while (
+            _finished(tmp_path / "mlflow.db") < 3
+            and time.time() < deadline
+            and proc.poll() is None
+        ):
+            time.sleep(0.05)
+        if to_group:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        _out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err, err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(f"depthlab: interrupted by {signal.Signals(signum).name}")
+    ), err
+    # The workers, the forkserver and multiprocessing's resource tracker end
+    # with the sweep (the forkserver when it sees the sweep's process gone).
+    deadline = time.time() + 30
+    with pytest.raises(ProcessLookupError):
+        while time.time() < deadline:
+            os.killpg(proc.pid, 0)
+            time.sleep(0.2)
+    uri = sqlite_uri(tmp_path)
+    runs = search_runs(uri)
+    assert "RUNNING" not in set(runs["status"])
+    assert list(runs[runs["tags.depthlab.kind"] == "sweep"]["status"]) == ["KILLED"]
+    jobs = job_runs(uri)
+    kept = set(jobs[jobs["status"] == "FINISHED"]["run_id"])
+    assert 3 <= len(kept) < 29
+
+    again = run_cli(tmp_path, *args)
+    assert again.returncode == 0, again.stderr
+    assert f"skipping {len(kept)} of 29" in again.stdout
+    after = job_runs(uri)
+    finished = after[after["status"] == "FINISHED"]
+    assert len(finished) == 29 and finished["tags.depthlab.config_hash"].is_unique
+    assert kept <= set(finished["run_id"])

@@ -6,6 +6,7 @@ written out here, one input at a time.
 
 import numpy as np
 import pytest
+from conftest import make_net
 
 from depthlab.activations import ACTIVATION_NAMES, get_activation
 from depthlab.initializers import INITIALIZER_NAMES
@@ -70,13 +71,13 @@ def test_forward_is_the_papers_recursion(name, rng):
 @pytest.mark.parametrize("shared", [True, False], ids=["shared-X", "own-X"])
 def test_stack_forward_equals_networks_one_by_one(shared, rng):
     k = 4
-    nets = init_network(
+    nets = make_net(
         [3, 5, 4, 2],
+        rng,
         activation="elu",
         init="orthogonal",
         sigma_w=1.2,
         sigma_b=0.2,
-        rng=rng,
         num_networks=k,
     )
     assert nets.stack_shape == (k,)
@@ -96,15 +97,7 @@ def test_stack_forward_equals_networks_one_by_one(shared, rng):
 
 
 def test_stack_samples_independent_networks(rng):
-    nets = init_network(
-        [3, 4, 1],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.1,
-        rng=rng,
-        num_networks=3,
-    )
+    nets = make_net([3, 4, 1], rng, num_networks=3)
     w = nets.weights[0]
     assert not np.allclose(w[0], w[1]) and not np.allclose(w[1], w[2])
 
@@ -112,15 +105,7 @@ def test_stack_samples_independent_networks(rng):
 @pytest.mark.parametrize("init", INITIALIZER_NAMES)
 def test_float32_network_computes_in_float32(init, rng):
     for dtype in (np.float32, "float32"):
-        net = init_network(
-            [3, 6, 2],
-            activation="gelu",
-            init=init,
-            sigma_w=1.0,
-            sigma_b=0.1,
-            dtype=dtype,
-            rng=rng,
-        )
+        net = make_net([3, 6, 2], rng, activation="gelu", init=init, dtype=dtype)
         assert net.dtype == np.float32
         fp = net.forward(rng.standard_normal((4, 3)))  # float64 input is cast
         for arr in [*net.weights, *net.biases, *fp.preactivations, *fp.activations]:
@@ -128,22 +113,8 @@ def test_float32_network_computes_in_float32(init, rng):
 
 
 def test_seeded_sampling_is_reproducible():
-    a = init_network(
-        [3, 4, 1],
-        activation="tanh",
-        init="orthogonal",
-        sigma_w=1.0,
-        sigma_b=0.1,
-        rng=np.random.default_rng(7),
-    )
-    b = init_network(
-        [3, 4, 1],
-        activation="tanh",
-        init="orthogonal",
-        sigma_w=1.0,
-        sigma_b=0.1,
-        rng=np.random.default_rng(7),
-    )
+    a = make_net([3, 4, 1], 7, init="orthogonal")
+    b = make_net([3, 4, 1], 7, init="orthogonal")
     for x, y in zip(a.weights + a.biases, b.weights + b.biases, strict=True):
         np.testing.assert_array_equal(x, y)
 
@@ -216,15 +187,7 @@ def test_network_validation(rng):
     net = Network(w, b, "tanh")
     with pytest.raises(ValueError, match="n_1 = 3"):
         net(np.ones((5, 4)))
-    nets = init_network(
-        [3, 4, 1],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.0,
-        rng=rng,
-        num_networks=3,
-    )
+    nets = make_net([3, 4, 1], rng, sigma_b=0.0, num_networks=3)
     with pytest.raises(ValueError, match=r"stack of shape \(3,\)"):
         nets(np.ones((2, 5, 3)))
     with pytest.raises(ValueError, match=r"unstack needs a stack of shape \(K,\)"):

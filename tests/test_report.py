@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_JOB, run_python
 
 from depthlab import tracking
 from depthlab.report import FIGURE_NAMES, build_report
@@ -22,25 +21,11 @@ from depthlab.report.plotting import bin_edges
 from depthlab.report.text import regime, usable_depth
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TINY = [
-    "width=8",
-    "input_dim=4",
-    "probe.networks=2",
-    "probe.inputs=3",
-    "probe.spectra=1",
-]
 
 
 def _run(cwd: Path, module: str, *args: str) -> subprocess.CompletedProcess:
     """``python -m module args`` in ``cwd``, as a user runs it; must succeed."""
-    out = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    out = run_python(cwd, "-m", module, *args)
     assert out.returncode == 0, out.stderr
     return out
 
@@ -50,7 +35,7 @@ def sweep_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A sweep over depth and sigma_w (4 jobs) in a fresh store, as a user runs
     it (the report at its end included): its directory and its output."""
     cwd = tmp_path_factory.mktemp("sweep")
-    out = _run(cwd, "depthlab", "depth=2..4:2", "init.sigma_w=0.8,1.5", *TINY)
+    out = _run(cwd, "depthlab", "depth=2..4:2", "init.sigma_w=0.8,1.5", *TINY_JOB)
     return cwd, out.stdout
 
 

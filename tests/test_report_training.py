@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 from matplotlib.figure import Figure
 
 from depthlab import tracking
@@ -34,25 +32,17 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tracking.Sweep:
     """A training sweep over three depths, two seeds, run as a user runs it."""
     cwd = tmp_path_factory.mktemp("train_sweep")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "depthlab",
-            "task=train",
-            "depth=2,3,4",
-            "width=8",
-            "train.dataset=two_spirals",
-            "train.steps=60",
-            "train.eval_every=20",
-            "train.seeds=2",
-            "report=false",
-        ],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
+    out = run_cli(
+        cwd,
+        "task=train",
+        "depth=2,3,4",
+        "width=8",
+        "train.dataset=two_spirals",
+        "train.steps=60",
+        "train.eval_every=20",
+        "train.seeds=2",
+        "report=false",
         timeout=180,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert out.returncode == 0, out.stderr
     uri = tracking.default_uri(cwd)

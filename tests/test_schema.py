@@ -13,9 +13,10 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from depthlab import app, schema
-from depthlab.config import Config
-from depthlab.schema import KEYS, Interval, Key, Options
+from depthlab.jobs import schema
+from depthlab.jobs.config import Config
+from depthlab.jobs.schema import KEYS, Interval, Key, Options
+from depthlab.sweep import app
 
 
 @pytest.fixture(scope="module")
@@ -116,13 +117,13 @@ def test_config_yaml_sets_every_key_and_no_other() -> None:
     sorted(p.stem for p in (Path(app.CONFIG_PATH) / "experiment").glob("*.yaml")),
 )
 def test_every_preset_composes_to_a_valid_job(hydra_config, preset: str) -> None:
-    from depthlab.validate import validate
+    from depthlab.jobs.validate import validate
 
     validate(app.job_dict(compose("config", overrides=[f"+experiment={preset}"])))
 
 
 def test_derived_lists_match_the_probe_tables() -> None:
-    from depthlab.probe import ProbeSpec, run_probe
+    from depthlab.jobs.probe import ProbeSpec, run_probe
 
     d = schema.defaults()
     d.update(depth=3, width=4, input_dim=3)
@@ -136,7 +137,7 @@ def test_derived_lists_match_the_probe_tables() -> None:
 
 
 def test_derived_lists_match_the_training_tables() -> None:
-    from depthlab.train_job import run_training_job
+    from depthlab.jobs.train import run_training_job
 
     d = schema.defaults()
     d.update(task="train", depth=3, width=3)

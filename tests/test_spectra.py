@@ -422,3 +422,26 @@ def test_jacobian_rejects_bad_layers(rng, layers):
     )
     with pytest.raises(ValueError, match=r"layers must be .* in 2\.\.6"):
         jacobian_log_singular_values(net, np.ones(3), layers=layers)
+
+
+def test_a_single_input_to_a_stack_gives_every_networks_spectra() -> None:
+    """One input vector shared by a stack of K networks: K spectra, one per
+    network (the batch axis of size one is dropped, not the stack's)."""
+    rng = np.random.default_rng(3)
+    nets = init_network(
+        [5, 6, 6, 4],
+        activation="tanh",
+        init="gaussian",
+        sigma_w=1.3,
+        sigma_b=0.2,
+        rng=rng,
+        num_networks=3,
+    )
+    x = rng.standard_normal(5)
+    layer = layer_singular_values(nets, x)
+    jac = jacobian_log_singular_values(nets, x)
+    for k, net in enumerate(nets.unstack()):
+        for got, want in zip(layer, layer_singular_values(net, x), strict=True):
+            np.testing.assert_allclose(got[k], want, rtol=1e-12)
+        for got, want in zip(jac, jacobian_log_singular_values(net, x), strict=True):
+            np.testing.assert_allclose(got[k], want, rtol=1e-12, atol=1e-12)

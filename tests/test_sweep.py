@@ -151,7 +151,7 @@ def test_resume_after_kill(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         # The job in flight is marked FAILED within a second or so; a minute
         # means an interrupt landed inside a tracking write and hung on a
-        # locked database (see depthlab.interrupts).
+        # locked database (see depthlab.sweep.interrupts).
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -178,7 +178,7 @@ def test_resume_after_kill(tmp_path: Path) -> None:
 
 # SIGTERM sent from inside the sweep right after its Nth SQL write to a table,
 # i.e. while SQLite's write lock is held: the moment a scheduler's signal hung
-# the sweep for minutes before depthlab.interrupts held signals out of writes.
+# the sweep for minutes before depthlab.sweep.interrupts held signals out of writes.
 _SIGNAL_DURING_WRITE = """
 import os, signal, sys
 from sqlalchemy import event
@@ -191,7 +191,7 @@ def _after(conn, cursor, statement, parameters, context, executemany):
         seen[0] += 1
         if seen[0] == N:
             os.kill(os.getpid(), signal.SIGTERM)
-from depthlab.__main__ import main
+from depthlab.sweep.cli import main
 main()
 """
 
@@ -202,7 +202,9 @@ main()
 def test_signal_inside_a_tracking_write_stops_cleanly(
     tmp_path: Path, table: str, nth: int
 ) -> None:
-    args = ["depth=2..5", *TINY]
+    # n_jobs=1: the jobs' writes happen in this process, where the listener is
+    # (tests/test_parallel.py stops a sweep on workers).
+    args = ["depth=2..5", "n_jobs=1", *TINY]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     out = subprocess.run(
         [sys.executable, "-c", _SIGNAL_DURING_WRITE, table, str(nth), *args],

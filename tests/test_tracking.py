@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from depthlab import tracking
-from depthlab.__main__ import UsageError, expand_range, rewrite_argv
+from depthlab.sweep.cli import UsageError, expand_range, rewrite_argv
 
 
 def test_a_job_that_raises_ends_failed_with_its_error(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
 def test_exit_now_runs_atexit_and_flushes_buffered_output() -> None:
     out = _python(
         "import atexit, sys\n"
-        "from depthlab.__main__ import exit_now\n"
+        "from depthlab.sweep.cli import exit_now\n"
         "atexit.register(lambda: print('atexit ran'))\n"
         "print('buffered', end=' ')\n"
         "sys.stderr.write('to stderr')\n"
@@ -121,13 +121,13 @@ def test_exit_now_runs_atexit_and_flushes_buffered_output() -> None:
 def test_exit_now_waits_for_a_live_thread_and_prints_text_status() -> None:
     out = _python(
         "import threading, time\n"
-        "from depthlab.__main__ import exit_now\n"
+        "from depthlab.sweep.cli import exit_now\n"
         "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done')))"
         ".start()\n"
         "exit_now(0)\n"
     )
     assert out.returncode == 0
     assert out.stdout == "thread done\n"
-    text = _python("from depthlab.__main__ import exit_now\nexit_now('bad news')\n")
+    text = _python("from depthlab.sweep.cli import exit_now\nexit_now('bad news')\n")
     assert text.returncode == 1
     assert text.stderr.strip() == "bad news"

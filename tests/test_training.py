@@ -10,14 +10,18 @@ paper's example come from measurements over 128 seeds (see the test).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
+from conftest import make_net
 
-from depthlab import Network, cost_gradients, init_network
+from depthlab import Network, cost_gradients
 from depthlab.datasets import Dataset, higham_example, teacher_student, two_spirals
 from depthlab.training import (
     HIGHAM_EXAMPLE,
     Evaluation,
+    TrainingResult,
     _EpochSampler,
     train,
     train_higham_example,
@@ -37,15 +41,19 @@ def separable() -> Dataset:
 
 
 def _classifier(k: int | None, *, seed: int = 1, activation: str = "tanh") -> Network:
-    return init_network(
+    return make_net(
         [4, 8, 2],
+        seed,
         activation=activation,
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.1,
         output_activation="linear",
-        rng=np.random.default_rng(seed),
         num_networks=k,
+    )
+
+
+def _fit(net: Network, data: Dataset, seed: int, **options: Any) -> TrainingResult:
+    """``train`` with cross-entropy and ``np.random.default_rng(seed)``."""
+    return train(
+        net, data, rng=np.random.default_rng(seed), cost="cross_entropy", **options
     )
 
 
@@ -62,16 +70,15 @@ def test_training_lowers_the_loss_on_a_separable_problem(
 ) -> None:
     # Measured: initial losses 0.56-0.89, after 300 steps 0.015-0.046 and train
     # accuracy >= 0.985 for all three optimizers; the bounds leave a factor 3.
-    result = train(
+    result = _fit(
         _classifier(4),
         separable,
+        2,
         num_steps=300,
         learning_rate=learning_rate,
         momentum=momentum,
         batch_size=16,
-        rng=np.random.default_rng(2),
         optimizer=optimizer,
-        cost="cross_entropy",
         eval_every=100,
     )
     assert not result.diverged.any()
@@ -84,15 +91,7 @@ def test_training_lowers_the_loss_on_a_separable_problem(
 
 def test_sgd_step_is_the_gradient_step(separable: Dataset) -> None:
     net = _classifier(None)
-    result = train(
-        net,
-        separable,
-        num_steps=1,
-        learning_rate=0.3,
-        batch_size=None,
-        rng=np.random.default_rng(0),
-        cost="cross_entropy",
-    )
+    result = _fit(net, separable, 0, num_steps=1, learning_rate=0.3, batch_size=None)
     _, dW, db = cost_gradients(
         net, separable.X_train, separable.Y_train, cost="cross_entropy"
     )
@@ -104,15 +103,8 @@ def test_sgd_step_is_the_gradient_step(separable: Dataset) -> None:
 def test_momentum_steps_follow_the_heavy_ball_formula(separable: Dataset) -> None:
     net = _classifier(None)
     lr, mu = 0.2, 0.9
-    result = train(
-        net,
-        separable,
-        num_steps=2,
-        learning_rate=lr,
-        momentum=mu,
-        batch_size=None,
-        rng=np.random.default_rng(0),
-        cost="cross_entropy",
+    result = _fit(
+        net, separable, 0, num_steps=2, learning_rate=lr, momentum=mu, batch_size=None
     )
 
     def grads(params: list[np.ndarray]) -> list[np.ndarray]:
@@ -136,16 +128,15 @@ def test_first_adam_step_has_size_learning_rate(separable: Dataset) -> None:
     # lr * g / (|g| + eps), a step of size lr (up to eps) against every gradient.
     net = _classifier(None)
     lr, eps = 0.01, 1e-8
-    result = train(
+    result = _fit(
         net,
         separable,
+        0,
         num_steps=1,
         learning_rate=lr,
         batch_size=None,
-        rng=np.random.default_rng(0),
         optimizer="adam",
         eps=eps,
-        cost="cross_entropy",
     )
     _, dW, db = cost_gradients(
         net, separable.X_train, separable.Y_train, cost="cross_entropy"
@@ -160,15 +151,8 @@ def test_first_adam_step_has_size_learning_rate(separable: Dataset) -> None:
 @pytest.mark.parametrize("sampling", ["uniform", "epoch"])
 def test_a_stack_trains_each_net_as_if_alone(optimizer: str, sampling: str) -> None:
     data = two_spirals(rng=np.random.default_rng(1), n_train=64, n_test=32)
-    stack = init_network(
-        [2, 8, 8, 2],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.5,
-        sigma_b=0.1,
-        output_activation="linear",
-        rng=np.random.default_rng(2),
-        num_networks=3,
+    stack = make_net(
+        [2, 8, 8, 2], 2, sigma_w=1.5, output_activation="linear", num_networks=3
     )
     seeds = [10, 11, 12]
     options = {
@@ -220,14 +204,13 @@ def test_a_single_generator_is_split_with_spawn(separable: Dataset) -> None:
 @pytest.mark.parametrize("sampling", ["uniform", "epoch"])
 def test_evaluation_does_not_change_the_run(separable: Dataset, sampling: str) -> None:
     runs = [
-        train(
+        _fit(
             _classifier(2),
             separable,
+            9,
             num_steps=1100,
             learning_rate=0.1,
             batch_size=3,
-            rng=np.random.default_rng(9),
-            cost="cross_entropy",
             sampling=sampling,
             eval_every=every,
         )
@@ -251,14 +234,13 @@ def test_a_huge_learning_rate_is_recorded_as_divergence(separable: Dataset) -> N
     # pytest turns any floating-point RuntimeWarning into an error, so this test
     # also checks that none escapes.
     before = np.geterr()
-    result = train(
+    result = _fit(
         _classifier(3, activation="relu"),
         separable,
+        3,
         num_steps=50,
         learning_rate=1e3,
         batch_size=8,
-        rng=np.random.default_rng(3),
-        cost="cross_entropy",
         eval_every=10,
     )
     assert np.geterr() == before
@@ -280,14 +262,14 @@ def test_a_huge_learning_rate_is_recorded_as_divergence(separable: Dataset) -> N
 def test_divergence_ends_only_that_net(separable: Dataset) -> None:
     # Net 1's weights scaled by 100 per layer (output x 1e6): it diverges within
     # a few steps (measured: step 4); nets 0 and 2 train exactly as alone.
-    base = init_network(
+    base = make_net(
         [4, 16, 16, 2],
+        1,
         activation="relu",
         init="he_normal",
         sigma_w=2**0.5,
         sigma_b=0.0,
         output_activation="linear",
-        rng=np.random.default_rng(1),
         num_networks=3,
     )
     weights = [w.copy() for w in base.weights]
@@ -333,15 +315,8 @@ def test_regression_has_no_accuracy_and_learns() -> None:
         teacher_width=8,
         task="regression",
     )
-    net = init_network(
-        [4, 16, 1],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.0,
-        output_activation="linear",
-        rng=np.random.default_rng(1),
-        num_networks=2,
+    net = make_net(
+        [4, 16, 1], 1, sigma_b=0.0, output_activation="linear", num_networks=2
     )
     result = train(
         net,
@@ -359,39 +334,21 @@ def test_regression_has_no_accuracy_and_learns() -> None:
 
 
 def test_float32_networks_train_in_float32(separable: Dataset) -> None:
-    net = init_network(
-        [4, 8, 2],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.1,
-        output_activation="linear",
-        dtype="float32",
-        rng=np.random.default_rng(1),
-    )
-    result = train(
-        net,
-        separable,
-        num_steps=200,
-        learning_rate=0.5,
-        batch_size=16,
-        rng=np.random.default_rng(2),
-        cost="cross_entropy",
-    )
+    net = make_net([4, 8, 2], 1, output_activation="linear", dtype="float32")
+    result = _fit(net, separable, 2, num_steps=200, learning_rate=0.5, batch_size=16)
     assert all(p.dtype == np.float32 for p in _parameters(result.network))
     assert result.final_train_loss[0] < 0.25 * result.train_loss[0, 0]
 
 
 def test_callback_sees_every_evaluation(separable: Dataset) -> None:
     seen: list[Evaluation] = []
-    result = train(
+    result = _fit(
         _classifier(2),
         separable,
+        0,
         num_steps=25,
         learning_rate=0.1,
         batch_size=4,
-        rng=np.random.default_rng(0),
-        cost="cross_entropy",
         eval_every=10,
         callback=seen.append,
     )
@@ -413,15 +370,7 @@ def test_callback_sees_every_evaluation(separable: Dataset) -> None:
 def test_the_input_network_is_not_modified(separable: Dataset) -> None:
     net = _classifier(2)
     before = [p.copy() for p in _parameters(net)]
-    train(
-        net,
-        separable,
-        num_steps=10,
-        learning_rate=0.1,
-        batch_size=4,
-        rng=np.random.default_rng(0),
-        cost="cross_entropy",
-    )
+    _fit(net, separable, 0, num_steps=10, learning_rate=0.1, batch_size=4)
     for p, q in zip(_parameters(net), before, strict=True):
         np.testing.assert_array_equal(p, q)
 
@@ -453,24 +402,9 @@ def test_bad_settings_are_rejected(
 
 
 def test_cross_entropy_needs_linear_outputs(separable: Dataset) -> None:
-    net = init_network(
-        [4, 3, 2],
-        activation="sigmoid",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.0,
-        rng=np.random.default_rng(0),
-    )
+    net = make_net([4, 3, 2], 0, activation="sigmoid", sigma_b=0.0)
     with pytest.raises(ValueError, match="output_activation 'linear'"):
-        train(
-            net,
-            separable,
-            num_steps=1,
-            learning_rate=0.1,
-            batch_size=1,
-            rng=np.random.default_rng(0),
-            cost="cross_entropy",
-        )
+        _fit(net, separable, 0, num_steps=1, learning_rate=0.1, batch_size=1)
 
 
 def test_the_paper_example_settings() -> None:

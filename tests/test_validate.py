@@ -3,7 +3,7 @@
 A command line goes through what the CLI and the sweep do before any run or
 store exists: depthlab's rewrite (ranges, the precheck of every value against
 the schema), Hydra's composition (``hydra.compose``), then
-:func:`depthlab.validate.validate` on the composed job. The CLI's own wiring
+:func:`depthlab.jobs.validate.validate` on the composed job. The CLI's own wiring
 (exit status 2, stderr, no store) is tested with subprocesses in test_sweep.py.
 """
 
@@ -15,9 +15,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from depthlab import app, validate
-from depthlab.__main__ import UsageError, rewrite_argv
-from depthlab.schema import ConfigError
+from depthlab.jobs import validate
+from depthlab.jobs.schema import ConfigError
+from depthlab.sweep import app
+from depthlab.sweep.cli import UsageError, rewrite_argv
 
 GIB = 2**30
 
@@ -65,6 +66,10 @@ PROBE_MEMORY = (
     "16 GiB; allowed: sizes that fit (lower depth, width, input_dim, "
     "probe.networks or probe.inputs)"
 )
+DEPTH_1 = (
+    "depth=1 is not allowed; depth must be an integer >= 2 (depth counts the "
+    "input layer)"
+)
 
 BAD_INPUTS = [
     # non-finite and overflowing numbers
@@ -82,16 +87,8 @@ BAD_INPUTS = [
         f"init.sigma_w=nan is not allowed; init.sigma_w {SCALE}",
     ),
     # ranges
-    (
-        ["depth=1"],
-        "depth=1 is not allowed; depth must be an integer >= 2 (depth counts the "
-        "input layer)",
-    ),
-    (
-        ["depth=1..3"],
-        "depth=1 is not allowed; depth must be an integer >= 2 (depth counts the "
-        "input layer)",
-    ),
+    (["depth=1"], DEPTH_1),
+    (["depth=1..3"], DEPTH_1),
     (["width=0"], "width=0 is not allowed; width must be an integer >= 1"),
     (["width=-4"], "width=-4 is not allowed; width must be an integer >= 1"),
     (
@@ -107,7 +104,7 @@ BAD_INPUTS = [
     (
         ["width=1" + "0" * 400],
         "depth=10 width=1" + "0" * 400 + " input_dim=64 probe.networks=64 "
-        "probe.inputs=8 " + PROBE_MEMORY.format("1.63e+793"),
+        "probe.inputs=8 " + PROBE_MEMORY.format("1.71e+793"),
     ),
     (
         ["hidden_widths=[2,0]", "depth=4"],
@@ -157,7 +154,7 @@ BAD_INPUTS = [
         ["widht=3"],
         "unknown key 'widht'; valid top-level keys: task, depth, width, "
         "hidden_widths, input_dim, output_dim, activation, output_activation, init, "
-        "arch, dtype, seed, force, report, probe, train, tracking",
+        "arch, dtype, seed, force, report, n_jobs, probe, train, tracking",
     ),
     (
         ["probe.network=3"],
@@ -194,16 +191,16 @@ BAD_INPUTS = [
         ["depth=5", "hidden_widths=[2,3]"],
         "depth=5 does not match hidden_widths=[2, 3]; depth must be 4",
     ),
-    # sizes. The probe streams its networks (depthlab.memory): width=100000
+    # sizes. The probe streams its networks (depthlab.jobs.memory): width=100000
     # needs one network's 7 hidden matrices of 1e10 weights (5.6e11 B = 521 GiB)
-    # with its forward, backward and spectra workspace (1.64e3 GiB in all);
+    # with its forward, backward and spectra workspace (1.71e3 GiB in all);
     # networks=1e9 keeps every network's norms for exact quantiles (~44 KB each).
     # The training job: 3 seeds x 7.0e10 params x 5 copies x 8 B + 3 x 2000
     # points x 8e5 neurons x 3 x 8 B = 8.5e12 B.
     (
         ["width=100000"],
         "depth=10 width=100000 input_dim=64 probe.networks=64 probe.inputs=8 "
-        + PROBE_MEMORY.format("1.64e+03"),
+        + PROBE_MEMORY.format("1.71e+03"),
     ),
     (
         ["probe.networks=1000000000"],
@@ -263,7 +260,7 @@ def test_every_value_of_a_sweep_is_checked() -> None:
 
 
 def test_memory_check_uses_the_estimate_it_is_given() -> None:
-    from depthlab import schema
+    from depthlab.jobs import schema
 
     d = schema.defaults()
     validate.memory_check(d, estimate=lambda _: 10, available=10)
@@ -272,7 +269,7 @@ def test_memory_check_uses_the_estimate_it_is_given() -> None:
 
 
 def test_probe_estimate_grows_with_every_size() -> None:
-    from depthlab import schema
+    from depthlab.jobs import schema
 
     d = schema.defaults()
     base = validate.estimate_job_bytes(d)

@@ -32,13 +32,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from depthlab.probe import CONFIG_COLUMNS
+from depthlab.jobs.probe import CONFIG_COLUMNS
 from depthlab.tracking import Sweep
 
 CONFIG_KEYS = (*CONFIG_COLUMNS, "hidden_widths")
 """Every key that can tell configs apart (``hidden_widths`` only as a param)."""
 
-from depthlab.schema import (  # noqa: E402
+from depthlab.jobs.schema import (  # noqa: E402
     BY_KEY,
     CATEGORICAL_KEYS,
     NUMERIC_KEYS,

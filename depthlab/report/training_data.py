@@ -2,7 +2,7 @@
 
 Everything starts from the tidy frames of :func:`depthlab.tracking.load_sweep`
 (the ``runs`` table and the ``curves`` and ``final`` tables of the training
-jobs, see :mod:`depthlab.train_job`).
+jobs, see :mod:`depthlab.jobs.train`).
 
 A **config** is everything a sweep varies except ``depth``, the dataset and the
 seeds: one config is one line in a figure. Its label names only the keys that
@@ -20,29 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from depthlab.jobs.schema import BY_COLUMN, param_renames
 from depthlab.report.data import fold_architecture, format_value, same_computation
 from depthlab.report.stats import best_depths, depth_statistics
-from depthlab.schema import BY_COLUMN, param_renames
 from depthlab.tracking import Sweep
-
-CONFIG_KEYS = (
-    "arch",
-    "norm",
-    "width",
-    "activation",
-    "init",
-    "sigma_w",
-    "sigma_b",
-    "optimizer",
-    "learning_rate",
-    "momentum",
-    "batch_size",
-    "steps",
-    "cost",
-    "output_activation",
-    "dtype",
-)
-"""Keys that can tell configs apart, in the order they appear in labels."""
 
 _TABLE_KEYS = ("width", "activation", "init", "sigma_w", "sigma_b", "optimizer")
 _ARCH_KEYS = ("arch", "norm", "branch_scale", "depth_power")
@@ -60,6 +41,13 @@ _PARAM_KEYS = (
     "output_dim",
 )
 """Run params read into the config table (params are named by their column)."""
+CONFIG_KEYS = (
+    "arch",
+    "norm",
+    *_TABLE_KEYS,
+    *(k for k in _PARAM_KEYS if k != "output_dim"),
+)
+"""Keys that can tell configs apart, in the order they appear in labels."""
 NUMERIC_KEYS = {"width", "sigma_w", "sigma_b", "learning_rate", "momentum"}
 INTEGER_KEYS = {"batch_size", "steps", "output_dim"}
 SHORT_NAMES = {"learning_rate": "lr", "batch_size": "batch", "output_activation": "out"}

@@ -8,12 +8,16 @@ Usage (from the repository root, with the ``bench`` extra installed)::
     python experiments/benchmark/run.py --update-readme      # refresh README.md
 
 Sections: ``kernel`` (input gradient against torch and JAX, fraction of the
-matmul peak), ``networks`` (K networks at once against a loop), ``spectra``
-(depthlab.spectra against plain SVDs), ``sweep`` (``python -m depthlab
-depth=2..50`` and where its time goes), ``scaling`` (fitted exponents of a
-probe job's cost). The markdown goes to stdout and ``results.md``, the raw
-numbers to ``results.json`` (both next to this file, ignored by git);
-``--update-readme`` also replaces the results block of ``README.md``.
+matmul peak; issue 9's table against torch's sum trick at 1 and 2 threads),
+``networks`` (K networks at once against a loop), ``spectra``
+(depthlab.spectra against plain SVDs, and per (pair, layer) against LAPACK at
+width 1024), ``sweep`` (``python -m depthlab depth=2..50`` and where its time
+goes), ``baseline`` (against the script a researcher would write; 2 cores
+against 1), ``scaling`` (fitted exponents of a probe job's cost; bit
+generators; issue 9's wide and deep jobs against their floor, with peak
+memory). The markdown goes to stdout and ``results.md``, the raw numbers to
+``results.json`` (both next to this file, ignored by git); ``--update-readme``
+also replaces the results block of ``README.md``.
 
 Every library gets the same number of threads (``--threads``, default 1: one
 job per core, as depthlab's sweeps run); ``--threads 0`` leaves each library's
@@ -29,7 +33,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("kernel", "networks", "spectra", "sweep", "scaling")
+SECTIONS = ("kernel", "networks", "spectra", "sweep", "baseline", "scaling")
 BEGIN = "<!-- results: begin (written by run.py --update-readme) -->"
 END = "<!-- results: end -->"
 
@@ -52,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         help="threads for every library (default 1; 0: each library's default)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="rounds of the baseline section (default 2, 1 with --quick)",
     )
     p.add_argument(
         "--out",
@@ -83,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     import peers
 
     peers.pin(args.threads or None)
+    import baseline
     import common
     import kernels
     import sweep
@@ -97,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         "networks": kernels.networks,
         "spectra": kernels.spectra_section,
         "sweep": sweep.sweep_section,
+        "baseline": baseline.baseline_section,
         "scaling": sweep.scaling,
     }
     titles = {
@@ -104,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "networks": "Many networks at once",
         "spectra": "Spectra",
         "sweep": "Sweep: `python -m depthlab depth=2..50`",
+        "baseline": "Baseline: the researcher's script; 2 cores against 1",
         "scaling": "Scaling of a probe job",
     }
     command = "python experiments/benchmark/run.py " + " ".join(

@@ -93,7 +93,7 @@ def _job(overrides: list[str]) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    import depthlab.app as app
+    import depthlab.sweep.app as app
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
@@ -134,7 +134,7 @@ def floor_of(job: dict[str, Any], rate: float, flops_rate: float) -> dict[str, A
 
 def has_streaming_probe() -> bool:
     """Whether the probe bounds its memory (``probe.memory_gb``, issue 9 item 1)."""
-    from depthlab import config
+    from depthlab.jobs import config
 
     return any(
         f.name == "memory_gb"

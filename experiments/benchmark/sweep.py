@@ -39,8 +39,8 @@ def step(name, stmt):
     exec(stmt, {})
     out[name] = time.perf_counter() - tic
 step("depthlab (numpy, scipy, the core)", "import depthlab")
-step("depthlab.app (hydra, omegaconf)", "import depthlab.app")
-step("depthlab.probe (pandas, spectra, theory)", "import depthlab.probe")
+step("depthlab.sweep.app (hydra, omegaconf)", "import depthlab.sweep.app")
+step("depthlab.jobs.probe (pandas, spectra, theory)", "import depthlab.jobs.probe")
 step("mlflow client",
      "from mlflow.tracking import MlflowClient; import mlflow.entities")
 step("mlflow SQLite store (sqlalchemy, alembic)",
@@ -57,8 +57,18 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: Sequence[str], cwd: Path, *, timeout: float = 1800) -> dict[str, Any]:
-    """Run a command: wall and CPU seconds, load, per-job seconds, report time."""
+def _run(
+    cmd: Sequence[str],
+    cwd: Path,
+    *,
+    timeout: float = 1800,
+    preexec: Any = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run a command: wall and CPU seconds, load, per-job seconds, report time.
+
+    ``preexec`` runs in the child before the command (default: every CPU);
+    ``env`` is added to the environment."""
     load0 = os.getloadavg()[0]
     before = os.times()
     tic = time.perf_counter()
@@ -67,9 +77,9 @@ def _run(cmd: Sequence[str], cwd: Path, *, timeout: float = 1800) -> dict[str, A
         cwd=cwd,
         capture_output=True,
         text=True,
-        env=_env(),
+        env={**_env(), **(env or {})},
         timeout=timeout,
-        preexec_fn=peers.unpin,
+        preexec_fn=preexec or peers.unpin,
     )
     wall = time.perf_counter() - tic
     after = os.times()
@@ -135,7 +145,7 @@ def import_times() -> dict[str, Any]:
     )
     steps = json.loads(proc.stdout.strip().splitlines()[-1])
     stmt = (
-        "import depthlab.app, depthlab.probe, depthlab.tracking; "
+        "import depthlab.sweep.app, depthlab.jobs.probe, depthlab.tracking; "
         "from mlflow.tracking import MlflowClient; "
         "import mlflow.store.tracking.sqlalchemy_store"
     )
@@ -163,7 +173,7 @@ def _default_job(depth: int) -> dict[str, Any]:
     """The job dict of ``python -m depthlab depth=<depth>`` (composed by Hydra)."""
     from hydra import compose, initialize_config_dir
 
-    import depthlab.app as app
+    import depthlab.sweep.app as app
 
     with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"depth={depth}"])
@@ -191,9 +201,9 @@ import mlflow.store.tracking.sqlalchemy_store
 from mlflow.tracking import MlflowClient
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-import depthlab.app as app
+import depthlab.sweep.app as app
 from depthlab import tracking
-from depthlab.config import config_hash
+from depthlab.jobs.config import config_hash
 with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
     cfg = compose(config_name="config", overrides=[f"depth={depth}"])
 d = app.job_dict(cfg)
@@ -237,9 +247,9 @@ def levers(quick: bool) -> dict[str, Any]:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    import depthlab.app as app
-    from depthlab.compose import _derive
-    from depthlab.probe import run_probe
+    import depthlab.sweep.app as app
+    from depthlab.jobs.probe import run_probe
+    from depthlab.sweep.compose import _derive
 
     out: dict[str, Any] = {"sqlite": _sqlite_modes(4 if quick else 8, 26)}
     with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
@@ -310,7 +320,7 @@ def _levers_table(lv: dict[str, Any], n: int) -> str:
         ],
         [
             "job configs composed once per structure and derived for the other "
-            "jobs (done: `depthlab.compose`; 'now' is Hydra composing each job)",
+            "jobs (done: `depthlab.sweep.compose`; 'now' is Hydra composing each job)",
             "one job's config",
             fmt_seconds(lv["compose"]["compose"]),
             fmt_seconds(lv["compose"]["update"]),
@@ -382,9 +392,11 @@ def sweep_section(args: Any) -> tuple[str, dict[str, Any]]:
         work = root / "sweep"
         work.mkdir()
         print(f"sweep: {rng_arg} on a fresh database in {work} ...", flush=True)
-        fresh = _timed([rng_arg], work, "fresh")
+        # n_jobs=1: the jobs run in the timed process, where the timers are
+        # (the parallel default is measured by the baseline section).
+        fresh = _timed([rng_arg, "n_jobs=1"], work, "fresh")
         print(f"sweep: fresh {fresh['wall']:.1f} s; again with seed=1 ...", flush=True)
-        existing = _timed([rng_arg, "seed=1"], work, "existing")
+        existing = _timed([rng_arg, "seed=1", "n_jobs=1"], work, "existing")
         print(f"sweep: existing {existing['wall']:.1f} s; joblib ...", flush=True)
         joblib_args = [
             rng_arg,
@@ -528,9 +540,9 @@ def scaling(args: Any) -> tuple[str, dict[str, Any]]:
     """How run_probe's cost grows with depth, width, networks and inputs."""
     import dataclasses
 
-    import depthlab.app as app
-    from depthlab import probe as probe_mod
+    import depthlab.sweep.app as app
     from depthlab.gradient import backprop_log10_norms
+    from depthlab.jobs import probe as probe_mod
     from depthlab.network import init_network
 
     base = app._probe_spec(_default_job(16))
@@ -620,7 +632,7 @@ def scaling(args: Any) -> tuple[str, dict[str, Any]]:
     }
     md = (
         "Fitted exponent p of time ~ x^p (least squares in log-log) for one probe "
-        "job (`depthlab.probe.run_probe`) and its main parts, varying one axis "
+        "job (`depthlab.jobs.probe.run_probe`) and its main parts, varying one axis "
         "from the defaults "
         + ", ".join(f"{k}={v}" for k, v in defaults.items())
         + " (width varies n_1 too). `spectra` is the part for the "

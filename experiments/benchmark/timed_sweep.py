@@ -6,7 +6,7 @@ depthlab``, and writes the seconds spent in each part to ``OUT.json``:
 
 - ``imports``: from this script's start to Hydra's entry (depthlab, Hydra);
 - ``compose_to_validate``: the sweeper building every job's config
-  (``depthlab.compose.compose_job_configs``: Hydra composes one job per
+  (``depthlab.sweep.compose.compose_job_configs``: Hydra composes one job per
   structure, the others are derived from it), ``compose_in_launcher``: a
   launcher composing them again (``load_sweep_config``; the basic launcher runs
   the sweeper's configs in this process and composes nothing);
@@ -26,8 +26,9 @@ depthlab``, and writes the seconds spent in each part to ``OUT.json``:
 - ``report``: building the report;
 - ``main``: Hydra's entry to the end.
 
-Only the basic launcher runs jobs in this process; with joblib the job parts
-are not seen.
+Only the basic launcher with ``n_jobs=1`` runs jobs in this process (the
+script adds ``n_jobs=1`` unless ``n_jobs`` is given); on depthlab's workers or
+with joblib the job parts are not seen.
 """
 
 from __future__ import annotations
@@ -64,10 +65,13 @@ def main() -> None:
     """Patch the timers in, run depthlab's command line, write the JSON."""
     out = sys.argv[1]
     sys.argv = [sys.argv[0], *sys.argv[2:]]
+    if not any(a.startswith("n_jobs=") for a in sys.argv[1:]):
+        # The timers see the jobs only in this process, not on workers.
+        sys.argv.append("n_jobs=1")
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
-    import depthlab.app as app
-    import depthlab.probe as probe
+    import depthlab.jobs.probe as probe
+    import depthlab.sweep.app as app
     from depthlab import tracking
 
     in_launch = [False]
@@ -170,8 +174,8 @@ def main() -> None:
         return c
 
     tracking._client = client
-    from depthlab.__main__ import exit_now
-    from depthlab.__main__ import main as depthlab_main
+    from depthlab.sweep.cli import exit_now
+    from depthlab.sweep.cli import main as depthlab_main
 
     spent["imports"] = time.perf_counter() - START
     # mlflow is imported lazily by the first tracking call; import it here so

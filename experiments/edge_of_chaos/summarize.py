@@ -152,24 +152,21 @@ def edge_of_chaos(data: ReportData) -> None:
                 ),
                 "interval": _crossing_ci(x, boot_typ),
             },
-            {
-                "what": "slope of rms log10 ||g|| over L = 0 (measured)",
-                "kind": "mean square, across depths",
-                "sigma_w": tools.crossing_text(
-                    tools.crossings(x, np.log(curves["rms_slope"]), 0.0),
-                    known=bool(np.isfinite(curves["rms_slope"]).any()),
-                ),
-                "interval": "",
-            },
-            {
-                "what": "slope of median log10 ||g|| over L = 0 (measured)",
-                "kind": "typical, across depths",
-                "sigma_w": tools.crossing_text(
-                    tools.crossings(x, np.log(curves["med_slope"]), 0.0),
-                    known=bool(np.isfinite(curves["med_slope"]).any()),
-                ),
-                "interval": "",
-            },
+            *(
+                {
+                    "what": f"slope of {stat} log10 ||g|| over L = 0 (measured)",
+                    "kind": kind,
+                    "sigma_w": tools.crossing_text(
+                        tools.crossings(x, np.log(curves[column]), 0.0),
+                        known=bool(np.isfinite(curves[column]).any()),
+                    ),
+                    "interval": "",
+                }
+                for stat, kind, column in (
+                    ("rms", "mean square, across depths", "rms_slope"),
+                    ("median", "typical, across depths", "med_slope"),
+                )
+            ),
         ]
         print(tools.markdown(brow))
 

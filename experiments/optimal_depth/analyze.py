@@ -176,6 +176,16 @@ def ci_text(mean: float, low: float, high: float) -> str:
     return f"{mean:.3f} +- {half:.3f}" if math.isfinite(half) else f"{mean:.3f}"
 
 
+def ci_cells(stats: pd.DataFrame) -> list[str]:
+    """:func:`ci_text` of each row's ``mean``, ``ci_low``, ``ci_high``."""
+    return [
+        ci_text(m, lo, hi)
+        for m, lo, hi in zip(
+            stats["mean"], stats["ci_low"], stats["ci_high"], strict=True
+        )
+    ]
+
+
 # ---------------------------------------------------------------------------
 # Analyses
 
@@ -194,12 +204,7 @@ def best_table(data: TrainingData, metric: str) -> pd.DataFrame:
             "steps": table["steps"].astype(int),
             "xi_c": table["xi_c"],
             "best L": table["best_depth"],
-            f"{metric} at best (mean +- 95% CI)": [
-                ci_text(m, lo, hi)
-                for m, lo, hi in zip(
-                    table["mean"], table["ci_low"], table["ci_high"], strict=True
-                )
-            ],
+            f"{metric} at best (mean +- 95% CI)": ci_cells(table),
             "indistinguishable L": table["indistinguishable"],
             "beta at best": table["beta_best"],
             "beta range of the set": [
@@ -216,14 +221,9 @@ def per_depth_table(data: TrainingData, metric: str) -> pd.DataFrame:
     """Mean +- CI of ``metric`` at every depth, one column per config."""
     stats = depth_statistics(data.final, metric)
     stats["cell"] = [
-        ci_text(m, lo, hi) + (" *" if b else "") + (" (div)" if d else "")
-        for m, lo, hi, b, d in zip(
-            stats["mean"],
-            stats["ci_low"],
-            stats["ci_high"],
-            stats["best"],
-            stats["n_diverged"] > 0,
-            strict=True,
+        cell + (" *" if b else "") + (" (div)" if d else "")
+        for cell, b, d in zip(
+            ci_cells(stats), stats["best"], stats["n_diverged"] > 0, strict=True
         )
     ]
     stats["column"] = stats["dataset"] + ": " + stats["config"]
@@ -240,12 +240,7 @@ def budget_table(data: TrainingData, metric: str) -> pd.DataFrame:
             "dataset": by_step["dataset"],
             "steps": by_step["step"],
             "best L": by_step["best_depth"],
-            f"{metric} at best (mean +- 95% CI)": [
-                ci_text(m, lo, hi)
-                for m, lo, hi in zip(
-                    by_step["mean"], by_step["ci_low"], by_step["ci_high"], strict=True
-                )
-            ],
+            f"{metric} at best (mean +- 95% CI)": ci_cells(by_step),
             "indistinguishable L": by_step["indistinguishable"],
         }
     ).sort_values(["dataset", "steps"])

@@ -2,9 +2,11 @@
 
 It expands a sweep exactly as Hydra's basic sweeper does (ranges, lists,
 ``choice()``, ``glob()``, ``hydra.sweeper.params``) and hands the jobs to the
-configured Hydra launcher; the depthlab-specific work (validation before any job
-starts, the parent run, resume, summary and report) lives in
-:func:`depthlab.app.sweep`.
+configured Hydra launcher (with Hydra's basic launcher, the default, the jobs
+run on depthlab's worker processes, :mod:`depthlab.sweep.workers`); the
+depthlab-specific work (validation before any job starts, the parent run,
+resume, the workers, progress, summary and report) lives in
+:func:`depthlab.sweep.app.sweep`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,6 @@ class DepthlabSweeper(BasicSweeper):
     """Hydra's basic sweeper plus depthlab's validation, resume and report."""
 
     def sweep(self, arguments: list[str]) -> Any:
-        from depthlab.app import sweep
+        from depthlab.sweep.app import sweep
 
         return sweep(self, arguments)

@@ -4,35 +4,52 @@ A job samples ``networks`` networks of equal shape and ``inputs`` inputs for
 each, runs the input-gradient algorithm with running log scales, computes
 per-layer and input-output Jacobian spectra for a few (network, input) pairs,
 and puts the mean-field prediction next to every measurement. The networks are
-streamed in chunks by :mod:`depthlab.engine` (make a chunk, measure it, reduce);
+streamed in chunks by :mod:`depthlab.jobs.engine` (make a chunk, measure it, reduce);
 this module holds the job (:func:`run_probe`, with the adaptive number of
 networks) and the tables built from the measurements (:func:`build_result`).
 
-Tables (column names are used unchanged by tracking and the report):
+Tables (column names are used unchanged by tracking and the report). Each
+table starts with the configuration columns
+(:data:`depthlab.jobs.schema.CONFIG_COLUMNS`, the same value on every row); then
+its identifying columns (int64), then its measurements (float64). Logarithms
+are base 10.
 
 ``samples``
     one row per (network, input): ``net``, ``input``, ``grad_log10_norm``
     (log10 || grad a^[L](x) ||), ``output`` (a^[L]_1), ``input_sq_norm``
     (||x||^2 / n_1).
 ``layers``
-    one row per (network, input, layer) for l = 1..L: ``backprop_log10_norm``
-    (log10 || d a^[L] / d a^[l] ||, l <= L-1); for spectra pairs also ``sv_max``,
-    ``sv_min``, ``sv_median`` of J^[l] = D^[l] W^[l] and ``jac_log10_sv_max``,
-    ``jac_log10_sv_min``, ``jac_log10_sv_std`` of J^(l) = d a^[l] / dx (at the
-    spectra layers, l >= 2; NaN at the others).
+    one row per (network, input, layer) for l = 1..L: ``net``, ``input``,
+    ``layer``, ``backprop_log10_norm`` (log10 || d a^[L] / d a^[l] ||, NaN at
+    l = L); then ``sv_max``, ``sv_min``, ``sv_median`` of J^[l] = D^[l] W^[l]
+    and ``jac_log10_sv_max``, ``jac_log10_sv_min``, ``jac_log10_sv_std`` of
+    J^(l) = d a^[l] / dx, set for the spectra pairs at the spectra layers
+    (l >= 2) and NaN elsewhere.
 ``spectrum``
-    every log10 singular value of J^(l) for the spectra pairs: ``net``,
-    ``input``, ``layer``, ``rank``, ``jac_log10_sv``.
+    every log10 singular value of J^(l), in decreasing order, for the spectra
+    pairs at the spectra layers: ``net``, ``input``, ``layer``, ``rank``
+    (1..min(n_l, n_1)), ``jac_log10_sv``.
 ``theory``
-    one row per layer l = 1..L: ``q`` (q^[l]), ``chi`` (chi^[l]),
-    ``predicted_log10_mean_sq_backprop`` (log10 E || d a^[L]/d a^[l] ||^2),
-    ``predicted_jac_log10_rms_sv`` (log10 of the root-mean-square singular value
-    of J^(l)).
+    one row per layer l = 1..L: ``layer``, ``q`` (q^[l]; at l = 1 the mean of
+    ``input_sq_norm``), ``chi`` (chi^[l], NaN at l = 1),
+    ``predicted_log10_mean_sq_backprop`` (log10 E || d a^[L]/d a^[l] ||^2, NaN
+    at l = L), ``predicted_jac_log10_rms_sv`` (log10 of the root-mean-square
+    singular value of J^(l), NaN at l = 1).
+``per_layer``
+    one row per layer l = 1..L, the medians that go to MLflow as metrics:
+    ``layer``, ``backprop_log10_norm_median``, ``backprop_log10_norm_q25``,
+    ``backprop_log10_norm_q75`` (over networks and inputs),
+    ``backprop_log10_mean_sq`` (log10 of the mean of
+    ||d a^[L] / d a^[l]||^2); with spectra pairs, the medians over pairs
+    ``sv_max_median``, ``sv_min_median``, ``sv_median_median``, ``cond_median``
+    (sv_max / sv_min), ``jac_log10_sv_max_median``, ``jac_log10_sv_min_median``,
+    ``jac_log10_sv_std_median``; then the ``theory`` columns
+    ``predicted_log10_mean_sq_backprop``, ``chi``,
+    ``predicted_jac_log10_rms_sv``.
 
-Every table also carries the configuration columns
-(:data:`depthlab.schema.CONFIG_COLUMNS`), then ``alpha``, the branch multiplier
-alpha = branch_scale / blocks^depth_power of a resnet (NaN for an MLP), which
-the summary has too.
+The summary has ``alpha``, the branch multiplier alpha = branch_scale /
+blocks^depth_power of a resnet (NaN for an MLP), beside the configuration
+columns ``arch``, ``norm``, ``branch_scale`` and ``depth_power``.
 """
 
 from __future__ import annotations
@@ -44,13 +61,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from depthlab import schema, theory
+from depthlab import theory
 from depthlab.initializers import effective_sigma_w
+from depthlab.jobs import schema
+from depthlab.jobs.schema import CONFIG_COLUMNS
 from depthlab.network import depth_scaled_branch, residual_blocks
-from depthlab.schema import CONFIG_COLUMNS
 
 if TYPE_CHECKING:
-    from depthlab.engine import ChunkMeasurement, PairSpectra
+    from depthlab.jobs.engine import ChunkMeasurement, PairSpectra
 
 VANISHED = -12.0
 EXPLODED = 12.0
@@ -89,9 +107,9 @@ class ProbeSpec:
     hidden_widths: tuple[int, ...] | None = None
     spectra_layers: tuple[int, ...] | None = None
     """Layers l (2..L) with full spectra; None: see
-    :func:`depthlab.engine.spectra_layers`."""
+    :func:`depthlab.jobs.engine.spectra_layers`."""
     memory_gb: float | None = None
-    """Memory budget of the chunks; None: automatic (:mod:`depthlab.memory`)."""
+    """Memory budget of the chunks; None: automatic (:mod:`depthlab.jobs.memory`)."""
     threads: int | None = None
     """Worker threads; None: every core this process may use."""
     rel_err: float | None = None
@@ -106,9 +124,9 @@ class ProbeSpec:
 
         Each field is the value of the schema key with that column; the output
         activation is the one the job uses
-        (:func:`depthlab.validate.output_activation`).
+        (:func:`depthlab.jobs.validate.output_activation`).
         """
-        from depthlab.validate import output_activation
+        from depthlab.jobs.validate import output_activation
 
         names = {f.name for f in fields(cls)}
         values = {
@@ -147,7 +165,7 @@ class ProbeSpec:
         """``architecture``, ``branch_scale`` (alpha) and ``norm`` as
         :func:`depthlab.network.init_network` and :func:`depthlab.theory.predict`
         take them."""
-        from depthlab.validate import architecture_kwargs
+        from depthlab.jobs.validate import architecture_kwargs
 
         return architecture_kwargs(
             self.arch, self.norm, self.branch_scale, self.depth_power, self.depth
@@ -320,13 +338,13 @@ def _factors(log10_norms: np.ndarray) -> dict[str, float]:
 
 
 def run_probe(spec: ProbeSpec) -> ProbeResult:
-    """Run one probe job, chunk by chunk (:mod:`depthlab.engine`).
+    """Run one probe job, chunk by chunk (:mod:`depthlab.jobs.engine`).
 
     Parameters
     ----------
     spec : ProbeSpec
         A validated configuration. Its ``seed`` seeds every network's own
-        random streams (:func:`depthlab.engine.network_rng`): the numbers do
+        random streams (:func:`depthlab.jobs.engine.network_rng`): the numbers do
         not depend on the chunk size or the number of threads.
 
     Returns
@@ -338,7 +356,7 @@ def run_probe(spec: ProbeSpec) -> ProbeResult:
         ``max_networks`` are used; the summary's ``networks_used`` and
         ``grad_norm_median_rel_err`` say where it stopped.
     """
-    from depthlab import engine  # engine builds on this module's tables
+    from depthlab.jobs import engine  # engine builds on this module's tables
 
     parts = engine.run_chunks(spec, range(spec.networks))
     used = spec.networks
@@ -361,7 +379,7 @@ def build_result(
     Parameters
     ----------
     spec : ProbeSpec
-    m : depthlab.engine.ChunkMeasurement
+    m : depthlab.jobs.engine.ChunkMeasurement
         The measurements of networks 0..K-1, concatenated in order.
     rng : numpy.random.Generator
         Source of the cluster bootstrap.
@@ -407,7 +425,6 @@ def build_result(
     summary["alpha"] = spec.alpha
 
     for table in (samples, layers, spectrum, theory_table, per_layer):
-        table.insert(0, "alpha", spec.alpha)
         for key, value in reversed(cfg.items()):
             table.insert(0, key, value)
     return ProbeResult(samples, layers, spectrum, theory_table, per_layer, summary)
@@ -427,15 +444,23 @@ _SPECTRAL_COLUMNS = (
 _SPECTRUM_COLUMNS = ("net", "input", "layer", "rank", "jac_log10_sv")
 
 
+_ID_COLUMNS = ("net", "input", "layer", "rank")
+
+
+def _dtype(column: str) -> type:
+    """int64 for the identifying columns, float64 for the measurements."""
+    return np.int64 if column in _ID_COLUMNS else np.float64
+
+
 def _spectra_tables(pairs: PairSpectra) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-layer rows and the full J^(l) spectra of the spectra pairs.
 
     Layers without full spectra have no rows (NaN in the ``layers`` table).
     """
     if len(pairs.net) == 0:
-        return (
-            pd.DataFrame({c: pd.Series(dtype=float) for c in _SPECTRAL_COLUMNS}),
-            pd.DataFrame({c: pd.Series(dtype=float) for c in _SPECTRUM_COLUMNS}),
+        return tuple(  # type: ignore[return-value]
+            pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
+            for columns in (_SPECTRAL_COLUMNS, _SPECTRUM_COLUMNS)
         )
     net_of, input_of = pairs.net, pairs.input
     count_pairs = len(net_of)

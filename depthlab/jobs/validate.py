@@ -1,4 +1,4 @@
-"""The one validator of depthlab's configurations, built from :mod:`depthlab.schema`.
+"""The one validator of depthlab's configurations, from :mod:`depthlab.jobs.schema`.
 
 The command line's precheck (each value as typed, before Hydra composes), the
 sweep (every composed job, before the tracking store is opened) and a job
@@ -18,9 +18,9 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from depthlab import schema
+from depthlab.jobs import schema
+from depthlab.jobs.schema import ConfigError, Key
 from depthlab.network import depth_scaled_branch, residual_blocks
-from depthlab.schema import ConfigError, Key
 
 # ---------------------------------------------------------------------------
 # One value
@@ -107,7 +107,7 @@ def check_value(key: str, value: Any) -> Any:
     >>> check_value("init.sigma_w", float("nan"))
     Traceback (most recent call last):
     ...
-    depthlab.schema.ConfigError: init.sigma_w=nan is not allowed; init.sigma_w \
+    depthlab.jobs.schema.ConfigError: init.sigma_w=nan is not allowed; init.sigma_w \
 must be a finite number in [0, 100] (a standard deviation; beyond 100 the forward \
 pass and the theory overflow)
     """
@@ -259,27 +259,27 @@ def _widths(d: Mapping[str, Any]) -> list[int]:
 
 def _probe_bytes(d: Mapping[str, Any]) -> int:
     """The streaming probe's peak: one network at a time, its spectra workspace
-    and the kept results of every network (:mod:`depthlab.memory`)."""
-    from depthlab import memory
-    from depthlab.engine import job_shape
-    from depthlab.probe import ProbeSpec
+    and the kept results of every network (:mod:`depthlab.jobs.memory`)."""
+    from depthlab.jobs import memory
+    from depthlab.jobs.engine import job_shape
+    from depthlab.jobs.probe import ProbeSpec
 
     return memory.estimate_job_bytes(job_shape(ProbeSpec.from_config(dict(d))))
 
 
 def _train_bytes(d: Mapping[str, Any]) -> int:
     """Every seed's weights, gradients and optimizer state, and one evaluation
-    (whose forward pass keeps 1 to 3 arrays a layer,
-    :func:`depthlab.memory.layer_arrays`)."""
-    from depthlab.memory import layer_arrays
+    (whose forward pass keeps 2 or, with LN, 3 arrays a layer:
+    :func:`depthlab.jobs.memory.forward_arrays`)."""
+    from depthlab.jobs.memory import forward_arrays
 
     n = _widths(d)
     item = 4 if d["dtype"] == "float32" else 8
     seeds = d["train"]["seeds"]
     params = sum(n[i] * n[i - 1] + n[i] for i in range(1, len(n)))
     points = max(d["train"]["batch_size"], _EVAL_POINTS)
-    arrays = layer_arrays(d["arch"]["name"], d["arch"]["norm"])
-    return item * seeds * (5 * params + (2 + arrays) * points * sum(n))
+    arrays = forward_arrays(d["arch"]["norm"])
+    return item * seeds * (5 * params + (1 + arrays) * points * sum(n))
 
 
 ESTIMATORS: dict[str, Callable[[Mapping[str, Any]], int]] = {

@@ -6,13 +6,13 @@ command line), its type, default and constraint, and its *column*: the one name
 tables and as a plot label. Everything else is derived from :data:`KEYS`:
 
 - the structured config that Hydra types the YAML with
-  (:func:`structured_config`, used by :mod:`depthlab.config`),
+  (:func:`structured_config`, used by :mod:`depthlab.jobs.config`),
 - the lists other modules use (:data:`CONFIG_COLUMNS` of the probe tables,
   :data:`TRAIN_CONFIG_COLUMNS` of the training tables, :data:`PARAM_OF`,
   :data:`NUMERIC_KEYS`, :data:`CATEGORICAL_KEYS`, :data:`RUN_NAME_KEYS`),
 - the MLflow params of a job (:func:`job_params`) and the resume hash
   (:func:`config_hash`),
-- the checks of :mod:`depthlab.validate` (the constraint vocabulary below, the
+- the checks of :mod:`depthlab.jobs.validate` (the constraint vocabulary below, the
   idea of scikit-learn's ``_parameter_constraints``).
 
 Adding a key means one :class:`Key` here, its line in ``conf/config.yaml`` and
@@ -326,6 +326,9 @@ KEYS: tuple[Key, ...] = (
         semantic=False),
     Key("report", bool, True, None, "build report.html at the end of a sweep",
         semantic=False),
+    Key("n_jobs", int, None, _POS,
+        "worker processes of a sweep; null: one per core (never more than jobs)",
+        optional=True, semantic=False, param=False),
     Key("probe.networks", int, 64, _POS, "sampled networks per job", task="probe"),
     Key("probe.inputs", int, 8, _POS, "inputs per network", task="probe"),
     Key("probe.input_distribution", str, "sphere",
@@ -451,10 +454,10 @@ RUN_NAME: tuple[tuple[str, str, bool], ...] = (
 )
 """What a run's name shows, in order: (key, label, always); a key not marked
 always is shown only where its value is not the default, a task's key only in
-that task's runs (see :func:`depthlab.app.run_name`). The ``arch`` keys show
-as ``resnet``, ``LN`` and the branch multiplier of a resnet, ``a=0.5`` (a fixed
-alpha), ``a=1/sqrt`` (alpha = 1 / sqrt(blocks)) or ``a=2/L^1`` (alpha = 2 /
-blocks): :func:`arch_label`."""
+that task's runs (see :func:`depthlab.sweep.app.run_name`). The ``arch`` keys
+show as ``resnet``, ``LN`` and the branch multiplier of a resnet, ``a=0.5`` (a
+fixed alpha), ``a=1/sqrt`` (alpha = 1 / sqrt(blocks)) or ``a=2/L^1`` (alpha =
+2 / blocks): :func:`arch_label`."""
 
 RUN_NAME_KEYS: tuple[str, ...] = tuple(key for key, _, _ in RUN_NAME)
 """The keys a run's name shows."""
@@ -608,16 +611,18 @@ def _annotation(k: Key) -> Any:
     return kind | None if k.optional else kind
 
 
-def structured_config(keys: Collection[Key] = KEYS) -> type:
+def structured_config(keys: Collection[Key] = KEYS, module: str = __name__) -> type:
     """The dataclass Hydra types the YAML with: ``Config`` and one per section.
 
     ``Config.init`` is an ``InitConfig``, and so on; every field has the key's
-    type and default, and each class's docstring lists its keys' docs.
+    type and default, and each class's docstring lists its keys' docs. The
+    classes say they live in ``module``, which must bind them by name (so that
+    they pickle, e.g. into the sweep's worker processes).
     """
 
     def namespace(title: str, members: Iterable[Key]) -> dict[str, str]:
         lines = [f"- ``{k.key}``: {k.doc}" for k in members]
-        return {"__module__": __name__, "__doc__": "\n".join([title, "", *lines])}
+        return {"__module__": module, "__doc__": "\n".join([title, "", *lines])}
 
     top: list[tuple[str, Any, Any]] = []
     sections: dict[str, list[tuple[str, Any, Any]]] = {}

@@ -6,13 +6,14 @@ gradient statistics of the same networks at initialization, so that gradient
 health at initialization can be set against trainability.
 
 The network is the config's architecture (``arch.*``, see
-:func:`depthlab.validate.architecture`); a resnet's alpha is in the summary.
+:func:`depthlab.jobs.validate.architecture`); a resnet's alpha is in the
+summary.
 
 Conventions: the network's input and output sizes come from the dataset (the
 ``input_dim`` and ``output_dim`` keys are ignored for training and logged as the
 dataset's); with ``train.cost=cross_entropy`` the output layer gives logits, so
 ``output_activation`` is ``linear`` (an explicit non-linear output with
-cross-entropy is refused by :func:`depthlab.validate.check_rules`).
+cross-entropy is refused by :func:`depthlab.jobs.validate.check_rules`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from depthlab import schema
 from depthlab.datasets import Dataset, load_dataset
 from depthlab.gradient import backprop_log10_norms
 from depthlab.initializers import effective_sigma_w
+from depthlab.jobs import schema
+from depthlab.jobs.validate import architecture
+from depthlab.jobs.validate import output_activation as training_output_activation
 from depthlab.network import init_network
 from depthlab.training import train
-from depthlab.validate import architecture
-from depthlab.validate import output_activation as training_output_activation
 
 CURVE_METRICS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
 
@@ -192,7 +193,6 @@ def run_training_job(
     }
     cfg_cols["depth"] = len(widths)
     cfg_cols["momentum"] = t["momentum"] if t["optimizer"] == "sgd" else 0.0
-    cfg_cols["alpha"] = summary["alpha"]
     tables = {"curves": curves, "final": final.astype({"diverged_at_step": "float64"})}
     for table in tables.values():
         for key, value in reversed(cfg_cols.items()):

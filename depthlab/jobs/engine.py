@@ -5,7 +5,7 @@
 2. :func:`measure_chunk` runs the gradient and the spectra on it and returns a
    :class:`ChunkMeasurement`: numpy arrays only, small (no weights).
 3. :func:`reduce` concatenates the measurements in chunk order and builds the
-   tables and the summary (:func:`depthlab.probe.build_result`).
+   tables and the summary (:func:`depthlab.jobs.probe.build_result`).
 
 An array backend (a GPU, say) implements the first two steps and hands numpy
 arrays to the third; the reduction and the tables do not change.
@@ -25,6 +25,7 @@ returns the measurements in chunk order.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -33,13 +34,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
-from depthlab import blocks, memory, spectra
+from depthlab import blocks, spectra
 from depthlab.gradient import backprop_log10_norms
 from depthlab.initializers import sample_layer
+from depthlab.jobs import memory
+from depthlab.jobs.probe import ProbeResult, ProbeSpec, build_result, sample_inputs
 from depthlab.network import DTYPES, Network
-from depthlab.probe import ProbeResult, ProbeSpec, build_result, sample_inputs
 
 BIT_GENERATOR = np.random.SFC64
 """The bit generator of every network's streams (one place to change it)."""
@@ -119,7 +121,7 @@ def job_shape(spec: ProbeSpec) -> memory.Shape:
         networks=spec.max_networks if spec.rel_err is not None else spec.networks,
         spectra_pairs=n_nets * per_net,
         spectra_layers=spectra_layers(spec) if pairs else (),
-        layer_arrays=memory.layer_arrays(spec.arch, spec.norm),
+        **memory.architecture_shape(spec.arch, spec.norm),
     )
 
 
@@ -224,15 +226,17 @@ def layer_spectra(
 
     J^[l] = D^[l] W^[l] for a dense layer of an MLP; for every other layer
     (resnet blocks, layer normalization) the layer's own Jacobian
-    (:func:`depthlab.blocks.jacobian`, e.g. I + alpha W^[l] D^[l]).
+    (:func:`depthlab.blocks.jacobian`, e.g. I + alpha W^[l] D^[l]). The
+    callers (:func:`run_chunks`) pin BLAS to one thread.
     """
+    if tuple(layers) == tuple(range(2, net.depth + 1)):
+        return spectra.layer_singular_values(net, X)  # one call: no per-layer cost
     fp = net.forward(X)
     if not net.plain_mlp:
-        with threadpool_limits(limits=1):
-            return [
-                np.linalg.svd(blocks.jacobian(net, fp, layer - 2), compute_uv=False)
-                for layer in layers
-            ]
+        return [
+            np.linalg.svd(blocks.jacobian(net, fp, layer - 2), compute_uv=False)
+            for layer in layers
+        ]
     out = []
     for layer in layers:
         i = layer - 2
@@ -340,22 +344,35 @@ def run_chunks(
     """Make and measure the chunks of ``networks`` on a thread pool, in order.
 
     Chunk size and worker count follow the memory budget
-    (:func:`depthlab.memory.plan_chunks`); BLAS runs one thread per worker.
+    (:func:`depthlab.jobs.memory.plan_chunks`); BLAS runs one thread per worker.
     """
     threads = threads or spec.threads or default_threads()
     size, workers = memory.plan_chunks(
         job_shape(spec), len(networks), threads, spec.memory_gb
     )
-    chunks = chunk_ranges(networks, size, _spectra_networks(spec))
+    # With several workers the spectra networks go one a chunk (shared out);
+    # alone, they stay in one stack (fewer calls).
+    alone = _spectra_networks(spec) if workers > 1 else 0
+    chunks = chunk_ranges(networks, size, alone)
 
     def task(part: range) -> ChunkMeasurement:
         return measure_chunk(make_chunk(spec, part), spec)
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         if workers <= 1:
             return [task(part) for part in chunks]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(task, chunks))
+            try:
+                return list(pool.map(task, chunks))
+            except BaseException:  # Ctrl-C, SIGTERM, an error: start no more
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The BLAS libraries of this process, found once (a scan costs ~3 ms)."""
+    return ThreadpoolController()
 
 
 def _spectra_networks(spec: ProbeSpec) -> int:

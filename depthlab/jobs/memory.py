@@ -26,7 +26,7 @@ from dataclasses import dataclass
 GIB = float(1 << 30)
 
 AUTO_BUDGET_FRACTION = 0.5
-"""``probe.memory_gb: null`` uses at most this fraction of the available memory..."""
+"""``probe.memory_gb: null`` uses at most this fraction of the available memory,"""
 
 AUTO_BUDGET_CAP_GB = 2.0
 """...and at most this many GiB: chunks beyond a few networks are no faster, so
@@ -43,10 +43,11 @@ TABLE_ROW_BYTES = 3 * 22 * 8
 times for the copies a merge and the artifact writer make."""
 
 
-ARRAY_OVERHEAD = 200
+ARRAY_OVERHEAD = 224
 """Bytes per kept array beside its data: the numpy object (112 bytes), its list
-slot and the views a layer's products leave (measured with tracemalloc: 80 bytes
-a layer for a resnet with LN at depth 400); thousands of them at depth 1000."""
+slot and the views a layer's products leave (measured with tracemalloc: up to
+about 215 bytes a layer for a resnet at depth 1000, width 32); thousands of them
+at depth 1000."""
 
 
 @dataclass(frozen=True)
@@ -60,52 +61,64 @@ class Shape:
     """Networks the job may use (``probe.max_networks`` when adaptive)."""
     spectra_pairs: int
     spectra_layers: tuple[int, ...]
-    layer_arrays: int = 1
-    """Activation-sized arrays the forward pass keeps per layer: 1 for the plain
-    MLP (sigma'(z^[l]) only), 2 for a resnet (z^[l] and a^[l]; a block's h^[l]
-    is a^[l-1] itself), 3 with layer normalization (z^[l], h^[l], a^[l])."""
+    plain: bool = True
+    """The plain MLP (its own gradient kernels) or another architecture
+    (:mod:`depthlab.blocks`: resnet blocks, layer normalization)."""
+    normalized: bool = False
+    """With layer normalization (its scales s^[l] are kept too)."""
 
     @property
-    def plain(self) -> bool:
-        """Whether the job's network is the plain MLP (its own faster path)."""
-        return self.layer_arrays == 1
+    def layer_arrays(self) -> int:
+        """Activation-sized arrays the gradient's forward pass keeps per layer
+        (measured with tracemalloc): 2 for the plain MLP's kernels (sigma'(z^[l])
+        and a layer-sized copy in their layout), 1 for the other architectures'
+        lean forward pass (:func:`depthlab.blocks.lean_forward` keeps h^[l];
+        for a block without LN that is the stream a^[l-1] itself)."""
+        return 2 if self.plain else 1
 
 
-def layer_arrays(arch: str, norm: str) -> int:
-    """:attr:`Shape.layer_arrays` of an architecture (``arch.name``, ``arch.norm``).
+def architecture_shape(arch: str, norm: str) -> dict[str, bool]:
+    """The :class:`Shape` fields of an architecture (``arch.name``, ``arch.norm``).
 
     Examples
     --------
-    >>> layer_arrays("mlp", "none"), layer_arrays("resnet", "none")
-    (1, 2)
-    >>> layer_arrays("mlp", "layer"), layer_arrays("resnet", "layer")
-    (3, 3)
+    >>> architecture_shape("resnet", "layer")
+    {'plain': False, 'normalized': True}
     """
-    if norm != "none":
-        return 3
-    return 2 if arch == "resnet" else 1
+    return {"plain": arch == "mlp" and norm == "none", "normalized": norm != "none"}
+
+
+def forward_arrays(norm: str) -> int:
+    """Activation-sized arrays a full forward pass (``Network.forward``, used by
+    training) keeps per layer: z^[l] and a^[l], and h^[l] with LN.
+
+    Examples
+    --------
+    >>> forward_arrays("none"), forward_arrays("layer")
+    (2, 3)
+    """
+    return 3 if norm != "none" else 2
 
 
 def network_bytes(shape: Shape) -> int:
     """One network of a chunk: weights, biases, forward and backward arrays."""
     n, b, s = shape.widths, shape.inputs, shape.itemsize
     params = sum(n_out * n_in + n_out for n_in, n_out in itertools.pairwise(n))
-    # sigma'(z^[l]) for every layer (z^[l], h^[l], a^[l] and LN's scale for
-    # the other architectures), a few layer-sized temporaries, the
-    # (B, n_L, n_l) backward array and its product.
+    # Shape.layer_arrays arrays for every layer, a few layer-sized temporaries,
+    # the (B, n_L, n_l) backward array and its product.
     activations = (
         shape.layer_arrays * b * sum(n) + 4 * b * max(n) + 3 * b * n[-1] * max(n)
     )
-    kept = len(n) * (
-        shape.layer_arrays * ARRAY_OVERHEAD + (0 if shape.plain else b * s)
-    )
+    # Python objects of the kept arrays, and LN's scales s^[l] (B numbers each).
+    objects = shape.layer_arrays + shape.normalized
+    kept = len(n) * (objects * ARRAY_OVERHEAD + (b * s if shape.normalized else 0))
     return s * (params + activations) + 8 * b * (len(n) + 2) + kept
 
 
 def worker_bytes(shape: Shape) -> int:
-    """One worker's temporaries: a layer drawn in float64 and scaled (2 copies)."""
+    """One worker's temporaries: a layer drawn in float64, scaled and cast."""
     largest = max(a * b for a, b in itertools.pairwise(shape.widths))
-    return 2 * 8 * largest
+    return 3 * 8 * largest
 
 
 def spectra_bytes(shape: Shape) -> int:

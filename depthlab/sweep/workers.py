@@ -1,0 +1,325 @@
+"""Long-lived worker processes that run a sweep's jobs side by side.
+
+A sweep with Hydra's basic launcher (the default) runs its jobs on every CPU
+core: ``n_jobs`` worker processes (the config key; null means one per core, and
+never more than there are jobs) each run one job at a time. The workers are
+forked from one ``forkserver`` process that imports depthlab, Hydra, numpy and
+MLflow's client once (:data:`PRELOAD`), so a worker starts in milliseconds and
+imports nothing; each receives the job configs the sweeper already composed and
+runs them through Hydra's own ``run_job`` (the job's output directory, the
+``HydraConfig`` singleton, its return value and status), exactly as the
+in-process path does.
+
+The CPU budget is shared, not multiplied: with ``w`` workers on ``c`` cores a
+job may use ``max(1, c // w)`` threads. Each worker pins BLAS to one thread
+(threadpoolctl: oversubscribed OpenBLAS threads were 11x slower on these
+machines) and exports the job's thread budget as the environment variable
+:data:`THREADS_ENV`, which a job that threads over chunks of networks reads
+(:func:`job_threads`).
+
+Interrupts. SIGINT (Ctrl-C reaches the whole process group) and SIGTERM (sent by
+the sweep's process to its workers when it is stopped) end a worker's job the
+way they end an in-process job: :mod:`depthlab.sweep.interrupts` holds the signal out
+of tracking writes, the job's run is marked FAILED, and the worker starts no
+further job. A second signal that reaches a worker while the first is pending
+(Ctrl-C, then the parent's SIGTERM) is not a second Ctrl-C: it is ignored. A
+signal that reaches an idle worker only stops it from taking a new job.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import pickle
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+THREADS_ENV = "DEPTHLAB_JOB_THREADS"
+"""The environment variable that holds a job's thread budget inside a worker."""
+
+PRELOAD = (
+    "depthlab.sweep.app",
+    "depthlab.jobs.probe",
+    "depthlab.tracking",
+    "mlflow.tracking",
+    "mlflow.entities",
+    "mlflow.store.tracking.sqlalchemy_store",
+)
+"""Modules the forkserver imports once, before it forks the workers."""
+
+STOP_TIMEOUT_S = 60.0
+"""How long a stopped sweep waits for its workers to mark their runs FAILED."""
+
+EXIT_TIMEOUT_S = 5.0
+"""How long a stopped sweep then waits for its workers to exit before it kills
+them."""
+
+
+def cpu_count() -> int:
+    """The CPU cores this process may run on (its affinity mask)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def plan(n_jobs: int | None, jobs: int, cpus: int | None = None) -> tuple[int, int]:
+    """How many workers a sweep starts and how many threads each job may use.
+
+    Parameters
+    ----------
+    n_jobs : int or None
+        The ``n_jobs`` config key: at most this many workers; None means one
+        per CPU core.
+    jobs : int
+        The jobs to run.
+    cpus : int, optional
+        The CPU cores (default: :func:`cpu_count`).
+
+    Returns
+    -------
+    tuple of int
+        ``(workers, threads)``: ``workers`` is 1 when the jobs run in the
+        sweep's own process; ``threads = max(1, cpus // workers)``.
+
+    Examples
+    --------
+    >>> plan(None, 49, cpus=2)
+    (2, 1)
+    >>> plan(1, 49, cpus=16)
+    (1, 16)
+    >>> plan(None, 3, cpus=16)
+    (3, 5)
+    """
+    cpus = cpu_count() if cpus is None else cpus
+    workers = max(1, min(n_jobs or cpus, max(jobs, 1)))
+    return workers, max(1, cpus // workers)
+
+
+def job_threads() -> int:
+    """The threads a job may use: its worker's budget, or every core when the
+    job runs alone (in the sweep's process, or under another Hydra launcher)."""
+    value = os.environ.get(THREADS_ENV)
+    return int(value) if value and value.isdigit() and int(value) > 0 else cpu_count()
+
+
+# ---------------------------------------------------------------------------
+# Inside a worker
+
+
+@dataclass
+class _Worker:
+    hydra_context: Any = None
+    in_job: bool = False
+    stop: int | None = None
+
+
+_worker = _Worker()
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    from depthlab.sweep import interrupts
+
+    first = _worker.stop is None
+    _worker.stop = _worker.stop or signum
+    if first and _worker.in_job:
+        interrupts._on_signal(signum, frame)  # raise, or defer out of a write
+
+
+def _initialize(state: bytes, threads: int) -> None:
+    """Set a worker up: Hydra's singletons, BLAS threads, signal handlers."""
+    from hydra.core.plugins import Plugins
+    from hydra.core.singleton import Singleton
+    from hydra.core.utils import setup_globals
+    from threadpoolctl import threadpool_limits
+
+    import depthlab.sweep.app as app
+
+    hydra_context, instances = pickle.loads(state)
+    # Singleton.set_state without OmegaConf's resolvers (local functions, which
+    # pickle cannot send): setup_globals registers Hydra's own again.
+    Singleton._instances = instances
+    Plugins.instance()
+    setup_globals()
+    _worker.hydra_context = hydra_context
+    os.environ[THREADS_ENV] = str(threads)
+    threadpool_limits(limits=1)
+    app.PRINT_JOB_LINES = False  # the sweep's process prints them
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_signal)
+
+
+def _run(cfg: Any) -> Any:
+    """Run one job through Hydra's ``run_job``; returns its ``JobReturn``."""
+    from hydra.core.utils import JobStatus, run_job
+
+    import depthlab.sweep.app as app
+
+    if _worker.stop is not None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(_worker.stop).name}")
+    _worker.in_job = True
+    try:
+        ret = run_job(
+            hydra_context=_worker.hydra_context,
+            task_function=app.run_job,
+            config=cfg,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+            configure_logging=False,
+        )
+    finally:
+        _worker.in_job = False
+    if ret.status == JobStatus.FAILED:
+        try:
+            pickle.dumps(ret._return_value)
+        except Exception:
+            err = ret._return_value
+            ret._return_value = RuntimeError(f"{type(err).__name__}: {err}")
+    return ret
+
+
+# ---------------------------------------------------------------------------
+# In the sweep's process
+
+
+def _context() -> Any:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the forkserver now, so that its imports (about as long as the
+    sweep's own, ~3 s) overlap with the sweep's composing and store checks
+    instead of delaying the first job. Safe to call more than once."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
+class Pool:
+    """``workers`` processes that run composed job configs (see the module).
+
+    Use as a context manager; :meth:`run` yields ``(position, JobReturn)`` as
+    jobs finish. Leaving the block with an exception (an interrupt) stops the
+    workers: each is sent SIGTERM, jobs not started are cancelled, and the
+    block waits up to :data:`STOP_TIMEOUT_S` for the jobs in flight to mark
+    their runs FAILED before it kills what is left.
+    """
+
+    def __init__(self, workers: int, threads: int, hydra_context: Any) -> None:
+        from hydra.core.singleton import Singleton
+
+        self.workers = workers
+        ctx = _context()
+        state = pickle.dumps((hydra_context, Singleton.get_state()["instances"]))
+        self._executor = cf.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_initialize,
+            initargs=(state, threads),
+        )
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
+        if kind is None:
+            self._executor.shutdown(wait=True)
+        else:
+            self.stop()
+
+    def run(self, configs: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Submit every config; yield ``(position in configs, result)`` as each
+        job ends. A worker that stopped on a signal yields its
+        :class:`KeyboardInterrupt` as the result."""
+        futures = {self._executor.submit(_run, cfg): i for i, cfg in enumerate(configs)}
+        self._futures = futures
+        for future in cf.as_completed(futures):
+            try:
+                yield futures[future], future.result()
+            except KeyboardInterrupt as err:
+                yield futures[future], err
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop the workers: SIGTERM, wait for the jobs in flight, then kill."""
+        futures = getattr(self, "_futures", {})
+        for future in futures:
+            future.cancel()
+        processes = list((self._executor._processes or {}).values())
+        _signal_all(processes, signal.SIGTERM)
+        running = [f for f in futures if not f.done()]
+        try:
+            cf.wait(running, timeout=timeout)
+        except KeyboardInterrupt:  # pressed again: do not wait
+            pass
+        # Idle workers exit on the pool's shutdown; kill any that do not.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + EXIT_TIMEOUT_S
+        for p in processes:
+            p.join(max(0.0, deadline - time.monotonic()))
+        _signal_all([p for p in processes if p.is_alive()], signal.SIGKILL)
+
+
+def _signal_all(processes: Sequence[Any], signum: int) -> None:
+    for p in processes:
+        if p.pid is None:
+            continue
+        try:
+            os.kill(p.pid, signum)
+        except (ProcessLookupError, OSError):
+            pass
+
+
+def run_jobs(
+    configs: Sequence[Any],
+    *,
+    workers: int,
+    threads: int,
+    hydra_context: Any,
+    on_result: Callable[[int, Any], None],
+) -> list[Any]:
+    """Run ``configs`` on a :class:`Pool`; ``on_result(position, result)`` is
+    called as each job ends (in the order they end).
+
+    Returns
+    -------
+    list
+        Hydra's ``JobReturn`` of each config, in the order of ``configs``.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        When the sweep's process or a worker was stopped by a signal; the
+        workers are stopped first and the jobs that ended are reported.
+    """
+    results: list[Any] = [None] * len(configs)
+    interrupted: KeyboardInterrupt | None = None
+    with Pool(workers, threads, hydra_context) as pool:
+        for position, result in pool.run(configs):
+            if isinstance(result, KeyboardInterrupt):
+                interrupted = result
+                break
+            results[position] = result
+            on_result(position, result)
+        if interrupted is not None:
+            _stop_like(interrupted)
+    return results
+
+
+def _stop_like(err: KeyboardInterrupt) -> None:
+    """Stop the sweep's process as the worker was stopped: by the same signal
+    (through depthlab's handler, which records it), else by ``err`` itself."""
+    from depthlab.sweep import interrupts
+
+    name = str(err).removeprefix("signal ")
+    signum = getattr(signal.Signals, name, None) if name.startswith("SIG") else None
+    if signum is not None and interrupts.installed():
+        os.kill(os.getpid(), signum)  # the handler raises KeyboardInterrupt
+    raise err

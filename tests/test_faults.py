@@ -1,0 +1,326 @@
+"""Faults of the store and of the file system, with real components, as a user
+meets them: a corrupted or truncated mlflow.db, a full database (SQLite's
+max_page_count), a real ``mlflow server`` killed mid-sweep, a sweep killed with
+SIGKILL, two identical sweeps at once on a fresh store, a report folder that
+cannot be written. Each checks the one line, the exit status, the final status
+of every run (none RUNNING), and that the resumed sweep computed nothing twice.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    QUIET_ENV,
+    TINY,
+    TINY_JOB,
+    finished_jobs,
+    free_port,
+    run_cli,
+    run_python,
+    start_mlflow_server,
+    stop_server,
+)
+
+SLOWER = [  # jobs long enough that a fault lands inside one
+    "width=48",
+    "input_dim=16",
+    "probe.networks=16",
+    "probe.inputs=8",
+    "probe.spectra=2",
+    "report=false",
+]
+JOB_LINE = re.compile(r"^\[\s*\d+/\d+\] .*\d s$")
+
+
+def popen(cwd: Path, *argv: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *argv],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=QUIET_ENV,
+    )
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("depthlab: error: tracking store "), stderr
+    return lines[0]
+
+
+def store_full(
+    out: subprocess.CompletedProcess, db: Path, jobs: int
+) -> tuple[str, int]:
+    """The one line of a sweep of ``jobs`` jobs stopped by a full store ``db``
+    (exit status 2), which names the jobs kept; the line and that number."""
+    assert out.returncode == 2, out.stderr
+    line = one_error_line(out.stderr)
+    assert f"tracking store {db} is full" in line
+    finished = finished_jobs(db)
+    assert f"{finished} of {jobs} jobs finished and are kept" in line
+    return line, finished
+
+
+def runs_of(uri: str, experiment: str = "depthlab"):
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment], max_results=10000)
+
+
+def assert_all_finished_once(uri: str, total: int) -> None:
+    runs = runs_of(uri)
+    assert "RUNNING" not in set(runs["status"])
+    jobs = runs[runs["tags.depthlab.kind"] == "job"]
+    finished = jobs[jobs["status"] == "FINISHED"]
+    assert finished["tags.depthlab.config_hash"].is_unique
+    assert len(finished) == total
+
+
+def computed_and_recovered(stdout: str) -> tuple[int, int]:
+    lines = [line for line in stdout.splitlines() if line.startswith("[")]
+    recovered = sum("recovered from" in line for line in lines)
+    computed = sum(
+        bool(JOB_LINE.match(line)) and "recovered from" not in line for line in lines
+    )
+    return computed, recovered
+
+
+def wait_until(predicate, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline or proc.poll() is not None:
+            return
+        time.sleep(0.05)
+
+
+def pending_folders(root: Path) -> list[Path]:
+    return [
+        p for p in root.glob("multirun/*/*/pending/*") if not p.name.startswith(".")
+    ]
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated"])
+def test_corrupted_store_is_one_line(tmp_path: Path, how: str) -> None:
+    db = tmp_path / "mlflow.db"
+    if how == "garbage":
+        db.write_bytes(b"this is not a database\n" * 1000)
+    else:
+        assert run_cli(tmp_path, "depth=2,3", *TINY).returncode == 0
+        for ext in ("-wal", "-shm"):
+            db.with_name(db.name + ext).unlink(missing_ok=True)
+        data = db.read_bytes()
+        db.write_bytes(data[: len(data) // 3])
+    out = run_cli(tmp_path, "depth=2..4", *TINY, timeout=60)
+    assert out.returncode == 2
+    line = one_error_line(out.stderr)
+    assert line.startswith(
+        f"depthlab: error: tracking store {db} is not an SQLite database"
+    )
+    assert "no job was started" in line and "move the file away" in line
+
+
+_FULL_DATABASE = """
+import sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+PAGES = int(sys.argv.pop(1))
+@event.listens_for(Engine, "connect")
+def _limit(connection, record):
+    connection.execute(f"PRAGMA max_page_count = {PAGES}")
+from depthlab.sweep.cli import main
+main()
+"""
+
+
+def _pages(db: Path) -> int:
+    with sqlite3.connect(db) as con:
+        return int(con.execute("PRAGMA page_count").fetchone()[0])
+
+
+@pytest.mark.slow
+def test_full_database_mid_sweep_then_resume(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    assert run_cli(tmp_path, "depth=2", *TINY).returncode == 0
+    before = _pages(db)
+    assert run_cli(tmp_path, "depth=3", *TINY).returncode == 0
+    per_job = _pages(db) - before  # one job and one sweep run
+    args = ["depth=2..14", *TINY]
+    limit = _pages(db) + 4 * per_job
+    out = run_python(tmp_path, "-c", _FULL_DATABASE, str(limit), *args, timeout=240)
+    line, finished = store_full(out, db, 13)
+    assert 3 <= finished < 13
+    assert line.endswith("free space and run the same command to resume")
+    saved = len(pending_folders(tmp_path))
+
+    again = run_cli(tmp_path, *args)
+    assert again.returncode == 0, again.stderr
+    computed, recovered = computed_and_recovered(again.stdout)
+    assert recovered == saved
+    assert computed == 13 - finished - recovered
+    assert_all_finished_once(uri, 13)
+    assert not pending_folders(tmp_path)
+
+
+@pytest.mark.slow
+def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    args = ["depth=2..16", f"tracking.uri={uri}", *SLOWER]
+    server = start_mlflow_server(tmp_path, port)
+    try:
+        sweep = popen(tmp_path, "-m", "depthlab", *args)
+        try:
+            wait_until(lambda: finished_jobs(tmp_path / "server.db") >= 4, 180, sweep)
+            stop_server(server)
+            # Within a minute: MLflow's own retries would take minutes.
+            _, err = sweep.communicate(timeout=60)
+        finally:
+            if sweep.poll() is None:
+                sweep.kill()
+                sweep.communicate()
+        assert sweep.returncode == 2, err
+        line = one_error_line(err)
+        assert f"tracking store {uri} does not answer" in line
+        assert line.endswith("start the server and run the same command to resume")
+        finished = finished_jobs(tmp_path / "server.db")
+        assert 4 <= finished < 15
+        kept = int(re.search(r"(\d+) of 15 jobs finished and are kept", line)[1])
+        # The last write may reach the server while its answer is lost: then
+        # the job is FINISHED in the store and also kept in the sweep folder.
+        assert kept in (finished - 1, finished)
+        saved = len(pending_folders(tmp_path))
+        assert (saved == 1) == ("kept in" in line)
+        assert saved >= finished - kept
+
+        server = start_mlflow_server(tmp_path, port)
+        again = run_cli(tmp_path, *args)
+        assert again.returncode == 0, again.stderr
+        computed, recovered = computed_and_recovered(again.stdout)
+        assert recovered == saved - (finished - kept)
+        assert computed == 15 - finished - recovered
+        assert_all_finished_once(uri, 15)
+        assert not pending_folders(tmp_path)
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.slow
+def test_sigkill_leaves_no_run_running_after_resume(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    args = ["depth=2..20", *SLOWER]
+    sweep = popen(tmp_path, "-m", "depthlab", *args)
+    try:
+        wait_until(lambda: finished_jobs(db) >= 3, 180, sweep)
+        sweep.kill()
+        sweep.communicate(timeout=30)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.communicate()
+    runs = runs_of(uri)
+    running = set(runs[runs["status"] == "RUNNING"]["run_id"])
+    assert 1 <= len(running) <= 2  # the sweep run, and the job in flight
+    finished = finished_jobs(db)
+
+    again = run_cli(tmp_path, *args)
+    assert again.returncode == 0, again.stderr
+    assert f"ended {len(running)} RUNNING run(s) whose process is gone" in again.stdout
+    runs = runs_of(uri).set_index("run_id")
+    for run_id in running:
+        assert runs.loc[run_id, "status"] == "KILLED"
+        assert "is gone" in runs.loc[run_id, "tags.depthlab.end_reason"]
+    computed, _ = computed_and_recovered(again.stdout)
+    assert computed == 19 - finished
+    assert_all_finished_once(uri, 19)
+
+
+@pytest.mark.slow
+def test_identical_sweeps_at_once_on_a_fresh_store(tmp_path: Path) -> None:
+    args = ["depth=2..9", *TINY]
+    sweeps = [popen(tmp_path, "-m", "depthlab", *args) for _ in range(3)]
+    outs = [s.communicate(timeout=300) for s in sweeps]
+    for s, (_, err) in zip(sweeps, outs, strict=True):
+        assert s.returncode == 0, err
+        assert "Traceback" not in err
+    assert_all_finished_once(f"sqlite:///{tmp_path / 'mlflow.db'}", 8)
+    ran = [int(re.search(r"sweep done: (\d+) ran", out).group(1)) for out, _ in outs]
+    assert sum(ran) == 8  # every job computed once, by one of the sweeps
+    runs = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parents = runs[runs["tags.depthlab.kind"] == "sweep"]
+    assert list(parents["status"]) == ["FINISHED"] * 3
+
+
+@pytest.mark.slow
+def test_report_folder_that_cannot_be_written(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sw"
+    (sweep_dir / "report.html").mkdir(parents=True)  # a file cannot go there
+    out = run_cli(
+        tmp_path,
+        "depth=2,3",
+        *TINY_JOB,
+        "report=true",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("depthlab: report not written: cannot write ")
+    assert str(sweep_dir) in lines[0] and "the runs are kept in sqlite:///" in lines[0]
+    assert_all_finished_once(f"sqlite:///{tmp_path / 'mlflow.db'}", 2)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 9 MB tmpfs (needs root, as in CI); skipped where mounting is refused."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=9m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_full_disk_mid_sweep_then_resume(small_disk: Path, tmp_path: Path) -> None:
+    # The store, its artifacts and the sweep folder all on one 9 MB disk:
+    # the computed job cannot be kept there and goes to the temporary folder.
+    db = small_disk / "mlflow.db"
+    args = ["depth=2..40", "width=48", "input_dim=16", "probe.networks=16"]
+    env = {**QUIET_ENV, "TMPDIR": str(tmp_path)}
+    out = run_python(
+        small_disk, "-m", "depthlab", *args, "report=false", timeout=600, env=env
+    )
+    line, finished = store_full(out, db, 39)
+    assert 1 <= finished < 39
+    kept = list(tmp_path.glob("depthlab-pending-*/pending/*"))
+    assert len(kept) == ("kept in" in line)
+
+    subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
+    again = run_python(
+        small_disk, "-m", "depthlab", *args, "report=false", timeout=600, env=env
+    )
+    assert again.returncode == 0, again.stderr
+    computed, recovered = computed_and_recovered(again.stdout)
+    assert recovered == len(kept)
+    assert computed == 39 - finished - recovered
+    assert_all_finished_once(f"sqlite:///{db}", 39)
+    assert not list(tmp_path.glob("depthlab-pending-*/pending/*"))

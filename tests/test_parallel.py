@@ -1,0 +1,171 @@
+"""Sweeps on depthlab's worker processes: the same runs and numbers as one
+process, every job once, readable output; the thread budget; the progress line."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from test_sweep import TINY, job_runs, run_cli, sqlite_uri
+
+from depthlab.sweep import progress, workers
+
+_LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] L=(\d+) ")
+
+
+@pytest.mark.parametrize(
+    ("n_jobs", "jobs", "cpus", "expected"),
+    [
+        (None, 49, 2, (2, 1)),
+        (None, 49, 16, (16, 1)),
+        (4, 49, 16, (4, 4)),
+        (1, 49, 16, (1, 16)),
+        (None, 3, 16, (3, 5)),
+        (None, 1, 16, (1, 16)),
+        (8, 49, 2, (8, 1)),
+        (None, 0, 2, (1, 2)),
+    ],
+)
+def test_plan_shares_the_cores(
+    n_jobs: int | None, jobs: int, cpus: int, expected: tuple[int, int]
+) -> None:
+    assert workers.plan(n_jobs, jobs, cpus=cpus) == expected
+
+
+def test_job_threads_reads_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(workers.THREADS_ENV, "3")
+    assert workers.job_threads() == 3
+    monkeypatch.delenv(workers.THREADS_ENV)
+    assert workers.job_threads() == workers.cpu_count()
+
+
+def test_parallel_sweep_matches_one_process(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    args = ["depth=2..7", "init.sigma_w=1.0,1.5", *TINY]
+    a = run_cli(one, *args, "n_jobs=1")
+    b = run_cli(two, *args, "n_jobs=2")
+    assert a.returncode == 0, a.stderr
+    assert b.returncode == 0, b.stderr
+    assert "on 2 workers" in b.stdout and "workers" not in a.stdout
+    # One line per job, each with its index in the sweep, each index once.
+    lines = {
+        int(m.group(1)): line.split("] ", 1)[1].split("  ")[0]
+        for line in b.stdout.splitlines()
+        if (m := _LINE.match(line))
+    }
+    assert sorted(lines) == list(range(1, 13))
+    assert len(set(lines.values())) == 12
+
+    # The summary lists the jobs in sweep order, as the single process does.
+    def summary(stdout: str) -> list[str]:
+        rows = stdout.split("sweep done:")[1].splitlines()[1:13]
+        return [row.strip().split("  ")[0] for row in rows]
+
+    assert summary(b.stdout) == [lines[i] for i in range(1, 13)] == summary(a.stdout)
+    ra, rb = job_runs(sqlite_uri(one)), job_runs(sqlite_uri(two))
+    assert len(rb) == 12 and set(rb["status"]) == {"FINISHED"}
+    assert rb["tags.depthlab.config_hash"].is_unique
+    key = "tags.depthlab.config_hash"
+    metrics = [c for c in ra.columns if c.startswith("metrics.")]
+    left = ra.set_index(key)[metrics].sort_index()
+    right = rb.set_index(key)[metrics].sort_index()
+    # Same seeds on other processes: the same numbers, bit for bit.
+    assert left.equals(right)
+    # n_jobs does not change what a job computes: the second sweep resumes.
+    again = run_cli(two, *args, "n_jobs=1")
+    assert again.returncode == 0, again.stderr
+    assert "skipping 12 of 12" in again.stdout
+
+
+def test_n_jobs_must_be_positive(tmp_path: Path) -> None:
+    out = run_cli(tmp_path, "depth=2,3", "n_jobs=0", *TINY)
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "depthlab: error: n_jobs=0 is not allowed; n_jobs must be an integer >= 1"
+    )
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_train_jobs_run_on_workers(tmp_path: Path) -> None:
+    out = run_cli(
+        tmp_path,
+        "depth=3",
+        "seed=0,1",
+        "n_jobs=2",
+        "task=train",
+        "train.dataset=higham_example",
+        "train.steps=1",
+        "train.eval_every=1",
+        "train.seeds=1",
+        "hidden_widths=[2]",
+        "input_dim=2",
+        "output_dim=2",
+        "report=false",
+    )
+    assert out.returncode == 0, out.stderr
+    assert set(job_runs(sqlite_uri(tmp_path))["status"]) == {"FINISHED"}
+
+
+def test_progress_without_a_terminal_prints_one_line_per_job() -> None:
+    out = io.StringIO()
+    with progress.Progress(3, 12, skipped=9, stream=out) as p:
+        assert not p.live
+        p.job_done(10, "L=12 a")
+        p.job_failed(9, "ValueError: x")
+        p.job_done(11, "L=13 b")
+    assert out.getvalue().splitlines() == [
+        "[11/12] L=12 a",
+        "[10/12] FAILED ValueError: x",
+        "[12/12] L=13 b",
+    ]
+
+
+def test_progress_on_a_terminal_shows_one_live_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(progress, "LIVE_AFTER_S", 0.0)
+    monkeypatch.setattr(progress, "REFRESH_S", 0.0)
+    out = io.StringIO()
+    with progress.Progress(4, 6, skipped=2, stream=out, live=True) as p:
+        p.job_done(2, "L=4 a")
+        p.job_failed(3, "boom")
+        text = out.getvalue()
+    assert "L=4 a" not in text and "boom" not in text  # no per-job lines
+    assert "depthlab: 1/4 jobs done, 1 failed, 2 skipped" in text
+    assert re.search(r"\[\d\d:\d\d<", text)  # elapsed < ETA
+
+
+def test_a_second_signal_in_a_worker_is_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import signal
+
+    from depthlab.sweep import interrupts
+
+    raised = []
+    monkeypatch.setattr(workers, "_worker", workers._Worker(in_job=True))
+    monkeypatch.setattr(interrupts, "_on_signal", lambda s, f: raised.append(s))
+    workers._on_signal(signal.SIGINT, None)
+    workers._on_signal(signal.SIGTERM, None)
+    assert raised == [signal.SIGINT]
+    assert workers._worker.stop == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt, match="SIGINT"):
+        workers._run(None)
+
+
+def test_an_idle_worker_only_stops_taking_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from depthlab.sweep import interrupts
+
+    raised = []
+    monkeypatch.setattr(workers, "_worker", workers._Worker(in_job=False))
+    monkeypatch.setattr(interrupts, "_on_signal", lambda s, f: raised.append(s))
+    workers._on_signal(signal.SIGTERM, None)
+    assert raised == []
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        workers._run(None)
