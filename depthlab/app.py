@@ -115,8 +115,9 @@ def _probe_spec(d: dict[str, Any]) -> Any:
     return ProbeSpec.from_config(d)
 
 
-_finished_here: list[str] = []
-"""Config hashes of the jobs this process FINISHED (counted in a fault's line)."""
+_finished_here: list[int] = []
+"""Indices of the jobs this sweep FINISHED, here or on its workers (counted in a
+fault's line); appended as each job's result reaches the sweep's process."""
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -170,18 +171,19 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             if taken.finished
             else f"claimed by {taken.owner} (run {taken.run_id}): not computed here"
         )
-        print(f"[{index:>{width}}/{total}] {name}  {what}", flush=True)
+        if PRINT_JOB_LINES:
+            print(f"[{index:>{width}}/{total}] {name}  {what}", flush=True)
         return {
             "index": index,
             "run_name": name,
             "run_id": taken.run_id,
             "taken": "finished" if taken.finished else "claimed",
+            "text": f"{name}  {what}",
         }
     except StoreFault as fault:
         if record is not None:
             _keep_computed(fault, _sweep_dir(), uri, record, line)
         raise
-    _finished_here.append(digest)
     seconds = time.perf_counter() - tic
     text = f"{name}  {line}  {seconds:5.2f} s"
     if PRINT_JOB_LINES:
@@ -807,6 +809,8 @@ def _run_in_process(
 
     def report(progress: Progress, index: int, ret: Any) -> None:
         if ret.status == JobStatus.COMPLETED:
+            if "taken" not in ret.return_value:
+                _finished_here.append(index)
             progress.job_done(index, ret.return_value["text"])
         else:
             progress.job_failed(index, _one_line(ret._return_value))
