@@ -414,7 +414,9 @@ def test_full_disk_mid_sweep_then_resume(small_disk: Path, tmp_path: Path) -> No
     assert 1 <= finished < 39
     assert f"{finished} of 39 jobs finished and are kept" in line
     kept = list(tmp_path.glob("depthlab-pending-*/pending/*"))
-    assert len(kept) == ("kept in" in line)
+    # At most one computed job per worker meets the full disk.
+    assert len(kept) <= workers.plan(None, 39)[0]
+    assert (len(kept) >= 1) == ("kept in" in line)
 
     subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
     again = subprocess.run(
