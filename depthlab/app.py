@@ -154,7 +154,9 @@ def sweep_title(configs: Sequence[dict[str, Any]], limit: int = 200) -> str:
     ``depth=2..50 activation=tanh,relu (98 jobs)``."""
 
     def values(key: str) -> str:
-        seen = sorted({_shown(d, key) for d in configs}, key=_order)
+        seen = list(dict.fromkeys(_shown(d, key) for d in configs))  # as given
+        if all(isinstance(v, int | float) for v in seen):
+            seen.sort()
         ints = [v for v in seen if isinstance(v, int) and not isinstance(v, bool)]
         if len(ints) == len(seen) > 2 and ints[-1] - ints[0] == len(ints) - 1:
             return f"{ints[0]}..{ints[-1]}"
@@ -168,10 +170,6 @@ def sweep_title(configs: Sequence[dict[str, Any]], limit: int = 200) -> str:
     if len(title) > limit:
         title = title[: limit - len(jobs) - 2] + "… " + jobs
     return title
-
-
-def _order(value: Any) -> tuple[int, Any]:
-    return (0, value) if isinstance(value, int | float) else (1, _text(value))
 
 
 def _text(value: Any) -> str:
