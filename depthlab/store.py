@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 HOST_TAG = "depthlab.owner.host"
 PID_TAG = "depthlab.owner.pid"
@@ -124,7 +125,9 @@ def process_start(pid: int) -> str | None:
     """When process ``pid`` started, as ``<boot id>:<clock ticks since boot>``.
 
     Read from ``/proc/<pid>/stat`` (field 22); None where there is no /proc
-    or no such process. Two processes with the same pid never share it.
+    or no such process, or the process has exited and waits to be reaped (a
+    zombie: in a container whose init does not reap, an exited worker stays
+    one). Two processes with the same pid never share it.
     """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -132,6 +135,8 @@ def process_start(pid: int) -> str | None:
         return None
     # The command name (field 2) is in parentheses and may hold spaces.
     fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):  # field 3, the state: exited
+        return None
     return f"{_boot_id()}:{fields[19]}"
 
 
@@ -169,6 +174,8 @@ class Owner:
         start = process_start(self.pid)
         if start is not None:
             return not self.start or start == self.start
+        if Path("/proc/self/stat").exists():
+            return False  # no such process, or it exited (a zombie)
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
@@ -327,6 +334,11 @@ class StoreFault(BaseException):
         """Folders where computed jobs that could not be logged were kept."""
         self.unsaved: list[str] = []
         """Folders where keeping them failed too (with the reason)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled from a worker process to the sweep's (BaseException's own
+        # reduce would call __init__ with the message alone).
+        return (type(self), (self.uri, self.cause, self.detail), self.__dict__)
 
     def where(self) -> str:
         """The store: its file, or its URI."""

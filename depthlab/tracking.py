@@ -25,9 +25,10 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # imported where used: a sweep's process need not load pandas
+    import pandas as pd
 
 from depthlab import __version__
 from depthlab.store import (
@@ -175,8 +176,11 @@ def _client(uri: str) -> Any:
     import logging
 
     # Alembic and MLflow log every migration at INFO when a store is created.
-    for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.sqlalchemy_store"):
+    for name in ("alembic", "mlflow.store.sqlalchemy_store"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # It logs every SQLAlchemy error with its traceback at ERROR before raising
+    # it: a store fault is then said in one line (depthlab.store.StoreFault).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     if uri.startswith(("http://", "https://")):
         limit_http_retries()
     with store_lock(uri), faults(uri):
@@ -783,6 +787,8 @@ def load_sweep(
     children = _search_runs(uri, exp_id, f"tags.{PARENT_TAG} = '{parent_run_id}'")
     for run_id in _reused_run_ids(client, parent):
         children.append(client.get_run(run_id))
+    import pandas as pd
+
     rows = []
     frames: dict[str, list[pd.DataFrame]] = {}
     for run in children:
@@ -859,6 +865,8 @@ def _infinite(value: float) -> float:
 def _read_tables(
     client: Any, run: Any, names: Collection[str] | None
 ) -> dict[str, pd.DataFrame]:
+    import pandas as pd
+
     def read(folder: Path) -> dict[str, pd.DataFrame]:
         return {
             p.stem: pd.read_parquet(p)

@@ -8,26 +8,29 @@ of every run (none RUNNING), and that the resumed sweep computed nothing twice.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import (
-    QUIET_ENV,
-    TINY,
-    TINY_JOB,
-    finished_jobs,
-    free_port,
-    run_cli,
-    run_python,
-    start_mlflow_server,
-    stop_server,
-)
 
+from depthlab.sweep import workers
+
+TINY = [
+    "width=8",
+    "input_dim=4",
+    "probe.networks=2",
+    "probe.inputs=3",
+    "probe.spectra=1",
+    "report=false",
+]
 SLOWER = [  # jobs long enough that a fault lands inside one
     "width=48",
     "input_dim=16",
@@ -36,7 +39,19 @@ SLOWER = [  # jobs long enough that a fault lands inside one
     "probe.spectra=2",
     "report=false",
 ]
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 JOB_LINE = re.compile(r"^\[\s*\d+/\d+\] .*\d s$")
+
+
+def cli(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "depthlab", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
 
 
 def popen(cwd: Path, *argv: str) -> subprocess.Popen:
@@ -46,7 +61,7 @@ def popen(cwd: Path, *argv: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=QUIET_ENV,
+        env=ENV,
     )
 
 
@@ -55,19 +70,6 @@ def one_error_line(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert lines[0].startswith("depthlab: error: tracking store "), stderr
     return lines[0]
-
-
-def store_full(
-    out: subprocess.CompletedProcess, db: Path, jobs: int
-) -> tuple[str, int]:
-    """The one line of a sweep of ``jobs`` jobs stopped by a full store ``db``
-    (exit status 2), which names the jobs kept; the line and that number."""
-    assert out.returncode == 2, out.stderr
-    line = one_error_line(out.stderr)
-    assert f"tracking store {db} is full" in line
-    finished = finished_jobs(db)
-    assert f"{finished} of {jobs} jobs finished and are kept" in line
-    return line, finished
 
 
 def runs_of(uri: str, experiment: str = "depthlab"):
@@ -95,6 +97,21 @@ def computed_and_recovered(stdout: str) -> tuple[int, int]:
     return computed, recovered
 
 
+def finished_in(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as con:
+            row = con.execute(
+                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
+                "where r.status = 'FINISHED' and t.key = 'depthlab.kind' "
+                "and t.value = 'job'"
+            ).fetchone()
+        return int(row[0])
+    except sqlite3.Error:
+        return 0
+
+
 def wait_until(predicate, timeout: float, proc: subprocess.Popen) -> None:
     deadline = time.time() + timeout
     while not predicate():
@@ -115,12 +132,12 @@ def test_corrupted_store_is_one_line(tmp_path: Path, how: str) -> None:
     if how == "garbage":
         db.write_bytes(b"this is not a database\n" * 1000)
     else:
-        assert run_cli(tmp_path, "depth=2,3", *TINY).returncode == 0
+        assert cli(tmp_path, "depth=2,3", *TINY).returncode == 0
         for ext in ("-wal", "-shm"):
             db.with_name(db.name + ext).unlink(missing_ok=True)
         data = db.read_bytes()
         db.write_bytes(data[: len(data) // 3])
-    out = run_cli(tmp_path, "depth=2..4", *TINY, timeout=60)
+    out = cli(tmp_path, "depth=2..4", *TINY, timeout=60)
     assert out.returncode == 2
     line = one_error_line(out.stderr)
     assert line.startswith(
@@ -130,16 +147,37 @@ def test_corrupted_store_is_one_line(tmp_path: Path, how: str) -> None:
 
 
 _FULL_DATABASE = """
-import sys
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-PAGES = int(sys.argv.pop(1))
-@event.listens_for(Engine, "connect")
-def _limit(connection, record):
-    connection.execute(f"PRAGMA max_page_count = {PAGES}")
-from depthlab.sweep.cli import main
-main()
+import os
+if os.environ.get("DEPTHLAB_TEST_MAX_PAGES"):
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _limit(connection, record):
+        pages = os.environ["DEPTHLAB_TEST_MAX_PAGES"]
+        connection.execute(f"PRAGMA max_page_count = {pages}")
 """
+
+
+def full_database_cli(
+    tmp_path: Path, pages: int, *args: str
+) -> subprocess.CompletedProcess:
+    """The CLI with every SQLite connection limited to ``pages`` pages, in the
+    sweep's process and in its workers (a sitecustomize module: the workers are
+    forked from a forkserver that starts Python afresh)."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_FULL_DATABASE)
+    path = os.pathsep.join(p for p in (str(site), ENV.get("PYTHONPATH")) if p)
+    env = {**ENV, "PYTHONPATH": path, "DEPTHLAB_TEST_MAX_PAGES": str(pages)}
+    return subprocess.run(
+        [sys.executable, "-m", "depthlab", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
 
 
 def _pages(db: Path) -> int:
@@ -151,19 +189,23 @@ def _pages(db: Path) -> int:
 def test_full_database_mid_sweep_then_resume(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    assert run_cli(tmp_path, "depth=2", *TINY).returncode == 0
+    assert cli(tmp_path, "depth=2", *TINY).returncode == 0
     before = _pages(db)
-    assert run_cli(tmp_path, "depth=3", *TINY).returncode == 0
+    assert cli(tmp_path, "depth=3", *TINY).returncode == 0
     per_job = _pages(db) - before  # one job and one sweep run
     args = ["depth=2..14", *TINY]
     limit = _pages(db) + 4 * per_job
-    out = run_python(tmp_path, "-c", _FULL_DATABASE, str(limit), *args, timeout=240)
-    line, finished = store_full(out, db, 13)
+    out = full_database_cli(tmp_path, limit, *args)  # on the default workers
+    assert out.returncode == 2, out.stderr
+    line = one_error_line(out.stderr)
+    assert f"tracking store {db} is full" in line
+    finished = finished_in(db)
     assert 3 <= finished < 13
+    assert f"{finished} of 13 jobs finished and are kept" in line
     assert line.endswith("free space and run the same command to resume")
     saved = len(pending_folders(tmp_path))
 
-    again = run_cli(tmp_path, *args)
+    again = cli(tmp_path, *args)
     assert again.returncode == 0, again.stderr
     computed, recovered = computed_and_recovered(again.stdout)
     assert recovered == saved
@@ -172,17 +214,64 @@ def test_full_database_mid_sweep_then_resume(tmp_path: Path) -> None:
     assert not pending_folders(tmp_path)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(tmp_path: Path, port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # so that killing it kills its workers
+    )
+    deadline = time.time() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                return server
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                _stop(server)
+                pytest.fail(f"mlflow server on port {port} did not start")
+            time.sleep(0.5)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait(timeout=30)
+
+
 @pytest.mark.slow
 def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
-    port = free_port()
+    port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     args = ["depth=2..16", f"tracking.uri={uri}", *SLOWER]
-    server = start_mlflow_server(tmp_path, port)
+    server = _start_server(tmp_path, port)
     try:
         sweep = popen(tmp_path, "-m", "depthlab", *args)
         try:
-            wait_until(lambda: finished_jobs(tmp_path / "server.db") >= 4, 180, sweep)
-            stop_server(server)
+            wait_until(lambda: finished_in(tmp_path / "server.db") >= 4, 180, sweep)
+            _stop(server)
             # Within a minute: MLflow's own retries would take minutes.
             _, err = sweep.communicate(timeout=60)
         finally:
@@ -193,18 +282,21 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
         line = one_error_line(err)
         assert f"tracking store {uri} does not answer" in line
         assert line.endswith("start the server and run the same command to resume")
-        finished = finished_jobs(tmp_path / "server.db")
+        finished = finished_in(tmp_path / "server.db")
         assert 4 <= finished < 15
         kept = int(re.search(r"(\d+) of 15 jobs finished and are kept", line)[1])
-        # The last write may reach the server while its answer is lost: then
-        # the job is FINISHED in the store and also kept in the sweep folder.
-        assert kept in (finished - 1, finished)
+        # The last write of each worker may reach the server while its answer
+        # is lost: then the job is FINISHED in the store and also kept in the
+        # sweep folder.
+        n_workers, _ = workers.plan(None, 15)
+        assert finished - n_workers <= kept <= finished
         saved = len(pending_folders(tmp_path))
-        assert (saved == 1) == ("kept in" in line)
+        assert 0 <= saved <= n_workers
+        assert (saved >= 1) == ("kept in" in line)
         assert saved >= finished - kept
 
-        server = start_mlflow_server(tmp_path, port)
-        again = run_cli(tmp_path, *args)
+        server = _start_server(tmp_path, port)
+        again = cli(tmp_path, *args)
         assert again.returncode == 0, again.stderr
         computed, recovered = computed_and_recovered(again.stdout)
         assert recovered == saved - (finished - kept)
@@ -212,7 +304,7 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
         assert_all_finished_once(uri, 15)
         assert not pending_folders(tmp_path)
     finally:
-        stop_server(server)
+        _stop(server)
 
 
 @pytest.mark.slow
@@ -222,7 +314,7 @@ def test_sigkill_leaves_no_run_running_after_resume(tmp_path: Path) -> None:
     args = ["depth=2..20", *SLOWER]
     sweep = popen(tmp_path, "-m", "depthlab", *args)
     try:
-        wait_until(lambda: finished_jobs(db) >= 3, 180, sweep)
+        wait_until(lambda: finished_in(db) >= 3, 180, sweep)
         sweep.kill()
         sweep.communicate(timeout=30)
     finally:
@@ -231,10 +323,11 @@ def test_sigkill_leaves_no_run_running_after_resume(tmp_path: Path) -> None:
             sweep.communicate()
     runs = runs_of(uri)
     running = set(runs[runs["status"] == "RUNNING"]["run_id"])
-    assert 1 <= len(running) <= 2  # the sweep run, and the job in flight
-    finished = finished_jobs(db)
+    # The sweep run, and the jobs in flight on its workers (killed with it).
+    assert 1 <= len(running) <= 1 + workers.plan(None, 19)[0]
+    finished = finished_in(db)
 
-    again = run_cli(tmp_path, *args)
+    again = cli(tmp_path, *args)
     assert again.returncode == 0, again.stderr
     assert f"ended {len(running)} RUNNING run(s) whose process is gone" in again.stdout
     runs = runs_of(uri).set_index("run_id")
@@ -266,10 +359,10 @@ def test_identical_sweeps_at_once_on_a_fresh_store(tmp_path: Path) -> None:
 def test_report_folder_that_cannot_be_written(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sw"
     (sweep_dir / "report.html").mkdir(parents=True)  # a file cannot go there
-    out = run_cli(
+    out = cli(
         tmp_path,
         "depth=2,3",
-        *TINY_JOB,
+        *TINY[:-1],
         "report=true",
         f"hydra.sweep.dir={sweep_dir}",
     )
@@ -305,18 +398,34 @@ def test_full_disk_mid_sweep_then_resume(small_disk: Path, tmp_path: Path) -> No
     # the computed job cannot be kept there and goes to the temporary folder.
     db = small_disk / "mlflow.db"
     args = ["depth=2..40", "width=48", "input_dim=16", "probe.networks=16"]
-    env = {**QUIET_ENV, "TMPDIR": str(tmp_path)}
-    out = run_python(
-        small_disk, "-m", "depthlab", *args, "report=false", timeout=600, env=env
+    env = {**ENV, "TMPDIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "depthlab", *args, "report=false"],
+        cwd=small_disk,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
-    line, finished = store_full(out, db, 39)
+    assert out.returncode == 2, out.stderr
+    line = one_error_line(out.stderr)
+    assert f"tracking store {db} is full" in line
+    finished = finished_in(db)
     assert 1 <= finished < 39
+    assert f"{finished} of 39 jobs finished and are kept" in line
     kept = list(tmp_path.glob("depthlab-pending-*/pending/*"))
-    assert len(kept) == ("kept in" in line)
+    # At most one computed job per worker meets the full disk.
+    assert len(kept) <= workers.plan(None, 39)[0]
+    assert (len(kept) >= 1) == ("kept in" in line)
 
     subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
-    again = run_python(
-        small_disk, "-m", "depthlab", *args, "report=false", timeout=600, env=env
+    again = subprocess.run(
+        [sys.executable, "-m", "depthlab", *args, "report=false"],
+        cwd=small_disk,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert again.returncode == 0, again.stderr
     computed, recovered = computed_and_recovered(again.stdout)

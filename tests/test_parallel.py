@@ -169,3 +169,91 @@ def test_an_idle_worker_only_stops_taking_jobs(monkeypatch: pytest.MonkeyPatch) 
     assert raised == []
     with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
         workers._run(None)
+
+
+def test_default_threads_takes_the_worker_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from depthlab.jobs import engine
+
+    monkeypatch.delenv(workers.THREADS_ENV, raising=False)
+    assert engine.default_threads() == workers.cpu_count()
+    monkeypatch.setenv(workers.THREADS_ENV, "3")
+    assert engine.default_threads() == 3 == workers.job_threads()
+
+
+def test_a_store_fault_pickles_with_what_it_kept() -> None:
+    import pickle
+
+    from depthlab.store import DISK_FULL, StoreFault
+
+    fault = StoreFault("sqlite:///w/mlflow.db", DISK_FULL, "database or disk is full")
+    fault.saved.append("/w/multirun/pending/abc")
+    fault.unsaved.append("/tmp/x (disk full)")
+    back = pickle.loads(pickle.dumps(fault))
+    assert type(back) is StoreFault
+    assert (back.uri, back.cause, back.detail) == (fault.uri, DISK_FULL, fault.detail)
+    assert back.saved == fault.saved and back.unsaved == fault.unsaved
+    assert back.line("1 of 3 jobs finished and are kept") == fault.line(
+        "1 of 3 jobs finished and are kept"
+    )
+
+
+def _configs(*changes: dict) -> list[dict]:
+    from depthlab.jobs import schema
+
+    out = []
+    for change in changes:
+        d = schema.defaults()
+        for key, value in change.items():
+            node = d
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        out.append(d)
+    return out
+
+
+def test_run_names_lead_with_what_varies_and_stay_unique() -> None:
+    from depthlab.sweep import app
+
+    configs = _configs(
+        *({"depth": L, "init.sigma_w": sw} for L in (20, 30) for sw in (0.5, 1.0))
+    )
+    names = app.sweep_run_names(configs)
+    assert names == [
+        "L=20 sw=0.5 sigmoid gaussian n=64",
+        "L=20 sw=1 sigmoid gaussian n=64",
+        "L=30 sw=0.5 sigmoid gaussian n=64",
+        "L=30 sw=1 sigmoid gaussian n=64",
+    ]
+    # Only sigma_w varies: it comes first, ahead of the depth.
+    names = app.sweep_run_names(_configs({"init.sigma_w": 0.5}, {"init.sigma_w": 2.0}))
+    assert names == [
+        "sw=0.5 L=10 sigmoid gaussian n=64",
+        "sw=2 L=10 sigmoid gaussian n=64",
+    ]
+    # A key the names do not show: the names stay unique.
+    names = app.sweep_run_names(_configs({"probe.inputs": 4}, {"probe.inputs": 8}))
+    assert names == [
+        "L=10 sigmoid gaussian sw=1 n=64 #1",
+        "L=10 sigmoid gaussian sw=1 n=64 #2",
+    ]
+    # A key not shown by default (sb) is shown when it varies, at its default too.
+    names = app.sweep_run_names(_configs({"init.sigma_b": 0.0}, {"init.sigma_b": 0.1}))
+    assert names[0].startswith("sb=0 ") and names[1].startswith("sb=0.1 ")
+
+
+def test_the_sweep_run_is_named_by_its_ranges() -> None:
+    from depthlab.sweep import app
+
+    configs = _configs(
+        *({"depth": L, "activation": a} for a in ("tanh", "relu") for L in range(2, 51))
+    )
+    assert app.sweep_title(configs) == "depth=2..50 activation=tanh,relu (98 jobs)"
+    assert app.sweep_title(_configs({"depth": 4})) == (
+        "L=4 sigmoid gaussian sw=1 n=64 (1 job)"
+    )
+    title = app.sweep_title(_configs(*({"init.sigma_w": 0.5 + i} for i in range(80))))
+    assert len(title) <= 200 and title.endswith("… (80 jobs)")

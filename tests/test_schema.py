@@ -106,7 +106,12 @@ def test_config_yaml_sets_every_key_and_no_other() -> None:
     # the sweeper's tracking keys are not for users.
     from_groups = {"activation", "init.name", "init.sigma_w", "init.sigma_b"}
     from_groups |= {k.key for k in KEYS if k.section == "arch"}
-    sweeper = {"tracking.parent_run_id", "tracking.jobs_total", "tracking.job_index"}
+    sweeper = {
+        "tracking.parent_run_id",
+        "tracking.jobs_total",
+        "tracking.job_index",
+        "tracking.run_name",
+    }
     assert set(flat) == {k.key for k in KEYS} - from_groups - sweeper
     for key, value in flat.items():
         assert value == schema.BY_KEY[key].default, key

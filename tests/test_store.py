@@ -317,3 +317,17 @@ def test_heartbeat_is_renewed_while_a_job_runs(
     beat = float(client.get_run(run_id).data.tags[store.HEARTBEAT_TAG])
     assert abs(beat - time.time()) < 60
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_an_exited_unreaped_process_is_gone() -> None:
+    # A zombie still has /proc/<pid>/stat; it must not count as its runs' owner.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner = store.Owner(
+        socket.gethostname(), child.pid, store.process_start(child.pid) or ""
+    )
+    deadline = time.time() + 30
+    while store.process_start(child.pid) is not None and time.time() < deadline:
+        time.sleep(0.05)  # exits; not waited for yet: a zombie
+    assert Path(f"/proc/{child.pid}/stat").exists()
+    assert owner.alive() is False
+    child.wait()

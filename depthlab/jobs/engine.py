@@ -72,7 +72,13 @@ def bootstrap_rng(seed: int) -> np.random.Generator:
 
 
 def default_threads() -> int:
-    """The cores this process may run on (its affinity), else ``os.cpu_count()``."""
+    """The threads a job uses when ``probe.threads`` is null: its worker's budget
+    under a parallel sweep (:func:`depthlab.sweep.workers.job_threads`, cores // workers),
+    else the cores this process may run on (its affinity), else ``os.cpu_count()``."""
+    from depthlab.sweep import workers
+
+    if os.environ.get(workers.THREADS_ENV):
+        return workers.job_threads()
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:

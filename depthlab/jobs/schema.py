@@ -388,6 +388,9 @@ KEYS: tuple[Key, ...] = (
     Key("tracking.job_index", int, 0, _NONNEG,
         "set by the sweeper: this job's place in the sweep (0-based)",
         semantic=False, param=False),
+    Key("tracking.run_name", str, None, None,
+        "set by the sweeper: the job's run name, what varies in the sweep first",
+        optional=True, semantic=False, param=False),
 )  # fmt: skip
 """Every configuration key, in the order of ``conf/config.yaml``."""
 

@@ -26,14 +26,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from depthlab.jobs import schema
 from depthlab.jobs.config import Config
@@ -97,13 +97,16 @@ def job_dict(cfg: DictConfig) -> dict[str, Any]:
     return d  # type: ignore[return-value]
 
 
-def run_name(d: dict[str, Any]) -> str:
+def run_name(d: dict[str, Any], first: Collection[str] = ()) -> str:
     """A run's name from what a job sets, e.g. ``L=12 tanh gaussian sw=1 n=64``
     or ``L=12 resnet LN a=1/sqrt tanh gaussian sw=1 n=64``.
 
-    The keys and labels are :data:`depthlab.jobs.schema.RUN_NAME`'s.
+    The keys and labels are :data:`depthlab.jobs.schema.RUN_NAME`'s; the keys of
+    ``first`` (what varies in the job's sweep) lead, in that order, and are
+    shown whatever their value: MLflow's run table cuts names at about 16
+    characters.
     """
-    parts = []
+    parts: dict[str, str] = {}
     for key, label, always in schema.RUN_NAME:
         k = schema.BY_KEY[key]
         if k.task not in (None, d["task"]):
@@ -116,14 +119,81 @@ def run_name(d: dict[str, Any]) -> str:
         value = schema.get(d, key)
         if key == "width" and d.get("hidden_widths"):
             value = "-".join(map(str, d["hidden_widths"]))
-        if key == "output_activation" and value == d["activation"]:
+        if key == "output_activation" and value == d["activation"] and key not in first:
             continue
-        if not always and value == k.default:
+        if not always and value == k.default and key not in first:
             continue
-        parts.append(
+        parts[key] = (
             f"{label}{value:g}" if isinstance(value, float) else f"{label}{value}"
         )
-    return " ".join(parts)
+    lead = [parts[key] for key in schema.RUN_NAME_KEYS if key in first and key in parts]
+    rest = [text for key, text in parts.items() if key not in first]
+    return " ".join(lead + rest)
+
+
+def _shown(d: dict[str, Any], key: str) -> Any:
+    """A key's value as a name compares it (lists as tuples)."""
+    value = schema.get(d, key)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def varying_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
+    """The schema's semantic keys (those of the config hash) whose value
+    differs between the jobs of a sweep, in the schema's order."""
+    out = []
+    for k in schema.KEYS:
+        if not k.semantic:
+            continue
+        try:
+            values = {repr(_shown(d, k.key)) for d in configs}
+        except KeyError:
+            continue
+        if len(values) > 1:
+            out.append(k.key)
+    return out
+
+
+def sweep_run_names(configs: Sequence[dict[str, Any]]) -> list[str]:
+    """Every job's run name (:func:`run_name`), what varies in the sweep
+    first; names that would repeat (a sweep over keys a name does not show)
+    end in ``#<job number>``."""
+    varying = varying_keys(configs)
+    names = [run_name(d, first=varying) for d in configs]
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return [
+        f"{name} #{i + 1}" if counts[name] > 1 else name for i, name in enumerate(names)
+    ]
+
+
+def sweep_title(configs: Sequence[dict[str, Any]], limit: int = 200) -> str:
+    """The parent run's name: the swept ranges and the number of jobs, e.g.
+    ``depth=2..50 activation=tanh,relu (98 jobs)``."""
+
+    def values(key: str) -> str:
+        seen = list(dict.fromkeys(_shown(d, key) for d in configs))  # as given
+        if all(isinstance(v, int | float) for v in seen):
+            seen.sort()
+        ints = [v for v in seen if isinstance(v, int) and not isinstance(v, bool)]
+        if len(ints) == len(seen) > 2 and ints[-1] - ints[0] == len(ints) - 1:
+            return f"{ints[0]}..{ints[-1]}"
+        text = [f"{v:g}" if isinstance(v, float) else _text(v) for v in seen]
+        return ",".join(text)
+
+    parts = [f"{key}={values(key)}" for key in varying_keys(configs)]
+    n = len(configs)
+    jobs = f"({n} job{'s' if n != 1 else ''})"
+    title = " ".join([*parts, jobs]) if parts else f"{run_name(configs[0])} {jobs}"
+    if len(title) > limit:
+        title = title[: limit - len(jobs) - 2] + "… " + jobs
+    return title
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "-".join(map(str, value))
+    return str(value)
 
 
 def _probe_spec(d: dict[str, Any]) -> Any:
@@ -133,8 +203,9 @@ def _probe_spec(d: dict[str, Any]) -> Any:
     return ProbeSpec.from_config(d)
 
 
-_finished_here: list[str] = []
-"""Config hashes of the jobs this process FINISHED (counted in a fault's line)."""
+_finished_here: list[int] = []
+"""Indices of the jobs this sweep FINISHED, here or on its workers (counted in a
+fault's line); appended as each job's result reaches the sweep's process."""
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -155,7 +226,7 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     validate(d)
     uri = tracking.resolve_uri(d["tracking"]["uri"])
     experiment = d["tracking"]["experiment"]
-    name = run_name(d)
+    name = d["tracking"].get("run_name") or run_name(d)
     digest = config_hash(d)
     index = d["tracking"]["job_index"] + 1
     total = d["tracking"]["jobs_total"]
@@ -188,18 +259,19 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
             if taken.finished
             else f"claimed by {taken.owner} (run {taken.run_id}): not computed here"
         )
-        print(f"[{index:>{width}}/{total}] {name}  {what}", flush=True)
+        if PRINT_JOB_LINES:
+            print(f"[{index:>{width}}/{total}] {name}  {what}", flush=True)
         return {
             "index": index,
             "run_name": name,
             "run_id": taken.run_id,
             "taken": "finished" if taken.finished else "claimed",
+            "text": f"{name}  {what}",
         }
     except StoreFault as fault:
         if record is not None:
             _keep_computed(fault, _sweep_dir(), uri, record, line)
         raise
-    _finished_here.append(digest)
     seconds = time.perf_counter() - tic
     text = f"{name}  {line}  {seconds:5.2f} s"
     if PRINT_JOB_LINES:
@@ -405,6 +477,10 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
             first["experiment"],
         ):
             fail("tracking.uri and tracking.experiment cannot vary within a sweep")
+    names = sweep_run_names(configs)
+    for cfg, name in zip(composed, names, strict=True):
+        with open_dict(cfg):
+            cfg.tracking.run_name = name
     sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -443,7 +519,7 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         parent = tracking.start_sweep(
             uri,
             experiment,
-            run_name=f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} jobs)",
+            run_name=sweep_title(configs),
             params={
                 "overrides": " ".join(arguments)[:6000],
                 "jobs": total,
@@ -517,21 +593,36 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     _print_summary(summaries, total, len(reused), failed, recovered=len(recovered))
     if first_bool(configs, "report"):
         _report(uri, parent, sweep_dir)
-    db = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
-    ui = (
-        f"mlflow ui --backend-store-uri sqlite:///{db}"
-        if db
-        else f"open {uri} in a browser"
-    )
-    print(
-        f"depthlab: runs in {uri}, experiment {experiment!r}; dashboard: {ui}",
-        flush=True,
-    )
+    print(f"depthlab: {_dashboard_line(uri, experiment)}", flush=True)
     if failed:
         for line in failed:
             print(f"depthlab: FAILED {line}", file=sys.stderr)
         raise SystemExit(1)
     return [results]
+
+
+def _dashboard_line(uri: str, experiment: str) -> str:
+    """Where the runs are and the page of them to open: ``mlflow ui`` on a
+    SQLite store (it serves on 127.0.0.1:5000), the server's page otherwise
+    (:func:`depthlab.tracking.dashboard_url`: the runs, not MLflow's GenAI
+    overview)."""
+    from depthlab import tracking
+    from depthlab.store import StoreFault
+
+    try:
+        exp_id = tracking._job_experiment_id(uri, experiment)
+    except (Exception, StoreFault):
+        exp_id = None
+    where = f"runs in {uri}, experiment {experiment!r}"
+    if uri.startswith("sqlite:///"):
+        ui = f"run mlflow ui --backend-store-uri {uri}"
+        if exp_id is None:
+            return f"{where}; dashboard: {ui}"
+        page = tracking.dashboard_url("http://127.0.0.1:5000", exp_id)
+        return f"{where}; dashboard: {ui}, then open {page}"
+    if exp_id is None:
+        return f"{where}; dashboard: open {uri} in a browser"
+    return f"{where}; dashboard: open {tracking.dashboard_url(uri, exp_id)}"
 
 
 def _fault_line(fault: Any, total: int, kept_before: int) -> str:
@@ -744,6 +835,7 @@ def _launch(
             f"tracking.parent_run_id={parent}",
             f"tracking.jobs_total={total}",
             f"tracking.job_index={i}",
+            f"tracking.run_name={_quoted(composed[i].tracking.run_name)}",
         ]
         for i in todo
     ]
@@ -780,6 +872,12 @@ def _launch(
     return results, failed
 
 
+def _quoted(text: str) -> str:
+    """``text`` as a quoted value of a Hydra override."""
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
 def _is_basic_launcher(launcher: Any) -> bool:
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 
@@ -810,7 +908,6 @@ def _run_in_process(
         In the order of ``jobs``.
     """
     from hydra.core.utils import JobStatus, run_job, setup_globals
-    from omegaconf import open_dict
 
     from depthlab.sweep import workers as pool
     from depthlab.sweep.progress import Progress
@@ -831,6 +928,8 @@ def _run_in_process(
 
     def report(progress: Progress, index: int, ret: Any) -> None:
         if ret.status == JobStatus.COMPLETED:
+            if "taken" not in ret.return_value:
+                _finished_here.append(index)
             progress.job_done(index, ret.return_value["text"])
         else:
             progress.job_failed(index, _one_line(ret._return_value))

@@ -59,6 +59,15 @@ EXIT_TIMEOUT_S = 5.0
 """How long a stopped sweep then waits for its workers to exit before it kills
 them."""
 
+NOT_STARTED = "not started: the store failed"
+"""What a worker that met a store fault answers for each further job (the sweep
+gets the fault itself as that worker's earlier result)."""
+
+FAULT_WAIT_S = 15.0
+"""After a store fault in one worker, how long the sweep lets the jobs in flight
+on the others end on their own (logged, or kept in the sweep folder when they
+meet the fault too) before it stops them."""
+
 
 def cpu_count() -> int:
     """The CPU cores this process may run on (its affinity mask)."""
@@ -117,6 +126,7 @@ class _Worker:
     hydra_context: Any = None
     in_job: bool = False
     stop: int | None = None
+    faulted: bool = False
 
 
 _worker = _Worker()
@@ -131,7 +141,9 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         interrupts._on_signal(signum, frame)  # raise, or defer out of a write
 
 
-def _initialize(state: bytes, threads: int) -> None:
+def _initialize(
+    state: bytes, threads: int, sweep_pid: int, sweep_start: str | None
+) -> None:
     """Set a worker up: Hydra's singletons, BLAS threads, signal handlers."""
     from hydra.core.plugins import Plugins
     from hydra.core.singleton import Singleton
@@ -147,6 +159,7 @@ def _initialize(state: bytes, threads: int) -> None:
     Plugins.instance()
     setup_globals()
     _worker.hydra_context = hydra_context
+    _die_with_sweep(sweep_pid, sweep_start)
     os.environ[THREADS_ENV] = str(threads)
     threadpool_limits(limits=1)
     app.PRINT_JOB_LINES = False  # the sweep's process prints them
@@ -154,14 +167,46 @@ def _initialize(state: bytes, threads: int) -> None:
         signal.signal(signum, _on_signal)
 
 
+WATCH_S = 0.5
+"""How often a worker checks that the sweep's process still runs (seconds)."""
+
+
+def _die_with_sweep(sweep_pid: int, sweep_start: str | None) -> None:
+    """SIGKILL this worker as soon as the sweep's process is gone (it was
+    killed with SIGKILL: nothing else ends a worker then, since the forkserver
+    waits for its workers and a worker waits for its next job forever). The
+    job's run stays RUNNING with this worker's pid in its owner tags, and the
+    next depthlab process on the store ends it (KILLED), as it ends the sweep's.
+    """
+    import threading
+
+    from depthlab.store import process_start
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_S)
+            if process_start(sweep_pid) != sweep_start:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="depthlab-sweep-watch", daemon=True).start()
+
+
 def _run(cfg: Any) -> Any:
-    """Run one job through Hydra's ``run_job``; returns its ``JobReturn``."""
+    """Run one job through Hydra's ``run_job``; returns its ``JobReturn``.
+
+    A :class:`~depthlab.store.StoreFault` (a BaseException: Hydra's wrapper
+    does not catch it) goes back to the sweep's process as the job's exception;
+    the worker then starts no further job.
+    """
     from hydra.core.utils import JobStatus, run_job
 
     import depthlab.sweep.app as app
+    from depthlab.store import StoreFault
 
     if _worker.stop is not None:
         raise KeyboardInterrupt(f"signal {signal.Signals(_worker.stop).name}")
+    if _worker.faulted:
+        raise KeyboardInterrupt(NOT_STARTED)
     _worker.in_job = True
     try:
         ret = run_job(
@@ -172,6 +217,9 @@ def _run(cfg: Any) -> Any:
             job_subdir_key="hydra.sweep.subdir",
             configure_logging=False,
         )
+    except StoreFault:
+        _worker.faulted = True
+        raise
     finally:
         _worker.in_job = False
     if ret.status == JobStatus.FAILED:
@@ -216,6 +264,8 @@ class Pool:
     def __init__(self, workers: int, threads: int, hydra_context: Any) -> None:
         from hydra.core.singleton import Singleton
 
+        from depthlab.store import process_start
+
         self.workers = workers
         ctx = _context()
         state = pickle.dumps((hydra_context, Singleton.get_state()["instances"]))
@@ -223,7 +273,7 @@ class Pool:
             max_workers=workers,
             mp_context=ctx,
             initializer=_initialize,
-            initargs=(state, threads),
+            initargs=(state, threads, os.getpid(), process_start(os.getpid())),
         )
 
     def __enter__(self) -> Pool:
@@ -241,11 +291,22 @@ class Pool:
         :class:`KeyboardInterrupt` as the result."""
         futures = {self._executor.submit(_run, cfg): i for i, cfg in enumerate(configs)}
         self._futures = futures
+        self._seen: set[cf.Future] = set()
         for future in cf.as_completed(futures):
-            try:
-                yield futures[future], future.result()
-            except KeyboardInterrupt as err:
-                yield futures[future], err
+            self._seen.add(future)
+            yield futures[future], _outcome(future)
+
+    def drain(self, timeout: float) -> Iterator[tuple[int, Any]]:
+        """After :meth:`run` stopped early: cancel the jobs not started and yield
+        ``(position, result)`` of those that end within ``timeout`` seconds."""
+        futures = getattr(self, "_futures", {})
+        left = [f for f in futures if f not in self._seen and not f.cancel()]
+        try:
+            for future in cf.as_completed(left, timeout=timeout):
+                self._seen.add(future)
+                yield futures[future], _outcome(future)
+        except cf.TimeoutError:
+            return
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop the workers: SIGTERM, wait for the jobs in flight, then kill."""
@@ -265,6 +326,19 @@ class Pool:
         for p in processes:
             p.join(max(0.0, deadline - time.monotonic()))
         _signal_all([p for p in processes if p.is_alive()], signal.SIGKILL)
+
+
+def _outcome(future: cf.Future) -> Any:
+    """A finished job's ``JobReturn``, or the interrupt or store fault that
+    ended it (returned, not raised)."""
+    from depthlab.store import StoreFault
+
+    if future.cancelled():
+        return KeyboardInterrupt("cancelled")
+    try:
+        return future.result()
+    except (KeyboardInterrupt, StoreFault) as err:
+        return err
 
 
 def _signal_all(processes: Sequence[Any], signum: int) -> None:
@@ -298,18 +372,40 @@ def run_jobs(
     KeyboardInterrupt
         When the sweep's process or a worker was stopped by a signal; the
         workers are stopped first and the jobs that ended are reported.
+    depthlab.store.StoreFault
+        When a job met a store fault: no further job starts, the jobs in
+        flight get :data:`FAULT_WAIT_S` to end (those that end are reported;
+        those that meet the fault too add the folders where they kept their
+        numbers to the first fault), then the workers are stopped.
     """
+    from depthlab.store import StoreFault
+
     results: list[Any] = [None] * len(configs)
     interrupted: KeyboardInterrupt | None = None
+    fault: StoreFault | None = None
     with Pool(workers, threads, hydra_context) as pool:
         for position, result in pool.run(configs):
             if isinstance(result, KeyboardInterrupt):
+                if str(result) == NOT_STARTED:
+                    continue  # its worker's fault comes (or came) too
                 interrupted = result
+                break
+            if isinstance(result, StoreFault):
+                fault = result
                 break
             results[position] = result
             on_result(position, result)
         if interrupted is not None:
             _stop_like(interrupted)
+        if fault is not None:
+            for position, result in pool.drain(FAULT_WAIT_S):
+                if isinstance(result, StoreFault):
+                    fault.saved.extend(result.saved)
+                    fault.unsaved.extend(result.unsaved)
+                elif not isinstance(result, KeyboardInterrupt):
+                    results[position] = result
+                    on_result(position, result)
+            raise fault
     return results
 
 
