@@ -39,7 +39,7 @@ from threadpoolctl import ThreadpoolController
 from depthlab import blocks, spectra
 from depthlab.gradient import backprop_log10_norms
 from depthlab.initializers import sample_layer
-from depthlab.jobs import memory
+from depthlab.jobs import THREADS_ENV, memory
 from depthlab.jobs.probe import ProbeResult, ProbeSpec, build_result, sample_inputs
 from depthlab.network import DTYPES, Network
 
@@ -73,12 +73,11 @@ def bootstrap_rng(seed: int) -> np.random.Generator:
 
 def default_threads() -> int:
     """The threads a job uses when ``probe.threads`` is null: its worker's budget
-    under a parallel sweep (:func:`depthlab.sweep.workers.job_threads`, cores // workers),
-    else the cores this process may run on (its affinity), else ``os.cpu_count()``."""
-    from depthlab.sweep import workers
-
-    if os.environ.get(workers.THREADS_ENV):
-        return workers.job_threads()
+    under a parallel sweep (:data:`depthlab.jobs.THREADS_ENV`), else the cores
+    this process may run on (its affinity), else ``os.cpu_count()``."""
+    value = os.environ.get(THREADS_ENV, "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:

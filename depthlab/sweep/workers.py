@@ -39,8 +39,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-THREADS_ENV = "DEPTHLAB_JOB_THREADS"
-"""The environment variable that holds a job's thread budget inside a worker."""
+from depthlab.jobs import THREADS_ENV
 
 PRELOAD = (
     "depthlab.sweep.app",
