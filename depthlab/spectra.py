@@ -70,6 +70,26 @@ a relative (1e-10)^2 = 1e-20, far below eps."""
 _HUGE = 2.0**1000
 """Factors with entries above this are scaled by a power of two (no overflow)."""
 
+_QP3_BLOCK = 64
+"""Block size that ``dgeqp3``'s workspace allows (LAPACK's own default is 32).
+
+scipy's wrapper passes the minimal workspace (3n + 1) unless told otherwise,
+and with it LAPACK falls back to the unblocked ``dlaqp2`` (all BLAS-2): a
+1024 x 1024 factorization took 0.22 s against 0.16 s blocked (one thread,
+OpenBLAS 0.3.30). The pivots and R are those of the same algorithm; only the
+order of the rounding errors of the trailing update differs."""
+
+
+def _qp3(a: Array) -> tuple[Array, Array]:
+    """LAPACK ``dgeqp3`` of ``a`` (overwritten when it is Fortran-ordered float64)
+    with a blocked workspace: (qr, 0-based pivots)."""
+    n = a.shape[1]
+    lwork = 2 * n + (n + 1) * _QP3_BLOCK
+    qr, jpvt, _, _, info = lapack.dgeqp3(a, lwork=lwork, overwrite_a=True)
+    if info != 0:  # pragma: no cover - LAPACK argument errors only
+        raise RuntimeError(f"dgeqp3 failed with info = {info}")
+    return qr, jpvt - 1
+
 
 def _log_abs(x: Array) -> Array:
     """log |x| elementwise, -inf where x == 0, without floating-point warnings."""
@@ -139,15 +159,14 @@ def _graded_qr(log_scale: Array, C: Array) -> tuple[Array, Array]:
     out_V = np.empty((n_mat, k, m))
     fast = np.flatnonzero(fits)
     if fast.size:
-        window = np.exp(scale[fast] - top[fast, None])[..., None] * rows[fast]
+        factor = np.exp(scale[fast] - top[fast, None])[..., None]
         R = np.empty((fast.size, k, m))
         pivots = np.empty((fast.size, m), dtype=np.intp)
-        for j, w in enumerate(window):
-            qr, jpvt, _, _, info = lapack.dgeqp3(w)
-            if info != 0:  # pragma: no cover - LAPACK argument errors only
-                raise RuntimeError(f"dgeqp3 failed with info = {info}")
+        window = np.empty((r, m), order="F")  # what LAPACK takes without a copy
+        for j, i in enumerate(fast.tolist()):
+            np.multiply(factor[j], rows[i], out=window)
+            qr, pivots[j] = _qp3(window)
             R[j] = qr[:k]
-            pivots[j] = jpvt - 1
         R = np.triu(R)
         diag = np.abs(np.diagonal(R, axis1=-2, axis2=-1))
         out_scale[fast] = top[fast, None] + _log_abs(diag)
@@ -203,11 +222,8 @@ def _graded_qr_windowed(log_scale: Array, C: Array) -> tuple[Array, Array]:
     while scale.size and cols.size:
         top = scale[0]
         n_win = int(np.count_nonzero(scale >= top - _WINDOW))
-        window = np.exp(scale[:n_win] - top)[:, None] * rows[:n_win]
-        qr, jpvt, _, _, info = lapack.dgeqp3(window)
-        if info != 0:  # pragma: no cover - LAPACK argument errors only
-            raise RuntimeError(f"dgeqp3 failed with info = {info}")
-        jpvt = jpvt - 1
+        window = np.asfortranarray(np.exp(scale[:n_win] - top)[:, None] * rows[:n_win])
+        qr, jpvt = _qp3(window)
         k = min(n_win, cols.size)
         R = np.triu(qr[:k])
         diag = np.abs(np.diagonal(R))
