@@ -196,6 +196,7 @@ def run_job(
             status = f"exit {proc.returncode}: {lines[-1] if lines else ''}"[:200]
         return {
             "wall_s": wall,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
             "peak_gib": usage.ru_maxrss * 1024 / 2**30,
             "status": status,
             "command": "python -m depthlab " + " ".join(overrides) + " report=false",
@@ -273,6 +274,8 @@ def issue_table(args: Any) -> tuple[str, dict[str, Any]]:
             "second draw / floor",
             "time",
             "time / floor",
+            "CPU time",
+            "CPU / one-core floor",
             "peak (GiB)",
             "target",
             "status",
@@ -287,6 +290,8 @@ def issue_table(args: Any) -> tuple[str, dict[str, Any]]:
                 fmt_ratio(r["draw_s"] / cores / r["floor_s"]),
                 fmt_seconds(r.get("wall_s")),
                 fmt_ratio(r["wall_s"] / r["floor_s"]) if "wall_s" in r else "-",
+                fmt_seconds(r.get("cpu_s")),
+                fmt_ratio(r["cpu_s"] / r["one_core_floor_s"]) if "cpu_s" in r else "-",
                 f"{r['peak_gib']:.2f}" if "peak_gib" in r else "-",
                 f"<= {r['target_gib']:g} GiB"
                 + (f", <= {r['target_floor']:g}x floor" if r["target_floor"] else ""),
@@ -294,7 +299,7 @@ def issue_table(args: Any) -> tuple[str, dict[str, Any]]:
             ]
             for r in rows
         ],
-        align="l" + "r" * 9 + "l",
+        align="l" + "r" * 11 + "l",
     )
     md = (
         "Bit generators (`Generator(bg).standard_normal(out=..., dtype=...)`, "
@@ -309,7 +314,9 @@ def issue_table(args: Any) -> tuple[str, dict[str, Any]]:
         "counter-based stream instead of storing them would add (a second draw), "
         "as a fraction of the floor. Time and peak: `python -m depthlab <case> "
         "report=false` in a subprocess of its own (wall time including start-up "
-        "and MLflow; peak = its ru_maxrss).\n\n"
+        "and MLflow; peak = its ru_maxrss). `CPU time`: the child's user + system "
+        "time (ru_utime + ru_stime), against the one-core floor: the ratio that "
+        "other processes on the machine do not change (wall time does).\n\n"
         f"{case_table}"
     )
     return md, {"rates": rates, "fastest": fastest, "cases": rows}
