@@ -31,6 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CASES: list[dict[str, Any]] = [
     {
+        "case": "width 1024, depth 50, probe.spectra=0",
+        "overrides": ["width=1024", "input_dim=1024", "depth=50", "probe.spectra=0"],
+        "target_gib": 2.0,
+        "target_floor": None,
+    },
+    {
         "case": "width 1024, depth 50, defaults",
         "overrides": ["width=1024", "input_dim=1024", "depth=50"],
         "target_gib": 2.0,
@@ -55,7 +61,8 @@ CASES: list[dict[str, Any]] = [
         "target_floor": None,
     },
 ]
-"""The rows of issue 9's table (the default sweep's row is the sweep section)."""
+"""The rows of issue 9's table (the default sweep's row is the sweep section),
+and the width-1024 job without spectra: what the spectra add to it."""
 
 
 def generator_rates(quick: bool) -> dict[str, dict[str, float]]:
