@@ -141,12 +141,11 @@ def floor_of(job: dict[str, Any], rate: float, flops_rate: float) -> dict[str, A
 
 def has_streaming_probe() -> bool:
     """Whether the probe bounds its memory (``probe.memory_gb``, issue 9 item 1)."""
-    from depthlab import config
+    import dataclasses
 
-    return any(
-        f.name == "memory_gb"
-        for f in __import__("dataclasses").fields(config.ProbeConfig)
-    )
+    from depthlab.probe import ProbeSpec
+
+    return any(f.name == "memory_gb" for f in dataclasses.fields(ProbeSpec))
 
 
 def _rss_bytes(pid: int) -> int:
