@@ -2,13 +2,14 @@
 
 The floor of a job is the time to draw its weights with numpy's fastest bit
 generator plus its matrix products at the GEMM rate, both measured in the same
-run on one core and divided by the cores a job uses (the probe runs its chunks
-on every core). The QR factorizations and SVDs of the spectra are not matrix
-products and are not in the floor. Each job runs as ``python -m depthlab ...``
-(the probe's public entry point) in a subprocess of its own, in a temporary
-directory, and its peak memory is the child's ``ru_maxrss`` (``os.wait4``); a
-watchdog kills a child whose resident memory passes a limit, so that a job
-that does not fit cannot take the machine down.
+run in the CPU time of one thread, divided by the cores a job uses (the probe
+runs its chunks on every core). The QR factorizations and SVDs of the spectra
+are not matrix products and are not in the floor. Each job runs as
+``python -m depthlab ...`` (the probe's public entry point) in a subprocess of
+its own, in a temporary directory; its peak memory is the child's ``ru_maxrss``
+and its CPU time ``ru_utime + ru_stime`` (``os.wait4``); a watchdog kills a
+child whose resident memory passes a limit, so that a job that does not fit
+cannot take the machine down.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ and the width-1024 job without spectra: what the spectra add to it."""
 
 
 def generator_rates(quick: bool) -> dict[str, dict[str, float]]:
-    """Normal numbers per second of each bit generator, float32 and float64 draws."""
+    """Normal numbers per CPU second of each bit generator, float32 and float64.
+
+    CPU time of the calling thread (one thread), as for :func:`gemm_rate`: the
+    floor is then what a quiet core would take, whatever else runs here."""
     size = 1 << (20 if quick else 22)
     out = {d: np.empty(size, dtype=d) for d in ("float32", "float64")}
     cases = {}
@@ -76,7 +80,12 @@ def generator_rates(quick: bool) -> dict[str, dict[str, float]]:
             cases[f"{name} {dtype}"] = lambda g=gen, d=dtype: g.standard_normal(
                 out=out[d], dtype=out[d].dtype
             )
-    t = compare(cases, rounds=5 if quick else 7, max_total_s=4.0 if quick else 12.0)
+    t = compare(
+        cases,
+        rounds=5 if quick else 7,
+        max_total_s=4.0 if quick else 12.0,
+        clock=time.thread_time,
+    )
     rates: dict[str, dict[str, float]] = {name: {} for name in BIT_GENERATORS}
     for key, timing in t.items():
         name, dtype = key.split()
@@ -85,13 +94,19 @@ def generator_rates(quick: bool) -> dict[str, dict[str, float]]:
 
 
 def gemm_rate(dtype: str, quick: bool) -> float:
-    """FLOP/s of a square numpy GEMM (1024, 512 with ``quick``) on this thread."""
+    """FLOP per CPU second of a square numpy GEMM (1024, 512 with ``quick``),
+    one thread (the BLAS is pinned to one thread by the benchmark)."""
     n = 512 if quick else 1024
     rng = np.random.default_rng(2)
     a = rng.standard_normal((n, n)).astype(dtype)
     b = rng.standard_normal((n, n)).astype(dtype)
     c = np.empty_like(a)
-    t = compare({"gemm": lambda: np.matmul(a, b, out=c)}, rounds=5, max_total_s=3.0)
+    t = compare(
+        {"gemm": lambda: np.matmul(a, b, out=c)},
+        rounds=5,
+        max_total_s=3.0,
+        clock=time.thread_time,
+    )
     return 2.0 * n**3 / t["gemm"].median
 
 
@@ -309,20 +324,23 @@ def issue_table(args: Any) -> tuple[str, dict[str, Any]]:
     )
     md = (
         "Bit generators (`Generator(bg).standard_normal(out=..., dtype=...)`, "
-        "2^22 numbers, one thread, interleaved rounds):\n\n"
+        "2^22 numbers, one thread, CPU time, interleaved rounds):\n\n"
         f"{gen_table}\n\n"
         f"Fastest: {fastest['float64']} (float64), {fastest['float32']} "
         "(float32).\n\n"
         "Issue 9's cases: the floor is (drawing every weight with the fastest "
         "generator in the job's dtype + the job's matrix products at the rate of a "
-        f"numpy GEMM, both measured above on one core) / {cores} cores. "
+        "numpy GEMM, both measured above in the CPU time of one thread, so that "
+        f"other processes do not inflate them) / {cores} cores. "
         "`second draw / floor`: what regenerating the weights from a "
         "counter-based stream instead of storing them would add (a second draw), "
         "as a fraction of the floor. Time and peak: `python -m depthlab <case> "
         "report=false` in a subprocess of its own (wall time including start-up "
         "and MLflow; peak = its ru_maxrss). `CPU time`: the child's user + system "
         "time (ru_utime + ru_stime), against the one-core floor: the ratio that "
-        "other processes on the machine do not change (wall time does).\n\n"
+        "other processes on the machine change little; `time / floor` is wall "
+        "time, which they inflate (it equals `CPU / one-core floor` only when "
+        "the job has every core to itself).\n\n"
         f"{case_table}"
     )
     return md, {"rates": rates, "fastest": fastest, "cases": rows}
