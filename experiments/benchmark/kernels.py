@@ -674,7 +674,8 @@ def _wide_spectra(args: Any, controller: Any) -> tuple[str, dict[str, Any]]:
     ``every layer``: jacobian_log_singular_values as the probe called it before
     ``layers=``; ``last layer``: ``layers=[L]`` (the QR accumulation through
     every layer, one finishing SVD). Per layer: divided by the L - 1 layers.
-    References on one n x n matrix: a column-pivoted QR (``dgeqp3``), a
+    References on one n x n matrix: a column-pivoted QR (``dgeqp3``, with the
+    blocked workspace of :func:`depthlab.spectra._qp3`), a
     values-only SVD (``gesdd``) and the Jacobi SVD the spectra finish with
     (``dgejsv``), all with BLAS at one thread.
     """
@@ -709,7 +710,8 @@ def _wide_spectra(args: Any, controller: Any) -> tuple[str, dict[str, Any]]:
             "last layer": lambda: spectra.jacobian_log_singular_values(
                 net, X, layers=[depth]
             ),
-            "dgeqp3": pinned(lambda: lapack.dgeqp3(A)),
+            # the blocked workspace the spectra use (scipy's default is unblocked)
+            "dgeqp3": pinned(lambda: spectra._qp3(np.asfortranarray(A))),
             "gesdd": pinned(lambda: np.linalg.svd(A, compute_uv=False)),
             "dgejsv": pinned(lambda: spectra._jacobi_svd(R.T, vectors=False)),
         },
