@@ -77,10 +77,21 @@ def check_size(name: str, value: int) -> int:
 
 
 def _normal(
-    rng: np.random.Generator, shape: tuple, scale: float, dtype: np.dtype
+    rng: np.random.Generator,
+    shape: tuple,
+    scale: float,
+    dtype: np.dtype,
+    out: Array | None = None,
 ) -> Array:
-    """N(0, scale^2) in ``dtype``, drawn in it (float32: numpy's float32 ziggurat)."""
-    x = rng.standard_normal(shape, dtype=dtype)
+    """N(0, scale^2) in ``dtype``, drawn in it (float32: numpy's float32 ziggurat).
+
+    With ``out`` (shape ``shape``, dtype ``dtype``, C-contiguous) the numbers are
+    drawn into it and scaled in place: the same numbers, no temporary.
+    """
+    if out is None:
+        x = rng.standard_normal(shape, dtype=dtype)
+    else:
+        x = rng.standard_normal(out=out, dtype=dtype)
     x *= scale
     return x
 
@@ -104,8 +115,9 @@ def _gaussian_weights(
     rng: np.random.Generator,
     stack: tuple,
     dtype: np.dtype,
+    out: Array | None = None,
 ) -> Array:
-    return _normal(rng, (*stack, n_out, n_in), sigma_w / np.sqrt(n_in), dtype)
+    return _normal(rng, (*stack, n_out, n_in), sigma_w / np.sqrt(n_in), dtype, out)
 
 
 def _orthogonal_weights(
@@ -138,9 +150,10 @@ def _xavier_normal_weights(
     rng: np.random.Generator,
     stack: tuple,
     dtype: np.dtype,
+    out: Array | None = None,
 ) -> Array:
     std = sigma_w * np.sqrt(2.0 / (n_in + n_out))
-    return _normal(rng, (*stack, n_out, n_in), std, dtype)
+    return _normal(rng, (*stack, n_out, n_in), std, dtype, out)
 
 
 def _xavier_uniform_weights(
@@ -174,8 +187,9 @@ def _higham_weights(
     rng: np.random.Generator,
     stack: tuple,
     dtype: np.dtype,
+    out: Array | None = None,
 ) -> Array:
-    return _normal(rng, (*stack, n_out, n_in), sigma_w, dtype)
+    return _normal(rng, (*stack, n_out, n_in), sigma_w, dtype, out)
 
 
 @dataclass(frozen=True)
@@ -193,6 +207,9 @@ class Initializer:
         The defaults a config file of this scheme carries.
     fan_in_variance : callable
         ``(n_out, n_in) -> n_in * Var(W_ij) / sigma_w^2``.
+    in_place : bool
+        Whether ``sample_weights`` also takes ``out=`` (an array of W's shape and
+        dtype) and draws into it, the same numbers without a temporary.
     """
 
     name: str
@@ -200,6 +217,7 @@ class Initializer:
     default_sigma_w: float
     default_sigma_b: float
     fan_in_variance: Callable[[int, int], float]
+    in_place: bool = False
 
 
 def _one(n_out: int, n_in: int) -> float:
@@ -209,7 +227,7 @@ def _one(n_out: int, n_in: int) -> float:
 INITIALIZERS: dict[str, Initializer] = {
     i.name: i
     for i in (
-        Initializer("gaussian", _gaussian_weights, 1.0, 0.0, _one),
+        Initializer("gaussian", _gaussian_weights, 1.0, 0.0, _one, True),
         Initializer(
             "orthogonal",
             _orthogonal_weights,
@@ -223,6 +241,7 @@ INITIALIZERS: dict[str, Initializer] = {
             1.0,
             0.0,
             lambda n_out, n_in: 2.0 * n_in / (n_in + n_out),
+            True,
         ),
         Initializer(
             "xavier_uniform",
@@ -231,11 +250,18 @@ INITIALIZERS: dict[str, Initializer] = {
             0.0,
             lambda n_out, n_in: 2.0 * n_in / (n_in + n_out),
         ),
-        Initializer("he_normal", _gaussian_weights, float(np.sqrt(2.0)), 0.0, _one),
-        Initializer("lecun_normal", _gaussian_weights, 1.0, 0.0, _one),
+        Initializer(
+            "he_normal", _gaussian_weights, float(np.sqrt(2.0)), 0.0, _one, True
+        ),
+        Initializer("lecun_normal", _gaussian_weights, 1.0, 0.0, _one, True),
         Initializer("uniform", _uniform_weights, float(1 / np.sqrt(3.0)), 0.0, _one),
         Initializer(
-            "higham", _higham_weights, 0.5, 0.5, lambda n_out, n_in: float(n_in)
+            "higham",
+            _higham_weights,
+            0.5,
+            0.5,
+            lambda n_out, n_in: float(n_in),
+            True,
         ),
     )
 }
@@ -279,6 +305,7 @@ def sample_layer(
     rng: np.random.Generator,
     stack: tuple[int, ...] = (),
     dtype: np.dtype | type = np.float64,
+    out: tuple[Array, Array] | None = None,
 ) -> tuple[Array, Array]:
     """Draw one layer's weights and biases.
 
@@ -301,6 +328,11 @@ def sample_layer(
         as fast per number as float64 and half the memory, but a different
         random stream from float64's rounded (``orthogonal`` is drawn and
         factored in float64 and rounded). float64 streams are unchanged.
+    out : (ndarray, ndarray), optional
+        Arrays of W's and b's shapes and ``dtype`` (C-contiguous, e.g. slices
+        of a stack of networks) that receive the layer; W and b are then these
+        arrays. The numbers are the same as without ``out``; the normal schemes
+        draw straight into them (no temporary, no copy).
 
     Returns
     -------
@@ -331,12 +363,48 @@ def sample_layer(
     stack = tuple(check_size("stack size", k) for k in stack)
     dtype = np.dtype(dtype)
     draw = dtype if dtype == np.float32 else np.dtype(np.float64)
+    if out is not None:
+        return _sample_into(
+            out, init, (n_out, n_in, sigma_w, sigma_b), rng, stack, draw
+        )
     weights = init.sample_weights(n_out, n_in, sigma_w, rng, stack, draw)
     biases = _normal(rng, (*stack, n_out), sigma_b, draw)
     return (
         np.ascontiguousarray(weights, dtype=dtype),
         np.ascontiguousarray(biases, dtype=dtype),
     )
+
+
+def _sample_into(
+    out: tuple[Array, Array],
+    init: Initializer,
+    sizes: tuple[int, int, float, float],
+    rng: np.random.Generator,
+    stack: tuple[int, ...],
+    draw: np.dtype,
+) -> tuple[Array, Array]:
+    """:func:`sample_layer` into ``out``: in place where the scheme and dtype allow."""
+    n_out, n_in, sigma_w, sigma_b = sizes
+    W, b = out
+    for key, arr, shape in (
+        ("out[0]", W, (*stack, n_out, n_in)),
+        ("out[1]", b, (*stack, n_out)),
+    ):
+        if arr.shape != shape or not arr.flags.c_contiguous or not arr.flags.writeable:
+            raise ValueError(
+                f"{key} must be a writeable C-contiguous array of shape {shape}; "
+                f"got shape {arr.shape}"
+            )
+    same = W.dtype == draw and b.dtype == draw
+    if same and init.in_place:
+        init.sample_weights(n_out, n_in, sigma_w, rng, stack, draw, out=W)
+    else:
+        W[...] = init.sample_weights(n_out, n_in, sigma_w, rng, stack, draw)
+    if same:
+        _normal(rng, (*stack, n_out), sigma_b, draw, out=b)
+    else:
+        b[...] = _normal(rng, (*stack, n_out), sigma_b, draw)
+    return W, b
 
 
 def effective_sigma_w(name: str, n_out: int, n_in: int, sigma_w: float) -> float:

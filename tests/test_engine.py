@@ -14,6 +14,7 @@ from scipy import stats
 
 from depthlab import spectra
 from depthlab.gradient import backprop_log10_norms
+from depthlab.initializers import INITIALIZER_NAMES, sample_layer
 from depthlab.jobs import engine, memory
 from depthlab.jobs.probe import ProbeSpec, run_probe
 
@@ -228,3 +229,38 @@ def test_chunk_ranges_put_spectra_networks_alone_and_cover_once() -> None:
     assert max(len(p) for p in parts) == 6
     later = engine.chunk_ranges(range(64, 100), 16, alone=3)
     assert later == [range(64, 80), range(80, 96), range(96, 100)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", INITIALIZER_NAMES)
+def test_layers_drawn_into_the_stack_are_the_same_numbers(name, dtype):
+    """make_chunk draws each layer into its stack slice (sample_layer(out=)):
+    bitwise the numbers sample_layer returns on its own, for every scheme."""
+    args = dict(sigma_w=1.3, sigma_b=0.4, dtype=dtype)
+    W, b = sample_layer(name, 7, 5, rng=engine.network_rng(3, 1, 2), **args)
+    stack_w, stack_b = np.full((2, 7, 5), np.nan, dtype), np.full((2, 7), np.nan, dtype)
+    got = sample_layer(
+        name,
+        7,
+        5,
+        rng=engine.network_rng(3, 1, 2),
+        out=(stack_w[1], stack_b[1]),
+        **args,
+    )
+    assert np.shares_memory(got[0], stack_w) and np.shares_memory(got[1], stack_b)
+    np.testing.assert_array_equal(stack_w[1], W)
+    np.testing.assert_array_equal(stack_b[1], b)
+    assert np.isnan(stack_w[0]).all() and np.isnan(stack_b[0]).all()
+
+
+def test_sample_layer_out_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match=r"out\[0\] must be .* shape \(3, 2\)"):
+        sample_layer(
+            "gaussian",
+            3,
+            2,
+            sigma_w=1.0,
+            sigma_b=0.0,
+            rng=np.random.default_rng(0),
+            out=(np.empty((2, 3)), np.empty(3)),
+        )

@@ -179,7 +179,8 @@ def make_chunk(spec: ProbeSpec, networks: Sequence[int]) -> Chunk:
     """Draw networks ``networks`` of a job and their inputs into one stack.
 
     Each network's weights and inputs come from its own streams
-    (:func:`network_rng`), drawn into preallocated stack arrays.
+    (:func:`network_rng`), drawn straight into preallocated stack arrays
+    (``sample_layer(..., out=)``: no temporary layer, no copy).
     """
     ids = np.asarray(networks, dtype=np.int64)
     k, dtype = len(ids), DTYPES[spec.dtype]
@@ -189,7 +190,7 @@ def make_chunk(spec: ProbeSpec, networks: Sequence[int]) -> Chunk:
     X = np.empty((k, spec.inputs, spec.input_dim), dtype=dtype)
     for i, network in enumerate(ids.tolist()):
         for layer, (n_in, n_out) in enumerate(layers, start=2):
-            weights[layer - 2][i], biases[layer - 2][i] = sample_layer(
+            sample_layer(
                 spec.init,
                 n_out,
                 n_in,
@@ -197,6 +198,7 @@ def make_chunk(spec: ProbeSpec, networks: Sequence[int]) -> Chunk:
                 sigma_b=spec.sigma_b,
                 rng=network_rng(spec.seed, network, layer),
                 dtype=dtype,
+                out=(weights[layer - 2][i], biases[layer - 2][i]),
             )
         X[i] = sample_inputs(
             spec.input_distribution,

@@ -2,13 +2,14 @@
 
 The floor of a job is the time to draw its weights with numpy's fastest bit
 generator plus its matrix products at the GEMM rate, both measured in the same
-run on one core and divided by the cores a job uses (the probe runs its chunks
-on every core). The QR factorizations and SVDs of the spectra are not matrix
-products and are not in the floor. Each job runs as ``python -m depthlab ...``
-(the probe's public entry point) in a subprocess of its own, in a temporary
-directory, and its peak memory is the child's ``ru_maxrss`` (``os.wait4``); a
-watchdog kills a child whose resident memory passes a limit, so that a job
-that does not fit cannot take the machine down.
+run in the CPU time of one thread, divided by the cores a job uses (the probe
+runs its chunks on every core). The QR factorizations and SVDs of the spectra
+are not matrix products and are not in the floor. Each job runs as
+``python -m depthlab ...`` (the probe's public entry point) in a subprocess of
+its own, in a temporary directory; its peak memory is the child's VmHWM (polled)
+and its CPU time ``ru_utime + ru_stime`` (``os.wait4``); a watchdog kills a
+child whose resident memory passes a limit, so that a job that does not fit
+cannot take the machine down.
 """
 
 from __future__ import annotations
@@ -31,14 +32,30 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CASES: list[dict[str, Any]] = [
     {
+        "case": "width 1024, depth 50, probe.spectra=0",
+        "overrides": ["width=1024", "input_dim=1024", "depth=50", "probe.spectra=0"],
+        "target_gib": 2.0,
+        "target_floor": None,
+    },
+    {
         "case": "width 1024, depth 50, defaults",
         "overrides": ["width=1024", "input_dim=1024", "depth=50"],
         "target_gib": 2.0,
         "target_floor": 2.0,
     },
     {
-        "case": "width 4096, depth 20, probe.networks=8",
-        "overrides": ["width=4096", "input_dim=4096", "depth=20", "probe.networks=8"],
+        # Without spectra: the issue's target for this case is memory, and the
+        # spectra of the default 4 pairs at n = 4096 (a dgeqp3 per layer and a
+        # dgejsv at 9 layers, 64x their cost at n = 1024) ran 10 min, 6.5 min of
+        # CPU, without finishing here (peak 3.5 GiB when it was stopped).
+        "case": "width 4096, depth 20, probe.networks=8, probe.spectra=0",
+        "overrides": [
+            "width=4096",
+            "input_dim=4096",
+            "depth=20",
+            "probe.networks=8",
+            "probe.spectra=0",
+        ],
         "target_gib": 4.0,
         "target_floor": None,
     },
@@ -55,11 +72,15 @@ CASES: list[dict[str, Any]] = [
         "target_floor": None,
     },
 ]
-"""The rows of issue 9's table (the default sweep's row is the sweep section)."""
+"""The rows of issue 9's table (the default sweep's row is the sweep section),
+and the width-1024 job without spectra: what the spectra add to it."""
 
 
 def generator_rates(quick: bool) -> dict[str, dict[str, float]]:
-    """Normal numbers per second of each bit generator, float32 and float64 draws."""
+    """Normal numbers per CPU second of each bit generator, float32 and float64.
+
+    CPU time of the calling thread (one thread), as for :func:`gemm_rate`: the
+    floor is then what a quiet core would take, whatever else runs here."""
     size = 1 << (20 if quick else 22)
     out = {d: np.empty(size, dtype=d) for d in ("float32", "float64")}
     cases = {}
@@ -69,7 +90,12 @@ def generator_rates(quick: bool) -> dict[str, dict[str, float]]:
             cases[f"{name} {dtype}"] = lambda g=gen, d=dtype: g.standard_normal(
                 out=out[d], dtype=out[d].dtype
             )
-    t = compare(cases, rounds=5 if quick else 7, max_total_s=4.0 if quick else 12.0)
+    t = compare(
+        cases,
+        rounds=5 if quick else 7,
+        max_total_s=4.0 if quick else 12.0,
+        clock=time.thread_time,
+    )
     rates: dict[str, dict[str, float]] = {name: {} for name in BIT_GENERATORS}
     for key, timing in t.items():
         name, dtype = key.split()
@@ -78,13 +104,19 @@ def generator_rates(quick: bool) -> dict[str, dict[str, float]]:
 
 
 def gemm_rate(dtype: str, quick: bool) -> float:
-    """FLOP/s of a square numpy GEMM (1024, 512 with ``quick``) on this thread."""
+    """FLOP per CPU second of a square numpy GEMM (1024, 512 with ``quick``),
+    one thread (the BLAS is pinned to one thread by the benchmark)."""
     n = 512 if quick else 1024
     rng = np.random.default_rng(2)
     a = rng.standard_normal((n, n)).astype(dtype)
     b = rng.standard_normal((n, n)).astype(dtype)
     c = np.empty_like(a)
-    t = compare({"gemm": lambda: np.matmul(a, b, out=c)}, rounds=5, max_total_s=3.0)
+    t = compare(
+        {"gemm": lambda: np.matmul(a, b, out=c)},
+        rounds=5,
+        max_total_s=3.0,
+        clock=time.thread_time,
+    )
     return 2.0 * n**3 / t["gemm"].median
 
 
@@ -134,19 +166,19 @@ def floor_of(job: dict[str, Any], rate: float, flops_rate: float) -> dict[str, A
 
 def has_streaming_probe() -> bool:
     """Whether the probe bounds its memory (``probe.memory_gb``, issue 9 item 1)."""
-    from depthlab.jobs import config
+    import dataclasses
 
-    return any(
-        f.name == "memory_gb"
-        for f in __import__("dataclasses").fields(config.ProbeConfig)
-    )
+    from depthlab.jobs.probe import ProbeSpec
+
+    return any(f.name == "memory_gb" for f in dataclasses.fields(ProbeSpec))
 
 
-def _rss_bytes(pid: int) -> int:
+def _rss_bytes(pid: int, key: str = "VmRSS") -> int:
+    """``key`` (VmRSS, or VmHWM: its peak since exec) of /proc/<pid>/status."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{key}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -158,9 +190,9 @@ def run_job(
 ) -> dict[str, Any]:
     """``python -m depthlab <overrides> report=false`` in a temporary directory.
 
-    Returns wall seconds, peak RSS (GiB, ``ru_maxrss`` of the child) and its exit
-    status; the child is killed if its RSS passes ``limit_bytes`` or it runs past
-    ``timeout`` seconds (``status`` says which).
+    Returns wall seconds, CPU seconds, peak RSS (GiB, the child's VmHWM, polled
+    every 50 ms) and its exit status; the child is killed if its RSS passes
+    ``limit_bytes`` or it runs past ``timeout`` seconds (``status`` says which).
     """
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ)
@@ -177,10 +209,12 @@ def run_job(
             preexec_fn=peers.unpin,
         )
         status = "ok"
+        peak = 0
         while True:
             pid, code, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
+            peak = max(peak, _rss_bytes(proc.pid, "VmHWM"))
             if _rss_bytes(proc.pid) > limit_bytes:
                 status = f"killed: RSS above {limit_bytes / 2**30:.0f} GiB"
                 proc.kill()
@@ -196,7 +230,11 @@ def run_job(
             status = f"exit {proc.returncode}: {lines[-1] if lines else ''}"[:200]
         return {
             "wall_s": wall,
-            "peak_gib": usage.ru_maxrss * 1024 / 2**30,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            # Not ru_maxrss: Linux carries the parent's resident size at the
+            # fork into the child's (this process held 1.24 GiB after the kernel
+            # section, and every child reported at least that).
+            "peak_gib": peak / 2**30,
             "status": status,
             "command": "python -m depthlab " + " ".join(overrides) + " report=false",
         }
@@ -273,6 +311,8 @@ def issue_table(args: Any) -> tuple[str, dict[str, Any]]:
             "second draw / floor",
             "time",
             "time / floor",
+            "CPU time",
+            "CPU / one-core floor",
             "peak (GiB)",
             "target",
             "status",
@@ -287,6 +327,8 @@ def issue_table(args: Any) -> tuple[str, dict[str, Any]]:
                 fmt_ratio(r["draw_s"] / cores / r["floor_s"]),
                 fmt_seconds(r.get("wall_s")),
                 fmt_ratio(r["wall_s"] / r["floor_s"]) if "wall_s" in r else "-",
+                fmt_seconds(r.get("cpu_s")),
+                fmt_ratio(r["cpu_s"] / r["one_core_floor_s"]) if "cpu_s" in r else "-",
                 f"{r['peak_gib']:.2f}" if "peak_gib" in r else "-",
                 f"<= {r['target_gib']:g} GiB"
                 + (f", <= {r['target_floor']:g}x floor" if r["target_floor"] else ""),
@@ -294,22 +336,28 @@ def issue_table(args: Any) -> tuple[str, dict[str, Any]]:
             ]
             for r in rows
         ],
-        align="l" + "r" * 9 + "l",
+        align="l" + "r" * 11 + "l",
     )
     md = (
         "Bit generators (`Generator(bg).standard_normal(out=..., dtype=...)`, "
-        "2^22 numbers, one thread, interleaved rounds):\n\n"
+        "2^22 numbers, one thread, CPU time, interleaved rounds):\n\n"
         f"{gen_table}\n\n"
         f"Fastest: {fastest['float64']} (float64), {fastest['float32']} "
         "(float32).\n\n"
         "Issue 9's cases: the floor is (drawing every weight with the fastest "
         "generator in the job's dtype + the job's matrix products at the rate of a "
-        f"numpy GEMM, both measured above on one core) / {cores} cores. "
+        "numpy GEMM, both measured above in the CPU time of one thread, so that "
+        f"other processes do not inflate them) / {cores} cores. "
         "`second draw / floor`: what regenerating the weights from a "
         "counter-based stream instead of storing them would add (a second draw), "
         "as a fraction of the floor. Time and peak: `python -m depthlab <case> "
         "report=false` in a subprocess of its own (wall time including start-up "
-        "and MLflow; peak = its ru_maxrss).\n\n"
+        "and MLflow; peak = its VmHWM, polled every 50 ms). `CPU time`: the "
+        "child's user + system time (ru_utime + ru_stime), against the one-core "
+        "floor: the ratio that "
+        "other processes on the machine change little; `time / floor` is wall "
+        "time, which they inflate (it equals `CPU / one-core floor` only when "
+        "the job has every core to itself).\n\n"
         f"{case_table}"
     )
     return md, {"rates": rates, "fastest": fastest, "cases": rows}
