@@ -114,7 +114,7 @@ def run_name(d: dict[str, Any], first: Collection[str] = ()) -> str:
         if k.section == "arch":
             text = schema.arch_label(key, d)
             if text is not None:
-                parts.append(text)
+                parts[key] = text
             continue
         value = schema.get(d, key)
         if key == "width" and d.get("hidden_widths"):
