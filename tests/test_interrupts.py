@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from depthlab import tracking
-from depthlab.sweep import interrupts
+from depthlab import interrupts, tracking
 
 
 @pytest.fixture

@@ -144,7 +144,7 @@ def test_a_second_signal_in_a_worker_is_ignored(
 ) -> None:
     import signal
 
-    from depthlab.sweep import interrupts
+    from depthlab import interrupts
 
     raised = []
     monkeypatch.setattr(workers, "_worker", workers._Worker(in_job=True))
@@ -160,7 +160,7 @@ def test_a_second_signal_in_a_worker_is_ignored(
 def test_an_idle_worker_only_stops_taking_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
     import signal
 
-    from depthlab.sweep import interrupts
+    from depthlab import interrupts
 
     raised = []
     monkeypatch.setattr(workers, "_worker", workers._Worker(in_job=False))
@@ -185,7 +185,7 @@ def test_default_threads_takes_the_worker_budget(
 def test_a_store_fault_pickles_with_what_it_kept() -> None:
     import pickle
 
-    from depthlab.store import DISK_FULL, StoreFault
+    from depthlab.tracking.store import DISK_FULL, StoreFault
 
     fault = StoreFault("sqlite:///w/mlflow.db", DISK_FULL, "database or disk is full")
     fault.saved.append("/w/multirun/pending/abc")

@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from depthlab import pending, store, tracking
+from depthlab import tracking
+from depthlab.tracking import pending, store
 
 _TRY_LOCK = """
 import fcntl, os, sys

@@ -151,7 +151,7 @@ def test_resume_after_kill(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         # The job in flight is marked FAILED within a second or so; a minute
         # means an interrupt landed inside a tracking write and hung on a
-        # locked database (see depthlab.sweep.interrupts).
+        # locked database (see depthlab.interrupts).
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -178,7 +178,7 @@ def test_resume_after_kill(tmp_path: Path) -> None:
 
 # SIGTERM sent from inside the sweep right after its Nth SQL write to a table,
 # i.e. while SQLite's write lock is held: the moment a scheduler's signal hung
-# the sweep for minutes before depthlab.sweep.interrupts held signals out of writes.
+# the sweep for minutes before depthlab.interrupts held signals out of writes.
 _SIGNAL_DURING_WRITE = """
 import os, signal, sys
 from sqlalchemy import event

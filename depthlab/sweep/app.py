@@ -11,7 +11,7 @@ invocation as a Hydra multirun through depthlab's sweeper
    seconds) and ends the runs of processes that are gone,
 4. creates the sweep's parent run, skips jobs whose config hash already has
    a FINISHED run (``force=true`` recomputes), and logs the jobs an earlier
-   run computed but could not log (:mod:`depthlab.pending`),
+   run computed but could not log (:mod:`depthlab.tracking.pending`),
 
 then runs the remaining jobs: with Hydra's basic launcher (the default) on
 ``n_jobs`` worker processes, one per core by default (:mod:`depthlab.sweep.workers`),
@@ -26,7 +26,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ from depthlab.jobs.config import Config
 from depthlab.jobs.schema import ConfigError, config_hash
 from depthlab.jobs.validate import validate
 from depthlab.sweep.compose import compose_job_configs
+from depthlab.sweep.launch import _launch, _n_jobs, _wait_for_claimed, _warm_up_workers
+from depthlab.sweep.names import run_name, sweep_run_names, sweep_title
 
 
 def _config_dir() -> str:
@@ -97,105 +99,6 @@ def job_dict(cfg: DictConfig) -> dict[str, Any]:
     return d  # type: ignore[return-value]
 
 
-def run_name(d: dict[str, Any], first: Collection[str] = ()) -> str:
-    """A run's name from what a job sets, e.g. ``L=12 tanh gaussian sw=1 n=64``
-    or ``L=12 resnet LN a=1/sqrt tanh gaussian sw=1 n=64``.
-
-    The keys and labels are :data:`depthlab.jobs.schema.RUN_NAME`'s; the keys of
-    ``first`` (what varies in the job's sweep) lead, in that order, and are
-    shown whatever their value: MLflow's run table cuts names at about 16
-    characters.
-    """
-    parts: dict[str, str] = {}
-    for key, label, always in schema.RUN_NAME:
-        k = schema.BY_KEY[key]
-        if k.task not in (None, d["task"]):
-            continue
-        if k.section == "arch":
-            text = schema.arch_label(key, d)
-            if text is not None:
-                parts[key] = text
-            continue
-        value = schema.get(d, key)
-        if key == "width" and d.get("hidden_widths"):
-            value = "-".join(map(str, d["hidden_widths"]))
-        if key == "output_activation" and value == d["activation"] and key not in first:
-            continue
-        if not always and value == k.default and key not in first:
-            continue
-        parts[key] = (
-            f"{label}{value:g}" if isinstance(value, float) else f"{label}{value}"
-        )
-    lead = [parts[key] for key in schema.RUN_NAME_KEYS if key in first and key in parts]
-    rest = [text for key, text in parts.items() if key not in first]
-    return " ".join(lead + rest)
-
-
-def _shown(d: dict[str, Any], key: str) -> Any:
-    """A key's value as a name compares it (lists as tuples)."""
-    value = schema.get(d, key)
-    return tuple(value) if isinstance(value, list) else value
-
-
-def varying_keys(configs: Sequence[dict[str, Any]]) -> list[str]:
-    """The schema's semantic keys (those of the config hash) whose value
-    differs between the jobs of a sweep, in the schema's order."""
-    out = []
-    for k in schema.KEYS:
-        if not k.semantic:
-            continue
-        try:
-            values = {repr(_shown(d, k.key)) for d in configs}
-        except KeyError:
-            continue
-        if len(values) > 1:
-            out.append(k.key)
-    return out
-
-
-def sweep_run_names(configs: Sequence[dict[str, Any]]) -> list[str]:
-    """Every job's run name (:func:`run_name`), what varies in the sweep
-    first; names that would repeat (a sweep over keys a name does not show)
-    end in ``#<job number>``."""
-    varying = varying_keys(configs)
-    names = [run_name(d, first=varying) for d in configs]
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    return [
-        f"{name} #{i + 1}" if counts[name] > 1 else name for i, name in enumerate(names)
-    ]
-
-
-def sweep_title(configs: Sequence[dict[str, Any]], limit: int = 200) -> str:
-    """The parent run's name: the swept ranges and the number of jobs, e.g.
-    ``depth=2..50 activation=tanh,relu (98 jobs)``."""
-
-    def values(key: str) -> str:
-        seen = list(dict.fromkeys(_shown(d, key) for d in configs))  # as given
-        if all(isinstance(v, int | float) for v in seen):
-            seen.sort()
-        ints = [v for v in seen if isinstance(v, int) and not isinstance(v, bool)]
-        if len(ints) == len(seen) > 2 and ints[-1] - ints[0] == len(ints) - 1:
-            return f"{ints[0]}..{ints[-1]}"
-        text = [f"{v:g}" if isinstance(v, float) else _text(v) for v in seen]
-        return ",".join(text)
-
-    parts = [f"{key}={values(key)}" for key in varying_keys(configs)]
-    n = len(configs)
-    jobs = f"({n} job{'s' if n != 1 else ''})"
-    title = " ".join([*parts, jobs]) if parts else f"{run_name(configs[0])} {jobs}"
-    if len(title) > limit:
-        title = title[: limit - len(jobs) - 2] + "… " + jobs
-    return title
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return "-".join(map(str, value))
-    return str(value)
-
-
 def _probe_spec(d: dict[str, Any]) -> Any:
     """The job's :class:`~depthlab.jobs.probe.ProbeSpec`."""
     from depthlab.jobs.probe import ProbeSpec
@@ -214,12 +117,12 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     A job that FINISHED meanwhile or that another live process has claimed is
     not computed: the summary then has ``taken`` (``finished`` or ``claimed``).
     If the store fails after the numbers are computed, they are kept in the
-    sweep folder (:mod:`depthlab.pending`) before the fault is raised.
+    sweep folder (:mod:`depthlab.tracking.pending`) before the fault is raised.
     """
     import numpy as np
 
     from depthlab import tracking
-    from depthlab.store import StoreFault
+    from depthlab.tracking.store import StoreFault
 
     tic = time.perf_counter()
     d = job_dict(cfg)
@@ -300,8 +203,9 @@ def _keep_computed(
     fault: Any, sweep_dir: Path, uri: str, record: Any, line: str
 ) -> None:
     """Save a computed job into ``sweep_dir/pending`` (or, if that cannot be
-    written, :func:`depthlab.pending.fallback_dir`) and note it on the fault."""
-    from depthlab import pending
+    written, :func:`depthlab.tracking.pending.fallback_dir`) and note it on the
+    fault."""
+    from depthlab.tracking import pending
 
     tried = []
     for folder in (sweep_dir, pending.fallback_dir(uri)):
@@ -449,9 +353,8 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     from hydra.core.utils import JobStatus
     from hydra.errors import HydraException
 
-    from depthlab import tracking
-    from depthlab.store import END_REASON_TAG, StoreFault
-    from depthlab.sweep import interrupts
+    from depthlab import interrupts, tracking
+    from depthlab.tracking.store import END_REASON_TAG, StoreFault
 
     if threading.current_thread() is threading.main_thread():
         interrupts.install()
@@ -607,7 +510,7 @@ def _dashboard_line(uri: str, experiment: str) -> str:
     (:func:`depthlab.tracking.dashboard_url`: the runs, not MLflow's GenAI
     overview)."""
     from depthlab import tracking
-    from depthlab.store import StoreFault
+    from depthlab.tracking.store import StoreFault
 
     try:
         exp_id = tracking._job_experiment_id(uri, experiment)
@@ -653,14 +556,15 @@ def _recover(
 ) -> list[int]:
     """Log the jobs of ``todo`` that an earlier run of the sweep computed but
     could not log (kept in a sweep folder's ``pending/``, see
-    :mod:`depthlab.pending`), as children of ``parent``, without computing.
+    :mod:`depthlab.tracking.pending`), as children of ``parent``, without computing.
 
     Returns
     -------
     list of int
         The indices (into ``configs``) logged.
     """
-    from depthlab import pending, tracking
+    from depthlab import tracking
+    from depthlab.tracking import pending
 
     hashes = {i: config_hash(configs[i]) for i in todo}
     folders = [
@@ -706,279 +610,6 @@ def _recover(
             flush=True,
         )
     return recovered
-
-
-def _wait_for_claimed(
-    sweeper: Any,
-    jobs: list[list[str]],
-    composed: list[DictConfig],
-    hashes: list[str],
-    results: list[Any],
-    failed: list[str],
-    reused: list[str],
-    parent: str,
-    uri: str,
-    experiment: str,
-    force: bool,
-    poll_s: float = 1.0,
-) -> tuple[list[Any], list[str]]:
-    """Wait for the jobs that other live processes claimed; run those whose
-    claim ends without a FINISHED run (the other process died or failed).
-
-    A job FINISHED by another process joins ``reused`` (recorded in the parent
-    run), so that this sweep's report holds every job. Returns the results and
-    failures of every job this process ran.
-    """
-    from hydra.core.utils import JobStatus
-
-    from depthlab import tracking
-
-    def claimed_in(rs: list[Any]) -> dict[int, str]:
-        out = {}
-        for r in rs:
-            value = r.return_value if r.status == JobStatus.COMPLETED else None
-            if isinstance(value, dict) and value.get("taken"):
-                out[value["index"] - 1] = value["taken"]
-        return out
-
-    taken = claimed_in(results)
-    reused_before = len(reused)
-    reused.extend(
-        next(r.return_value["run_id"] for r in results if _index_of(r) == i)
-        for i, kind in taken.items()
-        if kind == "finished"
-    )
-    waiting = sorted(i for i, kind in taken.items() if kind == "claimed")
-    exp_id = tracking._job_experiment_id(uri, experiment)
-    if waiting:
-        print(
-            f"depthlab: waiting for {len(waiting)} job(s) that another process "
-            f"is computing (Ctrl-C stops; the same command resumes)",
-            flush=True,
-        )
-    while waiting:
-        time.sleep(poll_s)
-        rerun = []
-        for i in list(waiting):
-            state = tracking.job_state(uri, exp_id, hashes[i], force=False)
-            if state.state == "finished":
-                reused.append(state.run_id)
-                waiting.remove(i)
-            elif state.state == "free":
-                rerun.append(i)
-                waiting.remove(i)
-        if rerun:
-            more, more_failed = _launch(
-                sweeper, jobs, composed, rerun, [], parent, uri, experiment
-            )
-            results = [*results, *more]
-            failed = [*failed, *more_failed]
-            again = claimed_in(more)
-            for i, kind in again.items():
-                if kind == "claimed":
-                    waiting.append(i)
-                else:
-                    reused.extend(
-                        r.return_value["run_id"] for r in more if _index_of(r) == i
-                    )
-    if len(reused) > reused_before:
-        tracking.record_reused_runs(uri, parent, reused)
-    return results, failed
-
-
-def _index_of(result: Any) -> int | None:
-    value = getattr(result, "_return_value", None)
-    if isinstance(value, dict) and "index" in value:
-        return value["index"] - 1
-    return None
-
-
-def _launch(
-    sweeper: Any,
-    jobs: list[list[str]],
-    composed: list[DictConfig],
-    todo: list[int],
-    reused: list[str],
-    parent: str,
-    uri: str,
-    experiment: str,
-    n_jobs: int | None = None,
-) -> tuple[list[Any], list[str]]:
-    """Run the jobs ``todo`` (indices into ``jobs``) as children of ``parent``.
-
-    With Hydra's basic launcher (the default) the jobs run on
-    :mod:`depthlab.sweep.workers` (``n_jobs`` workers, one per core when None) or, for
-    one worker, in this process; other launchers get the jobs' overrides.
-
-    Returns
-    -------
-    tuple of list
-        Hydra's job results (in the order of ``todo``), and one line per
-        FAILED job.
-    """
-    from hydra.core.utils import JobStatus
-
-    from depthlab import tracking
-    from depthlab.sweep import workers
-
-    total = len(jobs)
-    if reused:
-        tracking.record_reused_runs(uri, parent, reused)
-        print(
-            f"depthlab: skipping {len(reused)} of {total} jobs that already "
-            f"FINISHED in experiment {experiment!r} (force=true recomputes)",
-            flush=True,
-        )
-    launch = [
-        [
-            *jobs[i],
-            f"tracking.parent_run_id={parent}",
-            f"tracking.jobs_total={total}",
-            f"tracking.job_index={i}",
-            f"tracking.run_name={_quoted(composed[i].tracking.run_name)}",
-        ]
-        for i in todo
-    ]
-    basic = _is_basic_launcher(sweeper.launcher)
-    n_workers, threads = workers.plan(n_jobs, len(launch))
-    where = (
-        f" on {n_workers} workers ({threads} thread(s) a job)"
-        if basic and n_workers > 1
-        else ""
-    )
-    print(
-        f"depthlab: {len(launch)} job(s) to run{where}; tracking {uri} "
-        f"(experiment {experiment!r}, sweep run {parent})",
-        flush=True,
-    )
-    results: list[Any] = []
-    if launch and basic:
-        sweep_info = {"parent_run_id": parent, "jobs_total": total}
-        results = _run_in_process(
-            sweeper,
-            [(i, composed[i]) for i in todo],
-            sweep_info,
-            workers=n_workers,
-            threads=threads,
-            skipped=len(reused),
-        )
-    elif launch:
-        results = list(sweeper.launcher.launch(launch, initial_job_idx=0))
-    failed = [
-        f"job {i + 1}: {_one_line(r._return_value)}"
-        for i, r in zip(todo, results, strict=False)
-        if r.status == JobStatus.FAILED
-    ]
-    return results, failed
-
-
-def _quoted(text: str) -> str:
-    """``text`` as a quoted value of a Hydra override."""
-    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{escaped}'"
-
-
-def _is_basic_launcher(launcher: Any) -> bool:
-    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-
-    return type(launcher) is BasicLauncher
-
-
-def _run_in_process(
-    sweeper: Any,
-    jobs: list[tuple[int, DictConfig]],
-    sweep_info: dict[str, Any],
-    *,
-    workers: int = 1,
-    threads: int = 1,
-    skipped: int = 0,
-) -> list[Any]:
-    """Hydra's basic launcher, on the configs the sweeper already composed.
-
-    Hydra's BasicLauncher composes every job's config again from its overrides
-    (about 50 ms a job); here each job runs through Hydra's own ``run_job`` with
-    the config composed for validation, plus the sweep's tracking keys: in this
-    process for ``workers=1``, else on :mod:`depthlab.sweep.workers`. Other launchers
-    (joblib, submitit, ray) compose in their workers as usual. The jobs' lines
-    go through :class:`depthlab.sweep.progress.Progress`.
-
-    Returns
-    -------
-    list of hydra.core.utils.JobReturn
-        In the order of ``jobs``.
-    """
-    from hydra.core.utils import JobStatus, run_job, setup_globals
-
-    from depthlab.sweep import workers as pool
-    from depthlab.sweep.progress import Progress
-
-    global PRINT_JOB_LINES
-    setup_globals()
-    launcher = sweeper.launcher
-    sweep_dir = str(sweeper.config.hydra.sweep.dir)
-    for index, cfg in jobs:
-        with open_dict(cfg):
-            cfg.hydra.job.id = index
-            cfg.hydra.job.num = index
-            # Resolved here: a worker's ${now:...} would be its own time.
-            cfg.hydra.sweep.dir = sweep_dir
-            cfg.tracking.parent_run_id = sweep_info["parent_run_id"]
-            cfg.tracking.jobs_total = sweep_info["jobs_total"]
-            cfg.tracking.job_index = index
-
-    def report(progress: Progress, index: int, ret: Any) -> None:
-        if ret.status == JobStatus.COMPLETED:
-            if "taken" not in ret.return_value:
-                _finished_here.append(index)
-            progress.job_done(index, ret.return_value["text"])
-        else:
-            progress.job_failed(index, _one_line(ret._return_value))
-
-    with Progress(len(jobs), sweep_info["jobs_total"], skipped) as progress:
-        if workers > 1:
-            return pool.run_jobs(
-                [cfg for _, cfg in jobs],
-                workers=workers,
-                threads=threads,
-                hydra_context=launcher.hydra_context,
-                on_result=lambda k, ret: report(progress, jobs[k][0], ret),
-            )
-        results = []
-        saved, PRINT_JOB_LINES = PRINT_JOB_LINES, False
-        try:
-            for index, cfg in jobs:
-                ret = run_job(
-                    hydra_context=launcher.hydra_context,
-                    task_function=launcher.task_function,
-                    config=cfg,
-                    job_dir_key="hydra.sweep.dir",
-                    job_subdir_key="hydra.sweep.subdir",
-                )
-                report(progress, index, ret)
-                results.append(ret)
-        finally:
-            PRINT_JOB_LINES = saved
-        return results
-
-
-def _warm_up_workers(sweeper: Any, jobs: int) -> None:
-    """Start the workers' forkserver early when the sweep will likely use it."""
-    from depthlab.sweep import workers
-
-    n_jobs = OmegaConf.select(sweeper.config, "n_jobs", default=None)
-    if not isinstance(n_jobs, int | None):
-        return
-    if workers.plan(n_jobs, jobs)[0] > 1 and _is_basic_launcher(sweeper.launcher):
-        workers.warm_up()
-
-
-def _n_jobs(configs: Sequence[dict[str, Any]]) -> int | None:
-    """The sweep's ``n_jobs`` (one value for the whole sweep)."""
-    values = {d.get("n_jobs") for d in configs}
-    if len(values) > 1:
-        fail("n_jobs cannot vary within a sweep")
-    (value,) = values
-    return value
 
 
 def first_bool(configs: Sequence[dict[str, Any]], key: str) -> bool:
@@ -1034,7 +665,7 @@ def _report(uri: str, parent: str, sweep_dir: Path) -> None:
         from depthlab.report import build_report_from_mlflow
     except ImportError:
         return
-    from depthlab.store import StoreFault
+    from depthlab.tracking.store import StoreFault
 
     tic = time.perf_counter()
     try:

@@ -188,7 +188,7 @@ def main() -> None:
     sys.argv = [sys.argv[0], *argv]
     # SIGTERM (a scheduler cancelling the sweep) ends it like Ctrl-C: the runs in
     # flight are marked FAILED / KILLED instead of being left RUNNING.
-    from depthlab.sweep import interrupts
+    from depthlab import interrupts
 
     interrupts.install()
     try:

@@ -19,7 +19,7 @@ machines) and exports the job's thread budget as the environment variable
 
 Interrupts. SIGINT (Ctrl-C reaches the whole process group) and SIGTERM (sent by
 the sweep's process to its workers when it is stopped) end a worker's job the
-way they end an in-process job: :mod:`depthlab.sweep.interrupts` holds the signal out
+way they end an in-process job: :mod:`depthlab.interrupts` holds the signal out
 of tracking writes, the job's run is marked FAILED, and the worker starts no
 further job. A second signal that reaches a worker while the first is pending
 (Ctrl-C, then the parent's SIGTERM) is not a second Ctrl-C: it is ignored. A
@@ -132,7 +132,7 @@ _worker = _Worker()
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    from depthlab.sweep import interrupts
+    from depthlab import interrupts
 
     first = _worker.stop is None
     _worker.stop = _worker.stop or signum
@@ -179,7 +179,7 @@ def _die_with_sweep(sweep_pid: int, sweep_start: str | None) -> None:
     """
     import threading
 
-    from depthlab.store import process_start
+    from depthlab.tracking.store import process_start
 
     def watch() -> None:
         while True:
@@ -193,14 +193,14 @@ def _die_with_sweep(sweep_pid: int, sweep_start: str | None) -> None:
 def _run(cfg: Any) -> Any:
     """Run one job through Hydra's ``run_job``; returns its ``JobReturn``.
 
-    A :class:`~depthlab.store.StoreFault` (a BaseException: Hydra's wrapper
+    A :class:`~depthlab.tracking.store.StoreFault` (a BaseException: Hydra's wrapper
     does not catch it) goes back to the sweep's process as the job's exception;
     the worker then starts no further job.
     """
     from hydra.core.utils import JobStatus, run_job
 
     import depthlab.sweep.app as app
-    from depthlab.store import StoreFault
+    from depthlab.tracking.store import StoreFault
 
     if _worker.stop is not None:
         raise KeyboardInterrupt(f"signal {signal.Signals(_worker.stop).name}")
@@ -263,7 +263,7 @@ class Pool:
     def __init__(self, workers: int, threads: int, hydra_context: Any) -> None:
         from hydra.core.singleton import Singleton
 
-        from depthlab.store import process_start
+        from depthlab.tracking.store import process_start
 
         self.workers = workers
         ctx = _context()
@@ -330,7 +330,7 @@ class Pool:
 def _outcome(future: cf.Future) -> Any:
     """A finished job's ``JobReturn``, or the interrupt or store fault that
     ended it (returned, not raised)."""
-    from depthlab.store import StoreFault
+    from depthlab.tracking.store import StoreFault
 
     if future.cancelled():
         return KeyboardInterrupt("cancelled")
@@ -371,13 +371,13 @@ def run_jobs(
     KeyboardInterrupt
         When the sweep's process or a worker was stopped by a signal; the
         workers are stopped first and the jobs that ended are reported.
-    depthlab.store.StoreFault
+    depthlab.tracking.store.StoreFault
         When a job met a store fault: no further job starts, the jobs in
         flight get :data:`FAULT_WAIT_S` to end (those that end are reported;
         those that meet the fault too add the folders where they kept their
         numbers to the first fault), then the workers are stopped.
     """
-    from depthlab.store import StoreFault
+    from depthlab.tracking.store import StoreFault
 
     results: list[Any] = [None] * len(configs)
     interrupted: KeyboardInterrupt | None = None
@@ -411,7 +411,7 @@ def run_jobs(
 def _stop_like(err: KeyboardInterrupt) -> None:
     """Stop the sweep's process as the worker was stopped: by the same signal
     (through depthlab's handler, which records it), else by ``err`` itself."""
-    from depthlab.sweep import interrupts
+    from depthlab import interrupts
 
     name = str(err).removeprefix("signal ")
     signum = getattr(signal.Signals, name, None) if name.startswith("SIG") else None

@@ -20,7 +20,7 @@ depthlab``, and writes the seconds spent in each part to ``OUT.json``:
   computation), ``job_run`` (create_run and set_terminated), ``log_job``
   (log_batch, parquet tables and log_artifacts);
 - ``mlflow_calls``: time in each MlflowClient method;
-- ``launch``: running the jobs, whole (``app._run_in_process`` for the basic
+- ``launch``: running the jobs, whole (``launch._run_in_process`` for the basic
   launcher, the launcher's ``launch`` otherwise); its per-job machinery is
   ``launch`` minus the job function and the launcher's composing;
 - ``report``: building the report;
@@ -72,6 +72,7 @@ def main() -> None:
 
     import depthlab.jobs.probe as probe
     import depthlab.sweep.app as app
+    import depthlab.sweep.launch as launch
     from depthlab import tracking
 
     in_launch = [False]
@@ -95,7 +96,7 @@ def main() -> None:
 
         return wrapper
 
-    app._run_in_process = launching(app._run_in_process)
+    launch._run_in_process = launching(launch._run_in_process)
     sweep = app.sweep
 
     def sweep_timed(sweeper: Any, arguments: list[str]) -> Any:

@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # imported where used: a sweep's process need not load pandas
     import pandas as pd
 
 from depthlab import __version__
-from depthlab.store import (
+from depthlab.interrupts import deferred, deferring
+from depthlab.tracking.store import (
     END_REASON_TAG,
     HEARTBEAT_S,
     HEARTBEAT_TAG,
@@ -43,7 +44,6 @@ from depthlab.store import (
     this_process,
     why_dead,
 )
-from depthlab.sweep.interrupts import deferred, deferring
 
 HASH_TAG = "depthlab.config_hash"
 VERSION_TAG = "depthlab.version"
@@ -169,7 +169,7 @@ def _client(uri: str) -> Any:
     """The MlflowClient of a store, opened once per process.
 
     The first call checks a SQLite file's header, then creates or migrates the
-    store under the store's file lock (:func:`depthlab.store.store_lock`): two
+    store under the store's file lock (:func:`depthlab.tracking.store.store_lock`): two
     processes that open a new store at once otherwise both run MLflow's schema
     migration and one dies in alembic.
     """
@@ -179,7 +179,7 @@ def _client(uri: str) -> Any:
     for name in ("alembic", "mlflow.store.sqlalchemy_store"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # It logs every SQLAlchemy error with its traceback at ERROR before raising
-    # it: a store fault is then said in one line (depthlab.store.StoreFault).
+    # it: a store fault is then said in one line (depthlab.tracking.store.StoreFault).
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     if uri.startswith(("http://", "https://")):
         limit_http_retries()
@@ -289,9 +289,9 @@ def open_store(uri: str, experiment: str) -> int:
 
 def end_dead_runs(uri: str, experiment_id: str) -> int:
     """End, as KILLED, every RUNNING run of the experiment whose owner process
-    (tagged by :func:`depthlab.store.this_process`) is known to be gone: gone
+    (tagged by :func:`depthlab.tracking.store.this_process`) is known to be gone: gone
     from this host, or on another host silent past its heartbeat
-    (:func:`depthlab.store.why_dead`).
+    (:func:`depthlab.tracking.store.why_dead`).
 
     The reason goes into the ``depthlab.end_reason`` tag. Runs without owner
     tags (made before depthlab tagged them, or by other code) are left alone.
@@ -615,7 +615,7 @@ def claim_job(
 
 
 def store_lock_is_file(uri: str) -> bool:
-    """True where :func:`depthlab.store.store_lock` is a file lock (SQLite)."""
+    """True where :func:`depthlab.tracking.store.store_lock` is a file lock (SQLite)."""
     return uri.startswith("sqlite:///")
 
 
@@ -733,154 +733,17 @@ def log_files(uri: str, run_id: str, paths: Sequence[Path], artifact_path: str) 
             client.log_artifact(run_id, str(path), artifact_path=artifact_path)
 
 
-@dataclass
-class Sweep:
-    """A sweep read back from MLflow: its parent run and its jobs' tables."""
-
-    parent_run_id: str
-    parent_name: str
-    runs: pd.DataFrame
-    """One row per child run: run_id, run_name, status, params, summary metrics."""
-    tables: dict[str, pd.DataFrame]
-    """Each tidy table, concatenated over the FINISHED child runs (with run_id)."""
-
-
-def latest_sweep_id(uri: str, experiment: str) -> str:
-    """The id of the most recent parent (sweep) run of an experiment."""
-    client = _client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise TrackingError(f"no experiment {experiment!r} in {uri}")
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.{KIND_TAG} = 'sweep'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
-        raise TrackingError(f"experiment {experiment!r} in {uri} has no sweep runs")
-    return runs[0].info.run_id
-
-
-def load_sweep(
-    uri: str, parent_run_id: str, *, tables: Collection[str] | None = None
-) -> Sweep:
-    """Read a sweep's child runs and their tables back from MLflow alone.
-
-    Parameters
-    ----------
-    uri : str
-        Tracking URI.
-    parent_run_id : str
-        The sweep's parent run.
-    tables : collection of str, optional
-        Names of the tables to read (default: all). The per-(network, input,
-        layer) ``layers`` table is by far the largest; leave it out when only
-        summaries are needed.
-    """
-    client = _client(uri)
-    try:
-        parent = client.get_run(parent_run_id)
-    except Exception as err:
-        raise TrackingError(f"no run {parent_run_id!r} in {uri}: {err}") from None
-    exp_id = parent.info.experiment_id
-    children = _search_runs(uri, exp_id, f"tags.{PARENT_TAG} = '{parent_run_id}'")
-    for run_id in _reused_run_ids(client, parent):
-        children.append(client.get_run(run_id))
-    import pandas as pd
-
-    rows = []
-    frames: dict[str, list[pd.DataFrame]] = {}
-    for run in children:
-        row = {
-            "run_id": run.info.run_id,
-            "run_name": run.info.run_name,
-            "status": run.info.status,
-            **{f"params.{k}": v for k, v in run.data.params.items()},
-            **{k: _infinite(v) for k, v in run.data.metrics.items()},
-        }
-        rows.append(row)
-        if run.info.status != "FINISHED":
-            continue
-        for name, table in _read_tables(client, run, tables).items():
-            frames.setdefault(name, []).append(table.assign(run_id=run.info.run_id))
-    tables = {
-        name: pd.concat(parts, ignore_index=True) for name, parts in frames.items()
-    }
-    return Sweep(
-        parent_run_id=parent_run_id,
-        parent_name=parent.info.run_name,
-        runs=pd.DataFrame(rows),
-        tables=tables,
-    )
-
-
-def _search_runs(uri: str, experiment_id: str, filter_string: str) -> list[Any]:
-    """Every run of an experiment that matches a filter (:func:`mlflow.search_runs`
-    pages through them), read from ``uri``; the global tracking URI is restored."""
-    import mlflow
-
-    _client(uri)  # the store's logging levels and SQLite settings
-    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
-    try:
-        return mlflow.search_runs(
-            [experiment_id], filter_string=filter_string, output_format="list"
-        )
-    finally:
-        mlflow.set_tracking_uri(previous)
-
-
-def dashboard_url(base: str, experiment_id: str) -> str:
-    """The ``mlflow ui`` page of an experiment's runs, e.g.
-    ``http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning``.
-
-    MLflow 3.17's UI opens every experiment in the browser's last workflow
-    ("GenAI" by default: the overview of traces) whatever the experiment's
-    :data:`EXPERIMENT_KIND` tag; ``workflowType=machine_learning`` opens the runs.
-    """
-    runs = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
-    return f"{runs}?workflowType=machine_learning"
-
-
-def _reused_run_ids(client: Any, parent: Any) -> list[str]:
-    try:
-        names = {a.path for a in client.list_artifacts(parent.info.run_id)}
-        if REUSED_FILE not in names:
-            return []
-        with tempfile.TemporaryDirectory(prefix="depthlab-") as tmp:
-            path = client.download_artifacts(parent.info.run_id, REUSED_FILE, tmp)
-            return [line for line in Path(path).read_text().split() if line]
-    except Exception:
-        return []
-
-
-def _infinite(value: float) -> float:
-    """MLflow stores +-inf metrics as +-float max; give them back as +-inf."""
-    if abs(value) >= _FLOAT_MAX:
-        return math.copysign(math.inf, value)
-    return value
-
-
-def _read_tables(
-    client: Any, run: Any, names: Collection[str] | None
-) -> dict[str, pd.DataFrame]:
-    import pandas as pd
-
-    def read(folder: Path) -> dict[str, pd.DataFrame]:
-        return {
-            p.stem: pd.read_parquet(p)
-            for p in sorted(folder.glob("*.parquet"))
-            if names is None or p.stem in names
-        }
-
-    uri = run.info.artifact_uri
-    if uri.startswith("file://") or "://" not in uri:
-        from urllib.parse import unquote, urlparse
-
-        local = Path(unquote(urlparse(uri).path) if "://" in uri else uri) / TABLES_DIR
-        if local.is_dir():
-            return read(local)
-    with tempfile.TemporaryDirectory(prefix="depthlab-") as tmp:
-        path = client.download_artifacts(run.info.run_id, TABLES_DIR, tmp)
-        return read(Path(path))
+# The read side (a sweep back from MLflow, for the report) lives in
+# depthlab.tracking.read; its names are part of this module's interface.
+from depthlab.tracking.read import (  # noqa: E402
+    Sweep as Sweep,
+)
+from depthlab.tracking.read import (
+    dashboard_url as dashboard_url,
+)
+from depthlab.tracking.read import (
+    latest_sweep_id as latest_sweep_id,
+)
+from depthlab.tracking.read import (
+    load_sweep as load_sweep,
+)

@@ -1,0 +1,178 @@
+"""The read side of tracking: a sweep back from MLflow (its parent run, its
+jobs' params and metrics, their tidy tables), as the report needs it, and the
+dashboard's address. The report never needs the process that ran the jobs."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+from depthlab.tracking import (
+    _FLOAT_MAX,
+    KIND_TAG,
+    PARENT_TAG,
+    REUSED_FILE,
+    TABLES_DIR,
+    TrackingError,
+    _client,
+)
+
+
+@dataclass
+class Sweep:
+    """A sweep read back from MLflow: its parent run and its jobs' tables."""
+
+    parent_run_id: str
+    parent_name: str
+    runs: pd.DataFrame
+    """One row per child run: run_id, run_name, status, params, summary metrics."""
+    tables: dict[str, pd.DataFrame]
+    """Each tidy table, concatenated over the FINISHED child runs (with run_id)."""
+
+
+def latest_sweep_id(uri: str, experiment: str) -> str:
+    """The id of the most recent parent (sweep) run of an experiment."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise TrackingError(f"no experiment {experiment!r} in {uri}")
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.{KIND_TAG} = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise TrackingError(f"experiment {experiment!r} in {uri} has no sweep runs")
+    return runs[0].info.run_id
+
+
+def load_sweep(
+    uri: str, parent_run_id: str, *, tables: Collection[str] | None = None
+) -> Sweep:
+    """Read a sweep's child runs and their tables back from MLflow alone.
+
+    Parameters
+    ----------
+    uri : str
+        Tracking URI.
+    parent_run_id : str
+        The sweep's parent run.
+    tables : collection of str, optional
+        Names of the tables to read (default: all). The per-(network, input,
+        layer) ``layers`` table is by far the largest; leave it out when only
+        summaries are needed.
+    """
+    client = _client(uri)
+    try:
+        parent = client.get_run(parent_run_id)
+    except Exception as err:
+        raise TrackingError(f"no run {parent_run_id!r} in {uri}: {err}") from None
+    exp_id = parent.info.experiment_id
+    children = _search_runs(uri, exp_id, f"tags.{PARENT_TAG} = '{parent_run_id}'")
+    for run_id in _reused_run_ids(client, parent):
+        children.append(client.get_run(run_id))
+    import pandas as pd
+
+    rows = []
+    frames: dict[str, list[pd.DataFrame]] = {}
+    for run in children:
+        row = {
+            "run_id": run.info.run_id,
+            "run_name": run.info.run_name,
+            "status": run.info.status,
+            **{f"params.{k}": v for k, v in run.data.params.items()},
+            **{k: _infinite(v) for k, v in run.data.metrics.items()},
+        }
+        rows.append(row)
+        if run.info.status != "FINISHED":
+            continue
+        for name, table in _read_tables(client, run, tables).items():
+            frames.setdefault(name, []).append(table.assign(run_id=run.info.run_id))
+    tables = {
+        name: pd.concat(parts, ignore_index=True) for name, parts in frames.items()
+    }
+    return Sweep(
+        parent_run_id=parent_run_id,
+        parent_name=parent.info.run_name,
+        runs=pd.DataFrame(rows),
+        tables=tables,
+    )
+
+
+def _search_runs(uri: str, experiment_id: str, filter_string: str) -> list[Any]:
+    """Every run of an experiment that matches a filter (:func:`mlflow.search_runs`
+    pages through them), read from ``uri``; the global tracking URI is restored."""
+    import mlflow
+
+    _client(uri)  # the store's logging levels and SQLite settings
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.search_runs(
+            [experiment_id], filter_string=filter_string, output_format="list"
+        )
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def dashboard_url(base: str, experiment_id: str) -> str:
+    """The ``mlflow ui`` page of an experiment's runs, e.g.
+    ``http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning``.
+
+    MLflow 3.17's UI opens every experiment in the browser's last workflow
+    ("GenAI" by default: the overview of traces) whatever the experiment's
+    :data:`EXPERIMENT_KIND` tag; ``workflowType=machine_learning`` opens the runs.
+    """
+    runs = f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    return f"{runs}?workflowType=machine_learning"
+
+
+def _reused_run_ids(client: Any, parent: Any) -> list[str]:
+    try:
+        names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+        if REUSED_FILE not in names:
+            return []
+        with tempfile.TemporaryDirectory(prefix="depthlab-") as tmp:
+            path = client.download_artifacts(parent.info.run_id, REUSED_FILE, tmp)
+            return [line for line in Path(path).read_text().split() if line]
+    except Exception:
+        return []
+
+
+def _infinite(value: float) -> float:
+    """MLflow stores +-inf metrics as +-float max; give them back as +-inf."""
+    if abs(value) >= _FLOAT_MAX:
+        return math.copysign(math.inf, value)
+    return value
+
+
+def _read_tables(
+    client: Any, run: Any, names: Collection[str] | None
+) -> dict[str, pd.DataFrame]:
+    import pandas as pd
+
+    def read(folder: Path) -> dict[str, pd.DataFrame]:
+        return {
+            p.stem: pd.read_parquet(p)
+            for p in sorted(folder.glob("*.parquet"))
+            if names is None or p.stem in names
+        }
+
+    uri = run.info.artifact_uri
+    if uri.startswith("file://") or "://" not in uri:
+        from urllib.parse import unquote, urlparse
+
+        local = Path(unquote(urlparse(uri).path) if "://" in uri else uri) / TABLES_DIR
+        if local.is_dir():
+            return read(local)
+    with tempfile.TemporaryDirectory(prefix="depthlab-") as tmp:
+        path = client.download_artifacts(run.info.run_id, TABLES_DIR, tmp)
+        return read(Path(path))
