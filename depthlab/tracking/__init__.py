@@ -735,15 +735,9 @@ def log_files(uri: str, run_id: str, paths: Sequence[Path], artifact_path: str) 
 
 # The read side (a sweep back from MLflow, for the report) lives in
 # depthlab.tracking.read; its names are part of this module's interface.
-from depthlab.tracking.read import (  # noqa: E402
-    Sweep as Sweep,
-)
-from depthlab.tracking.read import (
-    dashboard_url as dashboard_url,
-)
-from depthlab.tracking.read import (
-    latest_sweep_id as latest_sweep_id,
-)
-from depthlab.tracking.read import (
-    load_sweep as load_sweep,
-)
+from depthlab.tracking import read as _read  # noqa: E402
+
+Sweep = _read.Sweep
+dashboard_url = _read.dashboard_url
+latest_sweep_id = _read.latest_sweep_id
+load_sweep = _read.load_sweep
