@@ -19,6 +19,7 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import make_net
 
 from depthlab import blocks
 from depthlab.gradient import backprop_log10_norms, cost_gradients, input_gradient
@@ -37,14 +38,13 @@ _TORCH_RTOL = 1e-10
 
 
 def _net(arch, norm, activation, rng, *, widths=(4, 6, 6, 6, 6, 2), k=None, alpha=0.8):
-    return init_network(
+    return make_net(
         list(widths),
+        rng,
         activation=activation,
-        init="gaussian",
         sigma_w=1.5,
         sigma_b=0.2,
         output_activation="linear" if activation == "relu" else None,
-        rng=rng,
         num_networks=k,
         architecture=arch,
         branch_scale=alpha,
@@ -125,14 +125,7 @@ def test_bad_architectures_are_refused(kwargs, message, rng):
             rng=rng,
             **kwargs,
         )
-    net = init_network(
-        [3, 4, 4, 1],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.0,
-        rng=rng,
-    )
+    net = make_net([3, 4, 4, 1], rng, sigma_b=0.0)
     with pytest.raises(ValueError, match=message):
         Network(
             [np.zeros((n, m)) for m, n in itertools.pairwise(widths)],
@@ -144,14 +137,7 @@ def test_bad_architectures_are_refused(kwargs, message, rng):
 
 
 def test_defaults_keep_the_mlp(rng):
-    net = init_network(
-        [3, 5, 5, 1],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.1,
-        rng=rng,
-    )
+    net = make_net([3, 5, 5, 1], rng)
     assert (net.architecture, net.branch_scale, net.norm) == ("mlp", 1.0, None)
     assert net.plain_mlp and net.blocks == 0
     assert check_architecture("resnet", "layer", 2, [3, 5, 5, 1]) == 2.0
@@ -210,14 +196,14 @@ def test_training_keeps_the_architecture(rng):
     from depthlab.training import train
 
     data = load_dataset("digits", rng=np.random.default_rng(0))
-    net = init_network(
+    net = make_net(
         [data.input_dim, 16, 16, 16, data.output_dim],
+        rng,
         activation="relu",
         init="he_normal",
         output_activation="linear",
         sigma_w=np.sqrt(2),
         sigma_b=0.0,
-        rng=rng,
         architecture="resnet",
         branch_scale=0.5,
         norm="layer",

@@ -9,6 +9,7 @@ one. Tolerances are stated and justified where they are used.
 
 import numpy as np
 import pytest
+from conftest import make_net
 
 from depthlab.activations import ACTIVATION_NAMES
 from depthlab.gradient import (
@@ -184,14 +185,14 @@ def test_homogeneous_network_satisfies_euler(activation, rng):
     # Without biases and with a linear output, f(t x) = t f(x) for t > 0, so by
     # Euler's theorem f(x) = grad f(x) . x exactly.
     for n_out in (1, 4):
-        net = init_network(
+        net = make_net(
             [10, 30, 25, 30, 20, n_out],
+            rng,
             activation=activation,
             init="he_normal",
             sigma_w=np.sqrt(2),
             sigma_b=0.0,
             output_activation="linear",
-            rng=rng,
         )
         X = rng.standard_normal((20, 10))
         f = net(X)
@@ -237,14 +238,14 @@ def test_backprop_norms_at_1e400(sigma_w, activation, dtype, rng):
     # backprop norm at layer l is (sigma'(0) sigma_w)^(L - l) exactly:
     # 10^(+-(400 - j)) for linear and tanh (sigma'(0) = 1) in column j.
     n, depth = 6, 401
-    net = init_network(
+    net = make_net(
         [n] * (depth - 1) + [1],
+        rng,
         activation=activation,
         init="orthogonal",
         sigma_w=sigma_w,
         sigma_b=0.0,
         dtype=dtype,
-        rng=rng,
     )
     slope = 2 / np.sqrt(np.pi) if activation == "erf" else 1.0
     exact = (depth - 1 - np.arange(depth - 1)) * np.log10(slope * sigma_w)
@@ -352,13 +353,12 @@ def test_quadratic_cost_is_the_papers():
 @pytest.mark.parametrize("n_out", [1, 3])
 def test_stack_equals_networks_one_by_one(n_out, inputs, rng):
     k = 3
-    nets = init_network(
+    nets = make_net(
         [4, 6, 5, n_out],
-        activation="tanh",
+        rng,
         init="orthogonal",
         sigma_w=1.3,
         sigma_b=0.2,
-        rng=rng,
         num_networks=k,
     )
     X = {
@@ -463,15 +463,7 @@ def test_stack_processed_in_groups_equals_whole_stack(monkeypatch, n_out: int) -
     import depthlab.gradient as gradient
 
     rng = np.random.default_rng(7)
-    net = init_network(
-        [5, 6, 6, n_out],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.3,
-        sigma_b=0.1,
-        rng=rng,
-        num_networks=4,
-    )
+    net = make_net([5, 6, 6, n_out], rng, sigma_w=1.3, num_networks=4)
     X = rng.standard_normal((4, 3, 5))
     whole_grad = gradient.input_gradient(net, X)
     whole_logs = gradient.backprop_log10_norms(net, X)

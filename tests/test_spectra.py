@@ -6,8 +6,9 @@ unless a name says log10.
 
 import numpy as np
 import pytest
+from conftest import make_net
 
-from depthlab import backprop_log10_norms, init_network, spectra
+from depthlab import backprop_log10_norms, spectra
 from depthlab.activations import get_activation
 from depthlab.spectra import (
     jacobian_log_singular_values,
@@ -161,15 +162,7 @@ def test_layer_singular_values_match_explicit_diag_times_w(rng, dtype):
     # Target (d), per layer: the same matrices, formed with np.diag (products
     # with exact zeros, so the same entries), through np.linalg.svd.
     # Tolerance: 1e-12 (float64) / 1e-5 (float32) relative, a few ulps.
-    net = init_network(
-        [5, 7, 4, 6, 3],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.5,
-        sigma_b=0.3,
-        dtype=dtype,
-        rng=rng,
-    )
+    net = make_net([5, 7, 4, 6, 3], rng, sigma_w=1.5, sigma_b=0.3, dtype=dtype)
     X = rng.standard_normal((4, 5))
     got = layer_singular_values(net, X)
     assert [s.shape for s in got] == [(4, 5), (4, 4), (4, 4), (4, 3)]
@@ -185,14 +178,7 @@ def test_jacobian_log_singular_values_match_explicit_product(rng):
     # (cond J^(l) < 1e3). Reference: np.linalg.svd of the explicitly formed
     # J^(l) = J^[l] ... J^[2], accurate to eps * cond ~ 1e-13 relative.
     # Tolerance 1e-10 absolute in log (= relative in sigma).
-    net = init_network(
-        [6, 9, 8, 8, 5],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.2,
-        rng=rng,
-    )
+    net = make_net([6, 9, 8, 8, 5], rng, sigma_b=0.2)
     X = rng.standard_normal((3, 6))
     got = jacobian_log_singular_values(net, X)
     assert [s.shape for s in got] == [(3, 6), (3, 6), (3, 6), (3, 5)]
@@ -209,14 +195,7 @@ def test_jacobian_with_a_bottleneck_has_exact_zeros(rng):
     # rank 3, so its other min(n_l, 6) - 3 singular values are exactly zero
     # (-inf), without a warning. The nonzero ones against the explicit product
     # (tolerance as above).
-    net = init_network(
-        [6, 3, 8, 8],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.1,
-        rng=rng,
-    )
+    net = make_net([6, 3, 8, 8], rng)
     X = rng.standard_normal((2, 6))
     got = jacobian_log_singular_values(net, X)
     assert [s.shape for s in got] == [(2, 3), (2, 6), (2, 6)]
@@ -243,14 +222,14 @@ def test_linear_orthogonal_network_is_exact(rng, dtype, atol):
     # Target (c): with sigma = identity and W^[l] = sigma_w Q, every singular
     # value of J^(l) is sigma_w^(l-1): log = (l - 1) log sigma_w exactly.
     sigma_w = 1.3
-    net = init_network(
+    net = make_net(
         [16] * 13,
+        rng,
         activation="linear",
         init="orthogonal",
         sigma_w=sigma_w,
         sigma_b=0.5,
         dtype=dtype,
-        rng=rng,
     )
     got = jacobian_log_singular_values(net, rng.standard_normal((3, 16)))
     for layer, s in enumerate(got, start=2):
@@ -277,14 +256,8 @@ def test_deep_networks_are_finite_and_match_the_gradient_norm(
     # relative (two stable algorithms); float32 1e-3 absolute in log10 (the
     # float32 backward pass rounds at ~1e-7 per layer over 200 layers).
     width = 32
-    net = init_network(
-        [width] * 199 + [1],
-        activation=activation,
-        init="gaussian",
-        sigma_w=sigma_w,
-        sigma_b=0.1,
-        dtype=dtype,
-        rng=rng,
+    net = make_net(
+        [width] * 199 + [1], rng, activation=activation, sigma_w=sigma_w, dtype=dtype
     )
     X = rng.standard_normal((2, width))
     got = jacobian_log_singular_values(net, X)
@@ -310,13 +283,13 @@ def test_dead_relus_give_exact_zeros_without_warnings(rng):
     # 2..l): its other singular values are exact zeros, -inf, with no warning.
     # The nonzero ones against the explicit product (cond < 1e3 here; tolerance
     # 1e-10 in log, as for the shallow network above).
-    net = init_network(
+    net = make_net(
         [8, 8, 8, 8],
+        rng,
         activation="relu",
         init="he_normal",
         sigma_w=np.sqrt(2.0),
         sigma_b=0.0,
-        rng=rng,
     )
     net.biases[1][:] = -1e3
     net.biases[1][:2] = 1e3
@@ -343,15 +316,7 @@ def test_single_input_and_stacks(rng):
     # A single input vector gives 1-D arrays; a stack of K networks gives a
     # leading K dimension, equal to the networks taken one by one (same
     # arithmetic, tolerance a few ulps).
-    net = init_network(
-        [4, 6, 6, 3],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.2,
-        sigma_b=0.1,
-        rng=rng,
-        num_networks=3,
-    )
+    net = make_net([4, 6, 6, 3], rng, sigma_w=1.2, num_networks=3)
     X = rng.standard_normal((3, 5, 4))
     jac = jacobian_log_singular_values(net, X)
     per_layer = layer_singular_values(net, X)
@@ -384,15 +349,7 @@ def test_jacobian_at_chosen_layers_equals_every_layer(rng):
     # layers= skips only the finishing SVD: the values computed are those of
     # the full call (the same arithmetic, bitwise), None elsewhere, for a
     # stack and a single input; order and repeats of layers do not matter.
-    net = init_network(
-        [5, 7, 7, 7, 6, 4],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.3,
-        sigma_b=0.1,
-        rng=rng,
-        num_networks=2,
-    )
+    net = make_net([5, 7, 7, 7, 6, 4], rng, sigma_w=1.3, num_networks=2)
     X = rng.standard_normal((2, 3, 5))
     full = jacobian_log_singular_values(net, X)
     some = jacobian_log_singular_values(net, X, layers=[4, 2, 4])
@@ -412,14 +369,7 @@ def test_jacobian_at_chosen_layers_equals_every_layer(rng):
 
 @pytest.mark.parametrize("layers", [[1], [7], [2, 2.5], [True], "3", 3])
 def test_jacobian_rejects_bad_layers(rng, layers):
-    net = init_network(
-        [3, 3, 3, 3, 3, 3],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.0,
-        rng=rng,
-    )
+    net = make_net([3, 3, 3, 3, 3, 3], rng, sigma_b=0.0)
     with pytest.raises(ValueError, match=r"layers must be .* in 2\.\.6"):
         jacobian_log_singular_values(net, np.ones(3), layers=layers)
 
@@ -428,15 +378,7 @@ def test_a_single_input_to_a_stack_gives_every_networks_spectra() -> None:
     """One input vector shared by a stack of K networks: K spectra, one per
     network (the batch axis of size one is dropped, not the stack's)."""
     rng = np.random.default_rng(3)
-    nets = init_network(
-        [5, 6, 6, 4],
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.3,
-        sigma_b=0.2,
-        rng=rng,
-        num_networks=3,
-    )
+    nets = make_net([5, 6, 6, 4], rng, sigma_w=1.3, sigma_b=0.2, num_networks=3)
     x = rng.standard_normal(5)
     layer = layer_singular_values(nets, x)
     jac = jacobian_log_singular_values(nets, x)

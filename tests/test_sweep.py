@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
-TINY = [
-    "width=8",
-    "input_dim=4",
-    "probe.networks=2",
-    "probe.inputs=3",
-    "probe.spectra=1",
-    "report=false",
-]
-
-
-def run_cli(cwd: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    """``python -m depthlab ARGS`` in ``cwd``."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", "depthlab", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+from conftest import (
+    TINY,
+    finished_jobs,
+    free_port,
+    run_cli,
+    start_mlflow_server,
+    stop_server,
+)
 
 
 def search_runs(uri: str, experiment: str = "depthlab"):
@@ -107,21 +91,6 @@ def test_experiment_preset(tmp_path: Path) -> None:
     assert set(jobs["params.activation"]) == {"sigmoid"}
 
 
-def _finished_count(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as con:
-            rows = con.execute(
-                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
-                "where r.status = 'FINISHED' and t.key = 'depthlab.kind' "
-                "and t.value = 'job'"
-            ).fetchone()
-        return int(rows[0])
-    except sqlite3.Error:
-        return 0
-
-
 def test_resume_after_kill(tmp_path: Path) -> None:
     args = [
         "depth=2..30",
@@ -144,9 +113,7 @@ def test_resume_after_kill(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     try:
         deadline = time.time() + 120
-        while (
-            _finished_count(db) < 3 and time.time() < deadline and proc.poll() is None
-        ):
+        while finished_jobs(db) < 3 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         # The job in flight is marked FAILED within a second or so; a minute
@@ -248,60 +215,18 @@ def test_joblib_launcher_on_fresh_database(tmp_path: Path) -> None:
     assert len(jobs) == 4 and set(jobs["status"]) == {"FINISHED"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_tracking_server(tmp_path: Path) -> None:
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port = free_port()
+    server = start_mlflow_server(tmp_path, port)
     try:
         uri = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        import urllib.request
-
-        while True:
-            try:
-                with urllib.request.urlopen(uri + "/health", timeout=1):
-                    break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail(f"mlflow server on port {port} did not start")
-                time.sleep(0.5)
         out = run_cli(tmp_path, "depth=2,3", f"tracking.uri={uri}", *TINY)
         assert out.returncode == 0, out.stderr
         jobs = job_runs(uri)
         assert len(jobs) == 2 and set(jobs["status"]) == {"FINISHED"}
         assert not (tmp_path / "mlflow.db").exists()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
 
 
 # Each value check is tested in process (test_validate.py); here, one case per
