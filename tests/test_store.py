@@ -109,6 +109,29 @@ def test_a_dead_claim_is_ended_and_claimable_again(tmp_path: Path) -> None:
     assert client.get_run(kept.info.run_id).info.status == "RUNNING"
 
 
+def test_a_run_its_process_finished_is_not_ended_as_dead(tmp_path: Path) -> None:
+    """The race of three identical sweeps at once: process A ends its run
+    FINISHED and exits; process B, holding A's run as RUNNING from an earlier
+    search, finds A gone. B reads the run again under the store's lock (which A
+    held to end it) and leaves it FINISHED; it used to end it KILLED and compute
+    the job again."""
+    uri = tracking.default_uri(tmp_path)
+    tracking.open_store(uri, "t")
+    client = tracking._client(uri)
+    exp_id = tracking._job_experiment_id(uri, "t")
+    me = store.this_process()
+    gone = store.Owner(me.host, _dead_pid(), me.start)
+    tags = {tracking.HASH_TAG: "h1", tracking.KIND_TAG: "job", **gone.tags()}
+    run_id = client.create_run(exp_id, run_name="L=2", tags=tags).info.run_id
+    stale = client.get_run(run_id)  # what B's search saw: RUNNING
+    client.set_terminated(run_id, status="FINISHED")  # A's end, then A exits
+    assert not tracking._end_if_dead(client, uri, stale)
+    assert client.get_run(run_id).info.status == "FINISHED"
+    with pytest.raises(tracking.JobTaken) as taken:
+        tracking.claim_job(uri, "t", None, "L=2", "h1")
+    assert taken.value.finished
+
+
 def test_a_remote_claim_is_ended_when_its_heartbeat_is_stale(tmp_path: Path) -> None:
     uri = tracking.default_uri(tmp_path)
     tracking.open_store(uri, "t")

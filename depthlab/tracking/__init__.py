@@ -305,19 +305,32 @@ def end_dead_runs(uri: str, experiment_id: str) -> int:
             max_results=5000,
         )
         for run in runs:
-            if _end_if_dead(client, run):
+            if _end_if_dead(client, uri, run):
                 ended += 1
     return ended
 
 
-def _end_if_dead(client: Any, run: Any) -> bool:
-    reason = why_dead(run.data.tags, time.time())
-    if reason is None:
+def _end_if_dead(client: Any, uri: str, run: Any) -> bool:
+    """End ``run`` as KILLED if it is RUNNING and its process is gone.
+
+    The run is read again under the store's lock, which a job also holds when
+    it ends its own run (:func:`job_run`): a run that its process ended
+    FINISHED between the search and now, and whose process then exited, is left
+    alone (before, such a run was ended KILLED and its job computed again).
+    """
+    if why_dead(run.data.tags, time.time()) is None:
         return False
-    client.set_tag(
-        run.info.run_id, END_REASON_TAG, f"ended by {this_process()}: {reason}"
-    )
-    client.set_terminated(run.info.run_id, status="KILLED")
+    with store_lock(uri):
+        current = client.get_run(run.info.run_id)
+        if current.info.status != "RUNNING":
+            return False
+        reason = why_dead(current.data.tags, time.time())
+        if reason is None:
+            return False
+        client.set_tag(
+            run.info.run_id, END_REASON_TAG, f"ended by {this_process()}: {reason}"
+        )
+        client.set_terminated(run.info.run_id, status="KILLED")
     return True
 
 
@@ -539,7 +552,7 @@ def _state_of(client: Any, uri: str, runs: Sequence[Any], *, force: bool) -> Job
             return JobState("finished", run.info.run_id)
         if run.info.status == "RUNNING":
             with faults(uri), deferred():
-                if _end_if_dead(client, run):
+                if _end_if_dead(client, uri, run):
                     continue
             claimed.append(run)
     if claimed:
@@ -672,7 +685,9 @@ def job_run(
                 client.set_tag(run_id, ERROR_TAG, message)
             client.set_terminated(run_id, status="FAILED")
         raise
-    with deferred(), faults(uri):
+    # Under the store's lock: another process that finds this run RUNNING and
+    # this process gone reads it again under the lock (_end_if_dead).
+    with deferred(), faults(uri), store_lock(uri):
         client.set_terminated(run_id, status="FINISHED")
 
 
