@@ -10,83 +10,25 @@ under the sweep's one parent run. Both are slow (a server, Ray's start).
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import free_port, start_mlflow_server, stop_server
 from test_sweep import TINY, run_cli, search_runs
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     """``mlflow server`` on a free port of 127.0.0.1 with a SQLite store."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # the server and its workers: one process group
-    )
-    uri = f"http://127.0.0.1:{port}"
+    port = free_port()
+    server = start_mlflow_server(tmp_path, port)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(uri + "/health", timeout=1):
-                    break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail(f"mlflow server on port {port} did not start")
-                time.sleep(0.5)
-        yield uri
+        yield f"http://127.0.0.1:{port}"
     finally:
-        with _suppress_lookup():
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with _suppress_lookup():
-                os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-class _suppress_lookup:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, value: object, tb: object) -> bool:
-        return kind is ProcessLookupError
+        stop_server(server)
 
 
 def _assert_each_job_finished_once(uri: str, depths: list[int]) -> None:

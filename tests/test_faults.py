@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port, start_mlflow_server, stop_server
 
 from depthlab.sweep import workers
 
@@ -214,64 +212,17 @@ def test_full_database_mid_sweep_then_resume(tmp_path: Path) -> None:
     assert not pending_folders(tmp_path)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(tmp_path: Path, port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # so that killing it kills its workers
-    )
-    deadline = time.time() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                return server
-        except OSError:
-            if time.time() > deadline or server.poll() is not None:
-                _stop(server)
-                pytest.fail(f"mlflow server on port {port} did not start")
-            time.sleep(0.5)
-
-
-def _stop(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGKILL)
-    server.wait(timeout=30)
-
-
 @pytest.mark.slow
 def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     args = ["depth=2..16", f"tracking.uri={uri}", *SLOWER]
-    server = _start_server(tmp_path, port)
+    server = start_mlflow_server(tmp_path, port)
     try:
         sweep = popen(tmp_path, "-m", "depthlab", *args)
         try:
             wait_until(lambda: finished_in(tmp_path / "server.db") >= 4, 180, sweep)
-            _stop(server)
+            stop_server(server)
             # Within a minute: MLflow's own retries would take minutes.
             _, err = sweep.communicate(timeout=60)
         finally:
@@ -295,7 +246,7 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
         assert (saved >= 1) == ("kept in" in line)
         assert saved >= finished - kept
 
-        server = _start_server(tmp_path, port)
+        server = start_mlflow_server(tmp_path, port)
         again = cli(tmp_path, *args)
         assert again.returncode == 0, again.stderr
         computed, recovered = computed_and_recovered(again.stdout)
@@ -304,7 +255,7 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
         assert_all_finished_once(uri, 15)
         assert not pending_folders(tmp_path)
     finally:
-        _stop(server)
+        stop_server(server)
 
 
 @pytest.mark.slow
