@@ -34,8 +34,13 @@ from typing import TYPE_CHECKING, Any
 from depthlab.report.data import ReportData, prepare
 from depthlab.report.figures import FIGURE_NAMES, Drawn, draw_all
 from depthlab.tracking import Sweep
+from depthlab.tracking.read import REPORT_TABLES
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import pandas as pd
+
     from depthlab.report.training_data import TrainingData
 
 __all__ = [
@@ -161,16 +166,13 @@ def figure_files(report: str | os.PathLike[str]) -> list[Path]:
     ]
 
 
-REPORT_TABLES = ("samples", "spectrum", "theory", "per_layer", "curves", "final")
-"""The tables a report reads back from MLflow."""
-
-
 def build_report_from_mlflow(
     uri: str,
     parent_run_id: str,
     *,
     out_dir: str | os.PathLike[str],
     log_to_parent: bool = False,
+    known_tables: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
 ) -> Path:
     """Load a sweep from MLflow, build its report, optionally log it back.
 
@@ -185,6 +187,9 @@ def build_report_from_mlflow(
     log_to_parent : bool, default False
         Also attach ``report.html`` and the PNG files to the parent run, under
         the artifact path ``report/``.
+    known_tables : mapping of run id to {table name: DataFrame}, optional
+        The tables of runs already in memory (what the sweep's jobs returned),
+        not read back (:func:`depthlab.tracking.load_sweep`).
 
     Returns
     -------
@@ -198,10 +203,9 @@ def build_report_from_mlflow(
     """
     from depthlab import tracking
 
-    # Everything but the per-(network, input, layer) `layers` table, which the
-    # figures do not need (per_layer holds its quantiles) and which dominates
-    # the load time and memory of a large sweep.
-    sweep = tracking.load_sweep(uri, parent_run_id, tables=REPORT_TABLES)
+    sweep = tracking.load_sweep(
+        uri, parent_run_id, tables=REPORT_TABLES, known_tables=known_tables
+    )
     if sweep.runs.empty:
         raise tracking.TrackingError(
             f"run {parent_run_id} in {uri} has no child runs: not the parent run "

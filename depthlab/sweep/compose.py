@@ -20,7 +20,7 @@ whose derived config fails to build, so that errors are Hydra's.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -70,7 +70,9 @@ def _derive(
         get_overrides_dirname,
     )
 
-    cfg = copy.deepcopy(template)
+    # A pickle round trip is OmegaConf's deep copy (flags, parents, node types)
+    # at ~40% of copy.deepcopy's cost, which dominates composing a large sweep.
+    cfg = pickle.loads(pickle.dumps(template))
     plain = [o for o in overrides if _is_plain(o, group_exists)]
     ConfigLoaderImpl._apply_overrides_to_config(plain, cfg)
     app_overrides = [o for o in overrides if not o.is_hydra_override()]

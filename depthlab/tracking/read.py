@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,11 @@ from depthlab.tracking import (
     TrackingError,
     _client,
 )
+
+REPORT_TABLES = ("samples", "spectrum", "theory", "per_layer", "curves", "final")
+"""The tables a report reads: every table but the per-(network, input, layer)
+``layers`` table, which the figures do not need (``per_layer`` holds its
+quantiles) and which dominates the load time and memory of a large sweep."""
 
 
 @dataclass
@@ -55,7 +60,11 @@ def latest_sweep_id(uri: str, experiment: str) -> str:
 
 
 def load_sweep(
-    uri: str, parent_run_id: str, *, tables: Collection[str] | None = None
+    uri: str,
+    parent_run_id: str,
+    *,
+    tables: Collection[str] | None = None,
+    known_tables: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
 ) -> Sweep:
     """Read a sweep's child runs and their tables back from MLflow alone.
 
@@ -69,8 +78,14 @@ def load_sweep(
         Names of the tables to read (default: all). The per-(network, input,
         layer) ``layers`` table is by far the largest; leave it out when only
         summaries are needed.
+    known_tables : mapping of run id to {table name: DataFrame}, optional
+        Tables already in memory (those a sweep's jobs returned to it, as
+        logged), used instead of reading those runs' artifacts back: the
+        same frames (a parquet round trip keeps them exactly), without the
+        reads, which are most of the load time of a large sweep.
     """
     client = _client(uri)
+    known = known_tables or {}
     try:
         parent = client.get_run(parent_run_id)
     except Exception as err:
@@ -94,7 +109,16 @@ def load_sweep(
         rows.append(row)
         if run.info.status != "FINISHED":
             continue
-        for name, table in _read_tables(client, run, tables).items():
+        run_id = run.info.run_id
+        if run_id in known:
+            found = {
+                name: table
+                for name, table in known[run_id].items()
+                if tables is None or name in tables
+            }
+        else:
+            found = _read_tables(client, run, tables)
+        for name, table in found.items():
             frames.setdefault(name, []).append(table.assign(run_id=run.info.run_id))
     tables = {
         name: pd.concat(parts, ignore_index=True) for name, parts in frames.items()

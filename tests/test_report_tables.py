@@ -1,0 +1,69 @@
+"""The tables a job returns to its sweep are the tables it logged, so that the
+sweep's report can use them instead of reading them back from the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from depthlab import tracking
+from depthlab.sweep import app
+from depthlab.tracking.read import REPORT_TABLES
+from tests.conftest import TINY_JOB
+
+TRAIN_JOB = [
+    "task=train",
+    "depth=3",
+    "train.dataset=higham_example",
+    "train.steps=2",
+    "train.eval_every=1",
+    "train.seeds=1",
+    "hidden_widths=[2]",
+    "input_dim=2",
+    "output_dim=2",
+]
+
+
+@pytest.mark.parametrize("task", ["probe", "train"])
+def test_returned_tables_equal_the_logged_ones(tmp_path: Path, task: str) -> None:
+    uri = tracking.default_uri(tmp_path)
+    parent = tracking.start_sweep(uri, "t", run_name="sweep", params={"jobs": 1})
+    job = [*TINY_JOB, "depth=3"] if task == "probe" else TRAIN_JOB
+    with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
+        cfg = compose("config", overrides=job)
+    with open_dict(cfg):
+        cfg.tracking.uri = uri
+        cfg.tracking.experiment = "t"
+        cfg.tracking.parent_run_id = parent
+    summary = app.run_job(cfg)
+    returned = summary["tables"]
+    assert returned and set(returned) <= set(REPORT_TABLES)
+    read = tracking.load_sweep(uri, parent, tables=REPORT_TABLES).tables
+    assert set(read) == set(returned)
+    for name, table in returned.items():
+        pd.testing.assert_frame_equal(
+            table.assign(run_id=summary["run_id"]), read[name], check_exact=True
+        )
+    # load_sweep with the returned tables gives the same Sweep as a full read.
+    known = tracking.load_sweep(
+        uri, parent, tables=REPORT_TABLES, known_tables={summary["run_id"]: returned}
+    )
+    for name, table in read.items():
+        pd.testing.assert_frame_equal(known.tables[name], table, check_exact=True)
+    pd.testing.assert_frame_equal(known.runs, tracking.load_sweep(uri, parent).runs)
+
+
+def test_no_tables_are_returned_without_a_report(tmp_path: Path) -> None:
+    uri = tracking.default_uri(tmp_path)
+    parent = tracking.start_sweep(uri, "t", run_name="sweep", params={"jobs": 1})
+    with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY_JOB, "depth=3", "report=false"])
+    with open_dict(cfg):
+        cfg.tracking.uri = uri
+        cfg.tracking.experiment = "t"
+        cfg.tracking.parent_run_id = parent
+    assert "tables" not in app.run_job(cfg)
