@@ -44,6 +44,11 @@ from depthlab.network import init_network
 Array = np.ndarray
 
 
+def _size(array: str, axis: int, doc: str) -> property:
+    """A read-only int property: the length of axis ``axis`` of attribute ``array``."""
+    return property(lambda self: int(getattr(self, array).shape[axis]), doc=doc)
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """A supervised learning task with a train/test split.
@@ -74,25 +79,10 @@ class Dataset:
     n_classes: int | None
     description: str
 
-    @property
-    def input_dim(self) -> int:
-        """n_1, the number of features."""
-        return int(self.X_train.shape[1])
-
-    @property
-    def output_dim(self) -> int:
-        """n_L, the number of target columns."""
-        return int(self.Y_train.shape[1])
-
-    @property
-    def n_train(self) -> int:
-        """Number of training samples."""
-        return int(self.X_train.shape[0])
-
-    @property
-    def n_test(self) -> int:
-        """Number of test samples."""
-        return int(self.X_test.shape[0])
+    input_dim = _size("X_train", 1, "n_1, the number of features.")
+    output_dim = _size("Y_train", 1, "n_L, the number of target columns.")
+    n_train = _size("X_train", 0, "Number of training samples.")
+    n_test = _size("X_test", 0, "Number of test samples.")
 
 
 def _one_hot(labels: Array, n_classes: int) -> Array:
