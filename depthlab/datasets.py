@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from depthlab._lookup import lookup
 from depthlab.network import init_network
 
 Array = np.ndarray
@@ -652,12 +653,7 @@ def load_dataset(name: str, *, rng: np.random.Generator, **kwargs: Any) -> Datas
     >>> load_dataset("checkerboard", rng=np.random.default_rng(0), n_train=8).n_train
     8
     """
-    try:
-        builder = DATASETS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown dataset {name!r}; valid: {', '.join(DATASET_NAMES)}"
-        ) from None
+    builder = lookup(DATASETS, "dataset", name)
     params = inspect.signature(builder).parameters
     valid = [p for p in params if p != "rng"]
     unknown = sorted(set(kwargs) - set(valid))

@@ -47,8 +47,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from depthlab._lookup import lookup
+
 Array = np.ndarray
-Sampler = Callable[..., Array]
 
 
 def check_scale(name: str, value: float) -> float:
@@ -251,28 +252,11 @@ INITIALIZER_NAMES: tuple[str, ...] = tuple(INITIALIZERS)
 
 
 def get_initializer(name: str) -> Initializer:
-    """Look up an initialization scheme by name.
+    """The initialization scheme called ``name``, one of :data:`INITIALIZER_NAMES`.
 
-    Parameters
-    ----------
-    name : str
-        One of :data:`INITIALIZER_NAMES`.
-
-    Returns
-    -------
-    Initializer
-
-    Raises
-    ------
-    ValueError
-        If ``name`` is unknown; the message lists the valid names.
+    An unknown name is a ValueError that lists the valid ones.
     """
-    try:
-        return INITIALIZERS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown init {name!r}; valid: {', '.join(INITIALIZER_NAMES)}"
-        ) from None
+    return lookup(INITIALIZERS, "init", name)
 
 
 def sample_layer(
