@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from depthlab._lookup import lookup
+
 Array = np.ndarray
 
 # Python floats, not numpy float64 scalars: they take the dtype of the array
@@ -269,21 +271,9 @@ ACTIVATION_NAMES: tuple[str, ...] = tuple(ACTIVATIONS)
 
 
 def get_activation(name: str) -> Activation:
-    """Look up an activation by name.
+    """The activation called ``name``, one of :data:`ACTIVATION_NAMES`.
 
-    Parameters
-    ----------
-    name : str
-        One of :data:`ACTIVATION_NAMES`.
-
-    Returns
-    -------
-    Activation
-
-    Raises
-    ------
-    ValueError
-        If ``name`` is unknown; the message lists the valid names.
+    An unknown name is a ValueError that lists the valid ones.
 
     Examples
     --------
@@ -291,9 +281,4 @@ def get_activation(name: str) -> Activation:
     >>> get_activation("relu").derivative(np.array([-1.0, 2.0]))
     array([0., 1.])
     """
-    try:
-        return ACTIVATIONS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown activation {name!r}; valid: {', '.join(ACTIVATION_NAMES)}"
-        ) from None
+    return lookup(ACTIVATIONS, "activation", name)

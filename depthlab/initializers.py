@@ -47,8 +47,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from depthlab._lookup import lookup
+
 Array = np.ndarray
-Sampler = Callable[..., Array]
 
 
 def check_scale(name: str, value: float) -> float:
@@ -108,29 +109,16 @@ def _uniform(
     return x
 
 
-def _gaussian_weights(
-    n_out: int,
-    n_in: int,
-    sigma_w: float,
-    rng: np.random.Generator,
-    stack: tuple,
-    dtype: np.dtype,
-    out: Array | None = None,
+def _orthogonal(
+    rng: np.random.Generator, shape: tuple, scale: float, dtype: np.dtype
 ) -> Array:
-    return _normal(rng, (*stack, n_out, n_in), sigma_w / np.sqrt(n_in), dtype, out)
+    """``scale * Q``, Q Haar-random of ``shape[-2:]`` with orthonormal rows or columns.
 
-
-def _orthogonal_weights(
-    n_out: int,
-    n_in: int,
-    sigma_w: float,
-    rng: np.random.Generator,
-    stack: tuple,
-    dtype: np.dtype,
-) -> Array:
-    # Haar measure: QR of a Gaussian matrix with the signs of diag(R) fixed. The
-    # Gaussian matrix and its QR are float64 whatever ``dtype`` (then rounded):
-    # the float32 stream of this scheme is its float64 stream.
+    Haar measure: QR of a Gaussian matrix with the signs of diag(R) fixed. The
+    Gaussian matrix and its QR are float64 whatever ``dtype`` (then rounded by the
+    caller): the float32 stream of this scheme is its float64 stream.
+    """
+    *stack, n_out, n_in = shape
     tall = n_out >= n_in
     rows, cols = (n_out, n_in) if tall else (n_in, n_out)
     g = rng.standard_normal((*stack, rows, cols))
@@ -140,128 +128,121 @@ def _orthogonal_weights(
     q = q * signs[..., None, :]
     if not tall:
         q = np.swapaxes(q, -1, -2)
-    return sigma_w * q
-
-
-def _xavier_normal_weights(
-    n_out: int,
-    n_in: int,
-    sigma_w: float,
-    rng: np.random.Generator,
-    stack: tuple,
-    dtype: np.dtype,
-    out: Array | None = None,
-) -> Array:
-    std = sigma_w * np.sqrt(2.0 / (n_in + n_out))
-    return _normal(rng, (*stack, n_out, n_in), std, dtype, out)
-
-
-def _xavier_uniform_weights(
-    n_out: int,
-    n_in: int,
-    sigma_w: float,
-    rng: np.random.Generator,
-    stack: tuple,
-    dtype: np.dtype,
-) -> Array:
-    a = sigma_w * np.sqrt(6.0 / (n_in + n_out))
-    return _uniform(rng, (*stack, n_out, n_in), a, dtype)
-
-
-def _uniform_weights(
-    n_out: int,
-    n_in: int,
-    sigma_w: float,
-    rng: np.random.Generator,
-    stack: tuple,
-    dtype: np.dtype,
-) -> Array:
-    a = sigma_w * np.sqrt(3.0 / n_in)
-    return _uniform(rng, (*stack, n_out, n_in), a, dtype)
-
-
-def _higham_weights(
-    n_out: int,
-    n_in: int,
-    sigma_w: float,
-    rng: np.random.Generator,
-    stack: tuple,
-    dtype: np.dtype,
-    out: Array | None = None,
-) -> Array:
-    return _normal(rng, (*stack, n_out, n_in), sigma_w, dtype, out)
+    return scale * q
 
 
 @dataclass(frozen=True)
 class Initializer:
-    """A weight initialization scheme.
+    """A weight initialization scheme: a law and the scale it is drawn at.
 
     Attributes
     ----------
     name : str
         Name used in configs and results.
-    sample_weights : callable
-        ``(n_out, n_in, sigma_w, rng, stack, dtype) -> W``, drawn in ``dtype``
-        (float32 or float64).
+    law : callable
+        ``(rng, shape, scale, dtype) -> W``: :func:`_normal` (N(0, scale^2)),
+        :func:`_uniform` (U[-scale, scale)) or :func:`_orthogonal` (scale * Q).
+    scale : callable
+        ``(n_out, n_in, sigma_w) -> scale``, the ``scale`` ``law`` draws at.
     default_sigma_w, default_sigma_b : float
         The defaults a config file of this scheme carries.
     fan_in_variance : callable
         ``(n_out, n_in) -> n_in * Var(W_ij) / sigma_w^2``.
-    in_place : bool
-        Whether ``sample_weights`` also takes ``out=`` (an array of W's shape and
-        dtype) and draws into it, the same numbers without a temporary.
     """
 
     name: str
-    sample_weights: Sampler
+    law: Callable[..., Array]
+    scale: Callable[[int, int, float], float]
     default_sigma_w: float
     default_sigma_b: float
     fan_in_variance: Callable[[int, int], float]
-    in_place: bool = False
+
+    @property
+    def in_place(self) -> bool:
+        """Whether :meth:`sample_weights` also takes ``out=`` (the normal law)."""
+        return self.law is _normal
+
+    def sample_weights(
+        self,
+        n_out: int,
+        n_in: int,
+        sigma_w: float,
+        rng: np.random.Generator,
+        stack: tuple,
+        dtype: np.dtype,
+        out: Array | None = None,
+    ) -> Array:
+        """W of shape ``(*stack, n_out, n_in)``, drawn in ``dtype`` (float32 or 64).
+
+        With ``out`` (only where :attr:`in_place`: an array of W's shape and dtype)
+        the numbers are drawn into it, the same numbers without a temporary.
+        """
+        shape = (*stack, n_out, n_in)
+        scale = self.scale(n_out, n_in, sigma_w)
+        if out is None:
+            return self.law(rng, shape, scale, dtype)
+        return self.law(rng, shape, scale, dtype, out)
 
 
 def _one(n_out: int, n_in: int) -> float:
     return 1.0
 
 
+def _over_sqrt_fan_in(n_out: int, n_in: int, sigma_w: float) -> float:
+    return sigma_w / np.sqrt(n_in)
+
+
+def _glorot(n_out: int, n_in: int) -> float:
+    return 2.0 * n_in / (n_in + n_out)
+
+
 INITIALIZERS: dict[str, Initializer] = {
     i.name: i
     for i in (
-        Initializer("gaussian", _gaussian_weights, 1.0, 0.0, _one, True),
+        Initializer("gaussian", _normal, _over_sqrt_fan_in, 1.0, 0.0, _one),
         Initializer(
             "orthogonal",
-            _orthogonal_weights,
+            _orthogonal,
+            lambda n_out, n_in, s: s,
             1.0,
             0.0,
             lambda n_out, n_in: n_in / max(n_in, n_out),
         ),
         Initializer(
             "xavier_normal",
-            _xavier_normal_weights,
+            _normal,
+            lambda n_out, n_in, s: s * np.sqrt(2.0 / (n_in + n_out)),
             1.0,
             0.0,
-            lambda n_out, n_in: 2.0 * n_in / (n_in + n_out),
-            True,
+            _glorot,
         ),
         Initializer(
             "xavier_uniform",
-            _xavier_uniform_weights,
+            _uniform,
+            lambda n_out, n_in, s: s * np.sqrt(6.0 / (n_in + n_out)),
             1.0,
             0.0,
-            lambda n_out, n_in: 2.0 * n_in / (n_in + n_out),
+            _glorot,
         ),
         Initializer(
-            "he_normal", _gaussian_weights, float(np.sqrt(2.0)), 0.0, _one, True
+            "he_normal", _normal, _over_sqrt_fan_in, float(np.sqrt(2.0)), 0.0, _one
         ),
-        Initializer("lecun_normal", _gaussian_weights, 1.0, 0.0, _one, True),
-        Initializer("uniform", _uniform_weights, float(1 / np.sqrt(3.0)), 0.0, _one),
+        Initializer("lecun_normal", _normal, _over_sqrt_fan_in, 1.0, 0.0, _one),
+        Initializer(
+            "uniform",
+            _uniform,
+            lambda n_out, n_in, s: s * np.sqrt(3.0 / n_in),
+            float(1 / np.sqrt(3.0)),
+            0.0,
+            _one,
+        ),
         Initializer(
             "higham",
-            _higham_weights,
+            _normal,
+            lambda n_out, n_in, s: s,
             0.5,
             0.5,
             lambda n_out, n_in: float(n_in),
-            True,
         ),
     )
 }
@@ -271,28 +252,11 @@ INITIALIZER_NAMES: tuple[str, ...] = tuple(INITIALIZERS)
 
 
 def get_initializer(name: str) -> Initializer:
-    """Look up an initialization scheme by name.
+    """The initialization scheme called ``name``, one of :data:`INITIALIZER_NAMES`.
 
-    Parameters
-    ----------
-    name : str
-        One of :data:`INITIALIZER_NAMES`.
-
-    Returns
-    -------
-    Initializer
-
-    Raises
-    ------
-    ValueError
-        If ``name`` is unknown; the message lists the valid names.
+    An unknown name is a ValueError that lists the valid ones.
     """
-    try:
-        return INITIALIZERS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown init {name!r}; valid: {', '.join(INITIALIZER_NAMES)}"
-        ) from None
+    return lookup(INITIALIZERS, "init", name)
 
 
 def sample_layer(

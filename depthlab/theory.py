@@ -87,8 +87,9 @@ measured accuracy.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import optimize
@@ -123,6 +124,29 @@ _Q_RTOL = 1e-13  # relative tolerance of fixed points (brentq on log q)
 # --------------------------------------------------------------------------
 # Fixed points, chi_1, critical line, depth scales
 # --------------------------------------------------------------------------
+
+
+_PHASE_PARAMETERS = """\
+    activation : str
+        Name of the activation phi.
+    sigma_w, sigma_b : float
+        Fan-in weight scale and bias standard deviation (>= 0).
+    q0 : float, default 1.0
+        Start of the length map, passed to :func:`q_star`.
+"""
+
+
+def _phase_parameters(func: Callable) -> Callable:
+    """``func`` with "{phase parameters}" in its docstring written out.
+
+    :func:`chi1` and :func:`depth_scales` take the same parameters; one text
+    documents them.
+    """
+    if func.__doc__:  # None under python -OO
+        func.__doc__ = func.__doc__.replace(
+            "    {phase parameters}\n", _PHASE_PARAMETERS
+        )
+    return func
 
 
 def _check_scales(sigma_w: float, sigma_b: float) -> None:
@@ -261,17 +285,13 @@ def _chi1(act: Activation, sigma_w: float, sigma_b: float, q0: float) -> float:
     return sigma_w**2 * float(moment(act, np.array(q), "dphi_sq"))
 
 
+@_phase_parameters
 def chi1(activation: str, sigma_w: float, sigma_b: float, *, q0: float = 1.0) -> float:
     """chi_1 = sigma_w^2 E[phi'(sqrt(q*) z)^2], the per-layer factor of E||g||^2.
 
     Parameters
     ----------
-    activation : str
-        Name of the activation phi.
-    sigma_w, sigma_b : float
-        Fan-in weight scale and bias standard deviation (>= 0).
-    q0 : float, default 1.0
-        Start of the length map, passed to :func:`q_star`.
+    {phase parameters}
 
     Returns
     -------
@@ -377,6 +397,7 @@ def critical_sigma_w(activation: str, sigma_b: float, *, q0: float = 1.0) -> flo
     )
 
 
+@_phase_parameters
 def depth_scales(
     activation: str, sigma_w: float, sigma_b: float, *, q0: float = 1.0
 ) -> tuple[float, float]:
@@ -384,12 +405,7 @@ def depth_scales(
 
     Parameters
     ----------
-    activation : str
-        Name of the activation phi.
-    sigma_w, sigma_b : float
-        Fan-in weight scale and bias standard deviation (>= 0).
-    q0 : float, default 1.0
-        Start of the length map, passed to :func:`q_star`.
+    {phase parameters}
 
     Returns
     -------
@@ -417,8 +433,7 @@ def depth_scales(
 
     References
     ----------
-    S. S. Schoenholz, J. Gilmer, S. Ganguli, J. Sohl-Dickstein, "Deep
-    Information Propagation", ICLR 2017.
+    S. S. Schoenholz et al., "Deep Information Propagation", ICLR 2017.
 
     Examples
     --------
@@ -628,14 +643,33 @@ def predict_from_q1(
     q1 : float or array_like
         q^[1] of one input, or of several (any shape; the results get an extra
         last axis over layers).
-    widths, activation, sigma_w, sigma_b, output_activation, init
-        As in :func:`predict`.
-    architecture, branch_scale, norm
-        As in :func:`predict`.
+    widths : sequence of int
+        ``[n_1, ..., n_L]`` (depth L = ``len(widths)``, counting the input).
+    activation : str
+        Activation of the hidden layers l = 2..L-1.
+    sigma_w, sigma_b : float
+        Weight scale and bias standard deviation, as given to
+        :func:`depthlab.network.init_network`.
+    output_activation : str, optional
+        Activation of layer L; default the same as ``activation``.
+    init : str, default "gaussian"
+        Initialization scheme; layer l sees the effective fan-in scale
+        s_l = ``effective_sigma_w(init, n_l, n_{l-1}, sigma_w)`` (layers are
+        rectangular: n_1 and n_L differ from the width).
+    architecture : {"mlp", "resnet"}, default "mlp"
+    branch_scale : float, default 1.0
+        alpha of the residual branches (resnet only).
+    norm : {None, "layer"}, default None
+        Layer normalization (see :class:`depthlab.network.Network`). For these,
+        see the module docstring ("Architectures"): the residual length map
+        p^[l] = p^[l-1] + alpha^2 (s_l^2 E[phi(v)^2] + sigma_b^2) and the
+        per-block factor chi^[l] = 1 + alpha^2 s_l^2 E[phi'(v)^2] (divided by
+        p^[l-1] + eps, with v normalized, under pre-LN).
 
     Returns
     -------
     MeanFieldPrediction
+        Arrays over layers, with the shape of ``q1`` in front.
     """
     act = get_activation(activation)
     out_act = act if output_activation is None else get_activation(output_activation)
@@ -668,19 +702,7 @@ def predict_from_q1(
     )
 
 
-def predict(
-    x: Array,
-    widths: Sequence[int],
-    *,
-    activation: str,
-    sigma_w: float,
-    sigma_b: float,
-    output_activation: str | None = None,
-    init: str = "gaussian",
-    architecture: str = "mlp",
-    branch_scale: float = 1.0,
-    norm: str | None = None,
-) -> MeanFieldPrediction:
+def predict(x: Array, widths: Sequence[int], **options: Any) -> MeanFieldPrediction:
     """Mean-field q^[l], chi^[l] and mean squared backprop norms for input(s) x.
 
     Parameters
@@ -689,26 +711,10 @@ def predict(
         The input(s) a^[1]; only q^[1] = ||x||^2 / n_1 enters the theory.
     widths : sequence of int
         ``[n_1, ..., n_L]`` (depth L = ``len(widths)``, counting the input).
-    activation : str
-        Activation of the hidden layers l = 2..L-1.
-    sigma_w, sigma_b : float
-        Weight scale and bias standard deviation, as given to
-        :func:`depthlab.network.init_network`.
-    output_activation : str, optional
-        Activation of layer L; default the same as ``activation``.
-    init : str, default "gaussian"
-        Initialization scheme; layer l sees the effective fan-in scale
-        s_l = ``effective_sigma_w(init, n_l, n_{l-1}, sigma_w)`` (layers are
-        rectangular: n_1 and n_L differ from the width).
-    architecture : {"mlp", "resnet"}, default "mlp"
-    branch_scale : float, default 1.0
-        alpha of the residual branches (resnet only).
-    norm : {None, "layer"}, default None
-        Layer normalization (see :class:`depthlab.network.Network`). For these,
-        see the module docstring ("Architectures"): the residual length map
-        p^[l] = p^[l-1] + alpha^2 (s_l^2 E[phi(v)^2] + sigma_b^2) and the
-        per-block factor chi^[l] = 1 + alpha^2 s_l^2 E[phi'(v)^2] (divided by
-        p^[l-1] + eps, with v normalized, under pre-LN).
+    **options
+        The keyword arguments of :func:`predict_from_q1` (``activation``,
+        ``sigma_w``, ``sigma_b``, ``output_activation``, ``init``,
+        ``architecture``, ``branch_scale``, ``norm``), described there.
 
     Returns
     -------
@@ -767,15 +773,4 @@ def predict(
     >>> p.log10_mean_sq_backprop.round(12).tolist()
     [0.0, 0.0, 0.0]
     """
-    return predict_from_q1(
-        input_q1(x),
-        widths,
-        activation=activation,
-        sigma_w=sigma_w,
-        sigma_b=sigma_b,
-        output_activation=output_activation,
-        init=init,
-        architecture=architecture,
-        branch_scale=branch_scale,
-        norm=norm,
-    )
+    return predict_from_q1(input_q1(x), widths, **options)

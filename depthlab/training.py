@@ -105,6 +105,13 @@ class Evaluation:
     diverged: Array
 
 
+def _final(metric: str) -> property:
+    """The property ``final_<metric>``: ``metric`` after the last step, shape (K,)."""
+    label = metric.replace("_", " ").capitalize()
+    doc = f"{label} after the last step, shape (K,); NaN where diverged."
+    return property(lambda self: getattr(self, metric)[-1], doc=doc)
+
+
 @dataclass(frozen=True, eq=False)
 class TrainingResult:
     """Learning curves and final metrics of a training run.
@@ -140,25 +147,10 @@ class TrainingResult:
         """K, the number of nets trained."""
         return int(self.diverged.shape[0])
 
-    @property
-    def final_train_loss(self) -> Array:
-        """Train loss after the last step, shape (K,); NaN where diverged."""
-        return self.train_loss[-1]
-
-    @property
-    def final_test_loss(self) -> Array:
-        """Test loss after the last step, shape (K,); NaN where diverged."""
-        return self.test_loss[-1]
-
-    @property
-    def final_train_accuracy(self) -> Array:
-        """Train accuracy after the last step, shape (K,); NaN where diverged."""
-        return self.train_accuracy[-1]
-
-    @property
-    def final_test_accuracy(self) -> Array:
-        """Test accuracy after the last step, shape (K,); NaN where diverged."""
-        return self.test_accuracy[-1]
+    final_train_loss = _final("train_loss")
+    final_test_loss = _final("test_loss")
+    final_train_accuracy = _final("train_accuracy")
+    final_test_accuracy = _final("test_accuracy")
 
     def curves(self) -> pd.DataFrame:
         """Learning curves as a tidy table, one row per (net, evaluation step).

@@ -164,19 +164,30 @@ def estimate_job_bytes(shape: Shape) -> int:
     )
 
 
+def meminfo_bytes(field: str) -> int | None:
+    """A field of /proc/meminfo (``MemAvailable``, ``MemTotal``, ...) in bytes.
+
+    None where the file cannot be read (not Linux) or has no such field.
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def available_bytes() -> int | None:
     """The memory the machine has available now, or None if it cannot be read.
 
     ``MemAvailable`` of /proc/meminfo (Linux), else the free physical pages of
     ``os.sysconf``, else half the physical memory.
     """
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    available = meminfo_bytes("MemAvailable")
+    if available is not None:
+        return available
     for pages, factor in (("SC_AVPHYS_PAGES", 1.0), ("SC_PHYS_PAGES", 0.5)):
         try:
             return int(os.sysconf(pages) * os.sysconf("SC_PAGE_SIZE") * factor)

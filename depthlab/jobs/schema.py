@@ -423,18 +423,14 @@ PARAM_OF: dict[str, str] = {
 name (stores written before params were named by column are read through
 :func:`param_renames`)."""
 
-NUMERIC_KEYS: tuple[str, ...] = tuple(
-    k.column
-    for k in sorted(KEYS, key=lambda k: k.report_order or 0)
-    if k.report_order is not None and k.numeric
+_REPORTED = sorted(
+    (k for k in KEYS if k.report_order is not None), key=lambda k: k.report_order
 )
+
+NUMERIC_KEYS: tuple[str, ...] = tuple(k.column for k in _REPORTED if k.numeric)
 """Config columns whose values are numbers: the report's colours, in order."""
 
-CATEGORICAL_KEYS: tuple[str, ...] = tuple(
-    k.column
-    for k in sorted(KEYS, key=lambda k: k.report_order or 0)
-    if k.report_order is not None and not k.numeric
-)
+CATEGORICAL_KEYS: tuple[str, ...] = tuple(k.column for k in _REPORTED if not k.numeric)
 """Config columns whose values are names: the report's panels, in order."""
 
 NUMERIC_COLUMNS: frozenset[str] = frozenset(k.column for k in KEYS if k.numeric)
