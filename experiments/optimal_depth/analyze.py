@@ -37,6 +37,7 @@ from depthlab.report.training import (
     summary_table,
     trainability_heatmap,
 )
+from depthlab.tracking.read import sweep_runs
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENT = "optimal_depth"
@@ -60,48 +61,41 @@ DPI = 90
 
 
 def load_study(
-    uri: str, experiment: str = EXPERIMENT
+    uri: str,
+    experiment: str = EXPERIMENT,
+    tables: Sequence[str] = ("final", "curves"),
 ) -> tuple[tracking.Sweep, pd.DataFrame]:
     """Every sweep of an experiment as one Sweep, and a table of the sweeps.
 
     Runs reused by several sweeps, or re-run with ``force=true``, are counted
-    once (the latest run of a config). The table has one row per sweep (parent
-    run): its overrides, jobs, jobs skipped (already FINISHED) and wall seconds.
+    once (the latest run of a config), and so are their rows of ``tables``
+    (the tables read, :func:`depthlab.tracking.load_sweep`). The table of the
+    sweeps has one row per sweep (parent run): its overrides, jobs, jobs skipped
+    (already FINISHED) and wall seconds.
     """
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise SystemExit(f"analyze.py: no experiment {experiment!r} in {uri}")
-    parents = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{tracking.KIND_TAG}` = 'sweep'",
-        order_by=["attributes.start_time ASC"],
-        max_results=1000,
-    )
-    if not parents:
-        raise SystemExit(f"analyze.py: experiment {experiment!r} has no sweeps")
-    sweeps = [
-        tracking.load_sweep(uri, p.info.run_id, tables=("final", "curves"))
-        for p in parents
-    ]
+    try:
+        parents = sweep_runs(uri, experiment)
+    except tracking.TrackingError as err:
+        raise SystemExit(f"analyze.py: {err}") from None
+    sweeps = [tracking.load_sweep(uri, p.info.run_id, tables=tables) for p in parents]
     runs = pd.concat([s.runs for s in sweeps], ignore_index=True)
     runs = runs[runs["status"] == "FINISHED"].drop_duplicates("run_id", keep="last")
     params = [c for c in runs.columns if c.startswith("params.")]
     runs = runs.drop_duplicates(params, keep="last")
     keep = set(runs["run_id"])
-    tables = {}
-    for name in ("final", "curves"):
+    read = {}
+    for name in tables:
         parts = [s.tables[name] for s in sweeps if name in s.tables]
         table = pd.concat(parts, ignore_index=True)
-        key = ["run_id", "net"] + (["step"] if name == "curves" else [])
-        tables[name] = table[table["run_id"].isin(keep)].drop_duplicates(key)
+        # A reused run is in the tables of every sweep that reused it: the
+        # rows of each run carry their own keys (net, step, layer, ...), so a
+        # row equal to an earlier one is that run read again.
+        read[name] = table[table["run_id"].isin(keep)].drop_duplicates()
     sweep = tracking.Sweep(
         parent_run_id=",".join(p.info.run_id for p in parents),
         parent_name=f"{experiment}: {len(parents)} sweeps",
         runs=runs.reset_index(drop=True),
-        tables=tables,
+        tables=read,
     )
     table = pd.DataFrame(
         {

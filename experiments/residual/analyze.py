@@ -83,29 +83,12 @@ COLORS = {"mlp": "#0072B2", "resnet a=1": "#E69F00", "resnet a=1/sqrt": "#009E73
 
 def load_probe(
     uri: str, experiment: str = PROBE_EXPERIMENT
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Every FINISHED probe run of ``experiment`` (one row each, latest of a
-    config) and its ``per_layer`` and ``theory`` tables."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise SystemExit(f"analyze.py: no experiment {experiment!r} in {uri}")
-    parents = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{tracking.KIND_TAG}` = 'sweep'",
-        order_by=["attributes.start_time ASC"],
-        max_results=1000,
-    )
-    sweeps = [
-        tracking.load_sweep(uri, p.info.run_id, tables=("per_layer", "theory"))
-        for p in parents
-    ]
-    runs = pd.concat([s.runs for s in sweeps], ignore_index=True)
-    runs = runs[runs["status"] == "FINISHED"].drop_duplicates("run_id", keep="last")
-    params = [c for c in runs.columns if c.startswith("params.")]
-    runs = runs.drop_duplicates(params, keep="last").copy()
+    config), its ``per_layer`` and ``theory`` tables, and a table of the sweeps
+    (:func:`optimal_depth's load_study <optimal.load_study>`)."""
+    study, sweeps = optimal.load_study(uri, experiment, tables=("per_layer", "theory"))
+    runs = study.runs.copy()
     runs["depth"] = runs["params.depth"].astype(int)
     runs["activation"] = runs["params.activation"]
     runs["variant"] = [
@@ -118,22 +101,8 @@ def load_probe(
             strict=True,
         )
     ]
-    keep = set(runs["run_id"])
-    tables = {}
-    for name in ("per_layer", "theory"):
-        parts = [s.tables[name] for s in sweeps if name in s.tables]
-        table = pd.concat(parts, ignore_index=True)
-        tables[name] = table[table["run_id"].isin(keep)]
-    sweep_table = pd.DataFrame(
-        {
-            "sweep": [p.info.run_name for p in parents],
-            "overrides": [p.data.params.get("overrides", "") for p in parents],
-            "status": [p.info.status for p in parents],
-            "jobs": [p.data.metrics.get("jobs", math.nan) for p in parents],
-            "wall seconds": [p.data.metrics.get("seconds", math.nan) for p in parents],
-        }
-    )
-    return runs.sort_values(["activation", "variant", "depth"]), tables, sweep_table
+    runs = runs.sort_values(["activation", "variant", "depth"])
+    return runs, study.tables, sweeps.drop(columns="skipped")
 
 
 def _style(variant: str) -> dict:
