@@ -225,19 +225,28 @@ def per_depth_table(data: TrainingData, metric: str) -> pd.DataFrame:
     return wide.reset_index().rename(columns={"depth": "L"})
 
 
-def budget_table(data: TrainingData, metric: str) -> pd.DataFrame:
-    """The best depth of the long runs when training stops at each budget."""
+def budget_table(
+    data: TrainingData,
+    metric: str,
+    budgets: Sequence[int] = BUDGETS,
+    by: Sequence[str] = ("dataset",),
+) -> pd.DataFrame:
+    """The best depth when training stops at each budget (of the long runs here).
+
+    One row per budget and group: ``by`` are the columns of ``data``'s
+    :func:`best_depth_by_step` that name a group, e.g. ``("dataset", "config")``.
+    """
     by_step = best_depth_by_step(data, metric)
-    by_step = by_step[by_step["step"].isin(BUDGETS)]
+    by_step = by_step[by_step["step"].isin(budgets)]
     return pd.DataFrame(
         {
-            "dataset": by_step["dataset"],
+            **{key: by_step[key] for key in by},
             "steps": by_step["step"],
             "best L": by_step["best_depth"],
             f"{metric} at best (mean +- 95% CI)": ci_cells(by_step),
             "indistinguishable L": by_step["indistinguishable"],
         }
-    ).sort_values(["dataset", "steps"])
+    ).sort_values([*by, "steps"])
 
 
 def trainability_table(data: TrainingData) -> pd.DataFrame:

@@ -31,7 +31,7 @@ import pandas as pd
 from depthlab import tracking
 from depthlab.report.data import architecture_label
 from depthlab.report.plotting import style as plot_style
-from depthlab.report.stats import ALPHA, best_depth_by_step, depth_statistics
+from depthlab.report.stats import ALPHA, depth_statistics
 from depthlab.report.training import (
     TrainingData,
     depth_figure,
@@ -62,6 +62,8 @@ MAIN_STEPS = 1000
 LONG_STEPS = 3000
 BUDGETS = (100, 200, 500, 1000, 2000, 3000)
 """Budgets (steps) at which the best depth is read off the learning curves."""
+CONFIGS = ("dataset", "config")
+"""A training config of part b: a dataset and an architecture."""
 TABLE_DEPTHS = (10, 100, 1000)
 """Depths of the probe's summary table."""
 VARIANTS = (
@@ -362,12 +364,7 @@ def best_table(data: TrainingData, metric: str) -> pd.DataFrame:
             "config": table["config"],
             "steps": table["steps"].astype(int),
             "best L": table["best_depth"],
-            f"{metric} at best (mean +- 95% CI)": [
-                optimal.ci_text(m, lo, hi)
-                for m, lo, hi in zip(
-                    table["mean"], table["ci_low"], table["ci_high"], strict=True
-                )
-            ],
+            f"{metric} at best (mean +- 95% CI)": optimal.ci_cells(table),
             "indistinguishable L": table["indistinguishable"],
             "depths": table["depths"],
         }
@@ -404,27 +401,6 @@ def deep_end_table(data: TrainingData, metric: str = "test_accuracy") -> pd.Data
             }
         )
     return pd.DataFrame(rows)
-
-
-def budget_table(data: TrainingData, metric: str) -> pd.DataFrame:
-    """The best depth of every config when training stops at each budget."""
-    by_step = best_depth_by_step(data, metric)
-    by_step = by_step[by_step["step"].isin(BUDGETS)]
-    return pd.DataFrame(
-        {
-            "dataset": by_step["dataset"],
-            "config": by_step["config"],
-            "steps": by_step["step"],
-            "best L": by_step["best_depth"],
-            f"{metric} at best (mean +- 95% CI)": [
-                optimal.ci_text(m, lo, hi)
-                for m, lo, hi in zip(
-                    by_step["mean"], by_step["ci_low"], by_step["ci_high"], strict=True
-                )
-            ],
-            "indistinguishable L": by_step["indistinguishable"],
-        }
-    ).sort_values(["dataset", "config", "steps"])
 
 
 # ---------------------------------------------------------------------------
@@ -523,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"### Budget: best depth when training stops at a step "
         f"({MAIN_STEPS}-step runs)",
         "",
-        markdown(budget_table(main_grid, "test_accuracy")),
+        markdown(optimal.budget_table(main_grid, "test_accuracy", BUDGETS, by=CONFIGS)),
     ]
     if long is not None:
         optimal.save(
@@ -535,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "",
             f"### Budget: the {LONG_STEPS}-step runs (digits), best depth per step",
             "",
-            markdown(budget_table(long, "test_accuracy")),
+            markdown(optimal.budget_table(long, "test_accuracy", BUDGETS, by=CONFIGS)),
             "",
             markdown(best_table(long, "test_accuracy")),
             "",
