@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -234,19 +234,42 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
     return "jacobian_spectra", fig, caption
 
 
+def _variant_table(
+    runs: pd.DataFrame,
+    rows: Callable[[pd.DataFrame], list[dict]],
+    then: Sequence[str] = (),
+) -> pd.DataFrame:
+    """``rows(line)`` of each (activation, variant)'s runs, after the columns
+    ``activation`` and ``architecture``; sorted by those (variants in the order of
+    VARIANTS), then by the columns ``then``."""
+    table = pd.DataFrame(
+        [
+            {"activation": act, "architecture": variant, **row}
+            for (act, variant), line in runs.groupby(
+                ["activation", "variant"], sort=False
+            )
+            for row in rows(line)
+        ]
+    )
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    return table.sort_values(
+        ["activation", "architecture", *then],
+        key=lambda c: c.map(order) if c.name == "architecture" else c,
+    )
+
+
 def probe_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Measured against predicted gradient norms, and the spread of J^(L-1)."""
-    rows = []
-    for (act, variant), line in runs.groupby(["activation", "variant"], sort=False):
+
+    def rows(line: pd.DataFrame) -> list[dict]:
         line = line.set_index("depth")
+        out = []
         for depth in TABLE_DEPTHS:
             if depth not in line.index:
                 continue
             r = line.loc[depth]
-            rows.append(
+            out.append(
                 {
-                    "activation": act,
-                    "architecture": variant,
                     "L": depth,
                     "alpha": r.get("alpha", math.nan),
                     "log10 rms measured": r["grad_log10_rms"],
@@ -261,62 +284,49 @@ def probe_table(runs: pd.DataFrame) -> pd.DataFrame:
                     "std log10 sv J^(L-1)": r["jac_log10_sv_std_last_hidden"],
                 }
             )
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    table = pd.DataFrame(rows)
-    return table.sort_values(
-        ["activation", "architecture", "L"],
-        key=lambda c: c.map(order) if c.name == "architecture" else c,
-    )
+        return out
+
+    return _variant_table(runs, rows, then=["L"])
 
 
 def agreement_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Over every depth: the largest |log10(measured rms / theory rms)|."""
-    rows = []
-    for (act, variant), line in runs.groupby(["activation", "variant"], sort=False):
+
+    def rows(line: pd.DataFrame) -> list[dict]:
         gap = line["grad_log10_rms"] - line["theory_grad_log10_rms"]
         worst = line.loc[gap.abs().idxmax()]
-        rows.append(
+        return [
             {
-                "activation": act,
-                "architecture": variant,
                 "depths": f"{line['depth'].min()}..{line['depth'].max()} ({len(line)})",
                 "max |log10 measured/theory|": float(gap.abs().max()),
                 "at L": int(worst["depth"]),
                 "median |log10 measured/theory|": float(gap.abs().median()),
             }
-        )
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    return pd.DataFrame(rows).sort_values(
-        ["activation", "architecture"],
-        key=lambda c: c.map(order) if c.name == "architecture" else c,
-    )
+        ]
+
+    return _variant_table(runs, rows)
 
 
 def layer_sv_table(runs: pd.DataFrame, per_layer: pd.DataFrame) -> pd.DataFrame:
     """Singular values of J^[l] over the hidden layers of the deepest network:
     the median over layers of each layer's median, largest and smallest."""
-    rows = []
-    for (act, variant), line in runs.groupby(["activation", "variant"], sort=False):
+
+    def rows(line: pd.DataFrame) -> list[dict]:
         run = line[line["depth"] == line["depth"].max()]
         sub = per_layer[per_layer["run_id"].isin(run["run_id"])]
         sub = sub.dropna(subset=["sv_median_median"])
         sub = sub[(sub["layer"] > 2) & (sub["layer"] < sub["layer"].max())]
-        rows.append(
+        return [
             {
-                "activation": act,
-                "architecture": variant,
                 "L": int(run["depth"].iloc[0]),
                 "layers": len(sub),
                 "median sv": float(np.median(sub["sv_median_median"])),
                 "largest sv": float(np.median(sub["sv_max_median"])),
                 "smallest sv": float(np.median(sub["sv_min_median"])),
             }
-        )
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    return pd.DataFrame(rows).sort_values(
-        ["activation", "architecture"],
-        key=lambda c: c.map(order) if c.name == "architecture" else c,
-    )
+        ]
+
+    return _variant_table(runs, rows)
 
 
 # ---------------------------------------------------------------------------
