@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +107,19 @@ def load_probe(
     return runs, study.tables, sweeps.drop(columns="skipped")
 
 
+def _lines(
+    runs: pd.DataFrame, activations: Sequence[str]
+) -> Iterator[tuple[int, str, pd.DataFrame, dict]]:
+    """A figure's lines: for the j-th activation, each variant of VARIANTS that
+    has runs, ``(j, variant, its runs by depth, its plot style)``."""
+    for j, act in enumerate(activations):
+        sub = runs[runs["activation"] == act]
+        for variant in VARIANTS:
+            line = sub[sub["variant"] == variant].sort_values("depth")
+            if not line.empty:
+                yield j, variant, line, _style(variant)
+
+
 def _style(variant: str) -> dict:
     base = variant.removesuffix(" + LN")
     return {
@@ -133,23 +146,18 @@ def gradient_figure(runs: pd.DataFrame):
     with plot_style():
         fig = Figure(figsize=(4.8 * len(activations), 6.8))
         axes = fig.subplots(2, len(activations), sharex=True, squeeze=False)
+        for j, variant, line, style in _lines(runs, activations):
+            fill = "none" if "LN" in variant else style["color"]
+            for row, ax in enumerate(axes[:, j]):
+                ax.plot(line["depth"], line["theory_grad_log10_rms"], lw=1.2,
+                        alpha=0.8, label=variant if row else None,
+                        **style)  # fmt: skip
+                ax.plot(line["depth"], line["grad_log10_rms"], marker="o",
+                        ms=4, lw=0, color=style["color"], mfc=fill)  # fmt: skip
+            axes[1][j].plot(line["depth"], line["grad_log10_norm_median"],
+                            marker="x", ms=3, lw=0.6, ls=":",
+                            color=style["color"])  # fmt: skip
         for j, act in enumerate(activations):
-            sub = runs[runs["activation"] == act]
-            for variant in VARIANTS:
-                line = sub[sub["variant"] == variant].sort_values("depth")
-                if line.empty:
-                    continue
-                style = _style(variant)
-                fill = "none" if "LN" in variant else style["color"]
-                for row, ax in enumerate(axes[:, j]):
-                    ax.plot(line["depth"], line["theory_grad_log10_rms"], lw=1.2,
-                            alpha=0.8, label=variant if row else None,
-                            **style)  # fmt: skip
-                    ax.plot(line["depth"], line["grad_log10_rms"], marker="o",
-                            ms=4, lw=0, color=style["color"], mfc=fill)  # fmt: skip
-                axes[1][j].plot(line["depth"], line["grad_log10_norm_median"],
-                                marker="x", ms=3, lw=0.6, ls=":",
-                                color=style["color"])  # fmt: skip
             axes[0][j].set_title(f"{act}: rms (markers) and theory (lines)")
             axes[1][j].set_title(f"{act}: zoom; x: the median")
             axes[1][j].set_ylim(*ZOOM)
@@ -184,25 +192,20 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
     with plot_style():
         fig = Figure(figsize=(4.6 * len(activations), 6.4))
         axes = fig.subplots(2, len(activations), squeeze=False)
+        for j, variant, line, style in _lines(runs, activations):
+            axes[0][j].plot(line["depth"], line["jac_log10_sv_std_last_hidden"],
+                            marker="o", ms=3, label=variant, **style)  # fmt: skip
+            run = last[
+                (last["activation"] == activations[j]) & (last["variant"] == variant)
+            ]
+            rows = per_layer[per_layer["run_id"].isin(run["run_id"])]
+            rows = rows.dropna(subset=["sv_median_median"]).sort_values("layer")
+            rows = rows[rows["layer"] < rows["layer"].max()]  # hidden layers
+            rows = rows.iloc[:: max(1, len(rows) // LAYER_POINTS)]
+            ax = axes[1][j]
+            ax.plot(rows["layer"], rows["sv_median_median"], lw=1.0, **style)
+            ax.plot(rows["layer"], rows["sv_max_median"], lw=0.6, alpha=0.6, **style)
         for j, act in enumerate(activations):
-            sub = runs[runs["activation"] == act]
-            for variant in VARIANTS:
-                line = sub[sub["variant"] == variant].sort_values("depth")
-                if line.empty:
-                    continue
-                style = _style(variant)
-                axes[0][j].plot(line["depth"], line["jac_log10_sv_std_last_hidden"],
-                                marker="o", ms=3, label=variant, **style)  # fmt: skip
-                run = last[(last["activation"] == act) & (last["variant"] == variant)]
-                rows = per_layer[per_layer["run_id"].isin(run["run_id"])]
-                rows = rows.dropna(subset=["sv_median_median"]).sort_values("layer")
-                rows = rows[rows["layer"] < rows["layer"].max()]  # hidden layers
-                rows = rows.iloc[:: max(1, len(rows) // LAYER_POINTS)]
-                ax = axes[1][j]
-                ax.plot(rows["layer"], rows["sv_median_median"], lw=1.0, **style)
-                ax.plot(
-                    rows["layer"], rows["sv_max_median"], lw=0.6, alpha=0.6, **style
-                )
             axes[0][j].set_xscale("log")
             axes[0][j].set_yscale("log")
             axes[0][j].set_xlabel("depth L")
