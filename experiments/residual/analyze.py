@@ -24,6 +24,7 @@ import importlib.util
 import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -120,6 +121,14 @@ def _lines(
                 yield j, variant, line, _style(variant)
 
 
+def _legend_below(fig: Any, ax: Any, bottom: float) -> None:
+    """The legend of ``ax``'s lines below the panels, which fill the figure above
+    ``bottom`` (a fraction of its height)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+
+
 def _style(variant: str) -> dict:
     base = variant.removesuffix(" + LN")
     return {
@@ -167,9 +176,7 @@ def gradient_figure(runs: pd.DataFrame):
             axes[1][j].set_xlabel("depth L (layers, input included)")
         for ax in axes[:, 0]:
             ax.set_ylabel("log10 ||grad a^[L](x)||")
-        handles, labels = axes[1][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        _legend_below(fig, axes[1][0], 0.08)
     caption = (
         "Gradient norm at initialization against depth (width 128, 16 networks x "
         "4 inputs per depth, linear readout). Markers: the measured "
@@ -219,9 +226,7 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
             axes[1][j].set_title(f"{act}: median and largest singular value of J^[l]")
         axes[0][0].set_ylabel("std of log10 singular values")
         axes[1][0].set_ylabel("singular value")
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
-        fig.tight_layout(rect=(0, 0.07, 1, 1))
+        _legend_below(fig, axes[0][0], 0.07)
     caption = (
         "Top: the standard deviation of log10 sigma_i(J^(L-1)) (J^(l) = d a^[l] / "
         "dx, min(n_l, n_1) = 32 singular values; one (network, input) pair per "
