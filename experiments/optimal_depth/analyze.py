@@ -16,7 +16,7 @@ import argparse
 import io
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,8 @@ BUDGETS = (200, 500, 1000, 2000, 4000, 8000)
 XI_MULTIPLES = (6.0, 3.0)
 """6 xi_c: Schoenholz et al.'s trainability limit; 3 xi_c: for comparison with
 the measured L_half (trainability_table), drawn after looking at the data."""
+METRICS = ("test_accuracy", "test_loss")
+"""The metrics of the per-metric tables."""
 MAX_PNG_BYTES = 100_000
 DPI = 90
 
@@ -160,6 +162,36 @@ def markdown(frame: pd.DataFrame) -> str:
                 cells.append(str(v))
         body.append("| " + " | ".join(cells) + " |")
     return "\n".join([head, rule, *body])
+
+
+def section(heading: str, *blocks: str) -> list[str]:
+    """Lines of ``results.md``: a blank line and ``heading``, then each block (a
+    table or a paragraph) after a blank line."""
+    return ["", heading, *(line for block in blocks for line in ("", block))]
+
+
+def per_metric(
+    data: TrainingData,
+    tables: Sequence[tuple[str, Callable[[TrainingData, str], pd.DataFrame]]],
+    render: Callable[[pd.DataFrame], str] = markdown,
+) -> list[str]:
+    """For each ``(heading, table)``, one :func:`section` per metric of METRICS:
+    ``heading`` with the metric for ``{metric}``, and ``render(table(data,
+    metric))``."""
+    return [
+        line
+        for heading, table in tables
+        for metric in METRICS
+        for line in section(heading.format(metric=metric), render(table(data, metric)))
+    ]
+
+
+def write_results(out: Path, lines: list[str], captions: list[str]) -> None:
+    """Write ``out/results.md``: ``lines``, then the section of the figures'
+    captions."""
+    lines = [*lines, "", "## Figures", "", *captions]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print(f"analyze.py: wrote {out / 'results.md'} and {out / 'figures'}/*.png")
 
 
 def ci_text(mean: float, low: float, high: float) -> str:
@@ -382,56 +414,48 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"diverged seed; indistinguishable L: Welch two-sided t-test vs the best "
         f"at {ALPHA:.0%}, no multiplicity correction. beta = (L - 2) / width.",
     ]
-    for metric in ("test_accuracy", "test_loss"):
-        sections += [
-            "",
-            f"## Main grid ({MAIN_STEPS} steps): best depth by {metric}",
-            "",
-            markdown(best_table(main_grid, metric)),
-        ]
-    for metric in ("test_accuracy", "test_loss"):
-        sections += [
-            "",
-            f"## Main grid: {metric} per depth (mean +- 95% CI; * best; "
-            f"(div) some seed diverged)",
-            "",
-            markdown(per_depth_table(main_grid, metric)),
-        ]
+    sections += per_metric(
+        main_grid,
+        [
+            (
+                f"## Main grid ({MAIN_STEPS} steps): best depth by {{metric}}",
+                best_table,
+            ),
+            (
+                "## Main grid: {metric} per depth (mean +- 95% CI; * best; "
+                "(div) some seed diverged)",
+                per_depth_table,
+            ),
+        ],
+    )
     sections += [
-        "",
-        f"## Budget: best depth when training stops at a given step "
-        f"(width 16, sigma_w = {SIGMA_W_CRITICAL}, {LONG_STEPS}-step runs)",
-        "",
-        markdown(budget_table(long, "test_accuracy")),
-        "",
-        markdown(budget_table(long, "test_loss")),
-        "",
-        f"## Budget: the {LONG_STEPS}-step runs, best depth at the end",
-        "",
-        markdown(best_table(long, "test_accuracy")),
-        "",
-        "## Trainability over sigma_w (digits, width 16, 2000 steps)",
-        "",
-        markdown(trainability_table(heat)),
-        "",
-        f"## Gradient at initialization and trainability ({MAIN_STEPS} steps, "
-        f"every config)",
-        "",
-        markdown(gradient_table(health)),
-        "",
-        "## Compute: the sweeps (wall time on this machine, as MLflow recorded it)",
-        "",
-        markdown(sweeps),
-        "",
-        f"Total wall time of the finished sweeps: "
-        f"{finished['wall seconds'].sum() / 60:.1f} min.",
-        "",
-        "## Figures",
-        "",
-        *captions,
+        *section(
+            f"## Budget: best depth when training stops at a given step "
+            f"(width 16, sigma_w = {SIGMA_W_CRITICAL}, {LONG_STEPS}-step runs)",
+            markdown(budget_table(long, "test_accuracy")),
+            markdown(budget_table(long, "test_loss")),
+        ),
+        *section(
+            f"## Budget: the {LONG_STEPS}-step runs, best depth at the end",
+            markdown(best_table(long, "test_accuracy")),
+        ),
+        *section(
+            "## Trainability over sigma_w (digits, width 16, 2000 steps)",
+            markdown(trainability_table(heat)),
+        ),
+        *section(
+            f"## Gradient at initialization and trainability ({MAIN_STEPS} steps, "
+            f"every config)",
+            markdown(gradient_table(health)),
+        ),
+        *section(
+            "## Compute: the sweeps (wall time on this machine, as MLflow recorded it)",
+            markdown(sweeps),
+            f"Total wall time of the finished sweeps: "
+            f"{finished['wall seconds'].sum() / 60:.1f} min.",
+        ),
     ]
-    (args.out / "results.md").write_text("\n".join(sections) + "\n")
-    print(f"analyze.py: wrote {args.out / 'results.md'} and {figures}/*.png")
+    write_results(args.out, sections, captions)
 
 
 if __name__ == "__main__":

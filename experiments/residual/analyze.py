@@ -485,80 +485,62 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"L: Welch two-sided t-test against the best at {ALPHA:.0%}, no "
         "multiplicity correction.",
     ]
-    for metric in ("test_accuracy", "test_loss"):
-        sections += [
-            "",
-            f"### {MAIN_STEPS} steps: best depth by {metric}",
-            "",
-            markdown(best_table(main_grid, metric)),
-        ]
-    for metric in ("test_accuracy", "test_loss"):
-        sections += [
-            "",
-            f"### {MAIN_STEPS} steps: the best MLP against the best resnet ({metric})",
-            "",
-            markdown(versus_table(main_grid, metric)),
-        ]
-    sections += [
-        "",
+    sections += optimal.per_metric(
+        main_grid,
+        [
+            (f"### {MAIN_STEPS} steps: best depth by {{metric}}", best_table),
+            (
+                f"### {MAIN_STEPS} steps: the best MLP against the best resnet "
+                "({metric})",
+                versus_table,
+            ),
+        ],
+        markdown,
+    )
+    sections += optimal.section(
         f"### {MAIN_STEPS} steps: the deepest against the shallowest depth",
-        "",
         markdown(deep_end_table(main_grid)),
-    ]
-    for metric in ("test_accuracy", "test_loss"):
-        sections += [
-            "",
-            f"### {MAIN_STEPS} steps: {metric} per depth (mean +- 95% CI; * best)",
-            "",
-            markdown(optimal.per_depth_table(main_grid, metric)),
-        ]
-    sections += [
-        "",
+    )
+    sections += optimal.per_metric(
+        main_grid,
+        [
+            (
+                f"### {MAIN_STEPS} steps: {{metric}} per depth "
+                "(mean +- 95% CI; * best)",
+                optimal.per_depth_table,
+            )
+        ],
+        markdown,
+    )
+    sections += optimal.section(
         f"### Budget: best depth when training stops at a step "
         f"({MAIN_STEPS}-step runs)",
-        "",
         markdown(optimal.budget_table(main_grid, "test_accuracy", BUDGETS, by=CONFIGS)),
-    ]
+    )
     if long is not None:
         optimal.save(
             ("training_best_depth_vs_step_long",
              *optimal_depth_vs_step_figure(long)[1:]),
             figures, captions,
         )  # fmt: skip
-        sections += [
-            "",
+        sections += optimal.section(
             f"### Budget: the {LONG_STEPS}-step runs (digits), best depth per step",
-            "",
             markdown(optimal.budget_table(long, "test_accuracy", BUDGETS, by=CONFIGS)),
-            "",
             markdown(best_table(long, "test_accuracy")),
-            "",
             markdown(best_table(long, "test_loss")),
-            "",
             markdown(optimal.per_depth_table(long, "test_accuracy")),
-            "",
             markdown(versus_table(long, "test_accuracy")),
-            "",
             markdown(versus_table(long, "test_loss")),
-        ]
+        )
     sections += ["", "## Compute (wall time of each sweep, as MLflow recorded it)"]
     for part, table in (("a, probe", probe_sweeps), ("b, training", sweeps)):
         finished = table[table["status"] == "FINISHED"]
-        sections += [
-            "",
+        sections += optimal.section(
             f"Part {part}: {finished['wall seconds'].sum() / 60:.1f} min in "
             f"{len(finished)} finished sweeps.",
-            "",
             markdown(table),
-        ]
-    sections += [
-        "",
-        "## Figures",
-        "",
-        *captions,
-    ]
-    (args.out / "results.md").write_text("\n".join(sections) + "\n")
-    print(f"analyze.py: wrote {args.out / 'results.md'} and {figures}/*.png")
+        )
+    optimal.write_results(args.out, sections, captions)
 
 
 def markdown(frame: pd.DataFrame) -> str:
