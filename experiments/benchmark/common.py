@@ -140,6 +140,13 @@ def _version(module: str) -> str | None:
         return None
 
 
+def _git(*args: str) -> str:
+    """What ``git ARGS`` prints (stripped), run in the current folder."""
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, timeout=5
+    ).stdout.strip()
+
+
 def machine_info() -> dict[str, Any]:
     """CPU, cores, load, BLAS configuration (threadpoolctl) and versions."""
     import numpy as np
@@ -167,19 +174,8 @@ def machine_info() -> dict[str, Any]:
         for p in threadpool_info()
     ]
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        if dirty:
+        commit = _git("rev-parse", "--short", "HEAD")
+        if _git("status", "--porcelain", "--untracked-files=no"):
             commit += " + uncommitted changes"
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"
