@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,28 @@ def compare(
         name: Timing(statistics.median(values), values)
         for name, values in samples.items()
     }
+
+
+def timed(
+    name: str,
+    fn: Callable[..., Any],
+    seconds: MutableMapping[str, float],
+    calls: MutableMapping[str, int],
+    clock: Callable[[], float] = time.perf_counter,
+) -> Callable[..., Any]:
+    """``fn``, with the ``clock`` time of each call added to ``seconds[name]`` and
+    the call counted in ``calls[name]`` (mappings with a default, e.g.
+    ``collections.defaultdict``)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        tic = clock()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            seconds[name] += clock() - tic
+            calls[name] += 1
+
+    return run
 
 
 def median_time(fn: Callable[[], Any], **kwargs: Any) -> float:
