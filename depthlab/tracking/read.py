@@ -42,8 +42,27 @@ class Sweep:
     """Each tidy table, concatenated over the FINISHED child runs (with run_id)."""
 
 
-def latest_sweep_id(uri: str, experiment: str) -> str:
-    """The id of the most recent parent (sweep) run of an experiment."""
+def sweep_runs(
+    uri: str, experiment: str, *, newest_first: bool = False, max_results: int = 1000
+) -> list[Any]:
+    """The parent (sweep) runs of an experiment, oldest first (or newest first).
+
+    Parameters
+    ----------
+    uri : str
+        Tracking URI.
+    experiment : str
+        The MLflow experiment's name.
+    newest_first : bool
+        Order by start time, the newest first (default: the oldest first).
+    max_results : int
+        At most this many runs (the first in that order).
+
+    Raises
+    ------
+    TrackingError
+        If the store has no such experiment, or the experiment no sweep run.
+    """
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -51,12 +70,17 @@ def latest_sweep_id(uri: str, experiment: str) -> str:
     runs = client.search_runs(
         [exp.experiment_id],
         filter_string=f"tags.{KIND_TAG} = 'sweep'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
+        order_by=[f"attributes.start_time {'DESC' if newest_first else 'ASC'}"],
+        max_results=max_results,
     )
     if not runs:
         raise TrackingError(f"experiment {experiment!r} in {uri} has no sweep runs")
-    return runs[0].info.run_id
+    return runs
+
+
+def latest_sweep_id(uri: str, experiment: str) -> str:
+    """The id of the most recent parent (sweep) run of an experiment."""
+    return sweep_runs(uri, experiment, newest_first=True, max_results=1)[0].info.run_id
 
 
 def load_sweep(

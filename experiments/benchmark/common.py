@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,28 @@ def compare(
     }
 
 
+def timed(
+    name: str,
+    fn: Callable[..., Any],
+    seconds: MutableMapping[str, float],
+    calls: MutableMapping[str, int],
+    clock: Callable[[], float] = time.perf_counter,
+) -> Callable[..., Any]:
+    """``fn``, with the ``clock`` time of each call added to ``seconds[name]`` and
+    the call counted in ``calls[name]`` (mappings with a default, e.g.
+    ``collections.defaultdict``)."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        tic = clock()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            seconds[name] += clock() - tic
+            calls[name] += 1
+
+    return run
+
+
 def median_time(fn: Callable[[], Any], **kwargs: Any) -> float:
     """Median seconds per call of one callable (see :func:`compare`)."""
     return compare({"f": fn}, **kwargs)["f"].median
@@ -140,6 +162,13 @@ def _version(module: str) -> str | None:
         return None
 
 
+def _git(*args: str) -> str:
+    """What ``git ARGS`` prints (stripped), run in the current folder."""
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, timeout=5
+    ).stdout.strip()
+
+
 def machine_info() -> dict[str, Any]:
     """CPU, cores, load, BLAS configuration (threadpoolctl) and versions."""
     import numpy as np
@@ -167,19 +196,8 @@ def machine_info() -> dict[str, Any]:
         for p in threadpool_info()
     ]
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        if dirty:
+        commit = _git("rev-parse", "--short", "HEAD")
+        if _git("status", "--porcelain", "--untracked-files=no"):
             commit += " + uncommitted changes"
     except (OSError, subprocess.SubprocessError):
         commit = "unknown"

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import common
 import scale
 from threadpoolctl import threadpool_limits
 
@@ -31,15 +32,7 @@ CALLS: collections.Counter[str] = collections.Counter()
 
 
 def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    def run(*args: Any, **kwargs: Any) -> Any:
-        tic = time.thread_time()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            SECONDS[name] += time.thread_time() - tic
-            CALLS[name] += 1
-
-    return run
+    return common.timed(name, fn, SECONDS, CALLS, clock=time.thread_time)
 
 
 class _TimedLapack:

@@ -241,14 +241,12 @@ def run_job(
 
 
 def _mem_total() -> int:
+    """The machine's physical memory in bytes (``MemTotal`` of /proc/meminfo on
+    Linux), or 8 GiB where it cannot be read."""
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 << 30
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
 
 
 def issue_table(args: Any) -> tuple[str, dict[str, Any]]:

@@ -302,38 +302,42 @@ def levers(quick: bool) -> dict[str, Any]:
 
 def _levers_table(lv: dict[str, Any], n: int) -> str:
     sq = lv["sqlite"]
-    rows = [
-        [
+    levers = [
+        (
             "SQLite in WAL mode, synchronous=NORMAL (done: tracking.py's "
             "`_use_sqlite_wal`; 'now' is SQLite's default journal)",
             "fresh store",
-            fmt_seconds(sq["stock"]["create"]),
-            fmt_seconds(sq["wal"]["create"]),
-            f"{sq['stock']['create'] - sq['wal']['create']:.1f} s",
-        ],
-        [
+            sq["stock"]["create"],
+            sq["wal"]["create"],
+            1,
+        ),
+        (
             "(same)",
             "one job's run (L=26)",
-            fmt_seconds(sq["stock"]["per_run"]),
-            fmt_seconds(sq["wal"]["per_run"]),
-            f"{n * (sq['stock']['per_run'] - sq['wal']['per_run']):.1f} s",
-        ],
-        [
+            sq["stock"]["per_run"],
+            sq["wal"]["per_run"],
+            n,
+        ),
+        (
             "job configs composed once per structure and derived for the other "
             "jobs (done: `depthlab.sweep.compose`; 'now' is Hydra composing each job)",
             "one job's config",
-            fmt_seconds(lv["compose"]["compose"]),
-            fmt_seconds(lv["compose"]["update"]),
-            f"{n * (lv['compose']['compose'] - lv['compose']['update']):.1f} s",
-        ],
-        [
+            lv["compose"]["compose"],
+            lv["compose"]["update"],
+            n,
+        ),
+        (
             "config columns built with each table, not 55 `DataFrame.insert` "
             "calls (probe.py `run_probe`)",
             f"one job, L={lv['depth']}",
-            fmt_seconds(lv["config_columns"]["insert"]),
-            fmt_seconds(lv["config_columns"]["construct"]),
-            f"{n * (lv['config_columns']['insert'] - lv['config_columns']['construct']):.1f} s",  # noqa: E501
-        ],
+            lv["config_columns"]["insert"],
+            lv["config_columns"]["construct"],
+            n,
+        ),
+    ]
+    rows = [
+        [change, on, fmt_seconds(now), fmt_seconds(new), f"{k * (now - new):.1f} s"]
+        for change, on, now, new, k in levers
     ]
     return markdown_table(
         ["change", "measured on", "now", "with the change", f"saved per {n}-job sweep"],
@@ -536,6 +540,23 @@ def _fit(xs: Sequence[float], ys: Sequence[float]) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
+def _spec_network(spec: Any, rng: np.random.Generator) -> Any:
+    """The stack of a probe spec's ``networks`` MLPs, drawn by
+    :func:`depthlab.network.init_network` from ``rng``."""
+    from depthlab.network import init_network
+
+    return init_network(
+        spec.widths,
+        activation=spec.activation,
+        init=spec.init,
+        sigma_w=spec.sigma_w,
+        sigma_b=spec.sigma_b,
+        rng=rng,
+        num_networks=spec.networks,
+        dtype=spec.dtype,
+    )
+
+
 def scaling(args: Any) -> tuple[str, dict[str, Any]]:
     """How run_probe's cost grows with depth, width, networks and inputs."""
     import dataclasses
@@ -543,7 +564,6 @@ def scaling(args: Any) -> tuple[str, dict[str, Any]]:
     import depthlab.sweep.app as app
     from depthlab.gradient import backprop_log10_norms
     from depthlab.jobs import probe as probe_mod
-    from depthlab.network import init_network
 
     base = app._probe_spec(_default_job(16))
     axes = {
@@ -560,16 +580,7 @@ def scaling(args: Any) -> tuple[str, dict[str, Any]]:
                 kw["input_dim"] = v
             spec = dataclasses.replace(base, **kw)
             rng = np.random.default_rng(0)
-            net = init_network(
-                spec.widths,
-                activation=spec.activation,
-                init=spec.init,
-                sigma_w=spec.sigma_w,
-                sigma_b=spec.sigma_b,
-                rng=rng,
-                num_networks=spec.networks,
-                dtype=spec.dtype,
-            )
+            net = _spec_network(spec, rng)
             X = probe_mod.sample_inputs(
                 spec.input_distribution,
                 (spec.networks, spec.inputs, spec.input_dim),
@@ -577,15 +588,8 @@ def scaling(args: Any) -> tuple[str, dict[str, Any]]:
             ).astype(net.dtype)
             cases = {
                 "run_probe": lambda spec=spec: probe_mod.run_probe(spec),
-                "init_network": lambda spec=spec: init_network(
-                    spec.widths,
-                    activation=spec.activation,
-                    init=spec.init,
-                    sigma_w=spec.sigma_w,
-                    sigma_b=spec.sigma_b,
-                    rng=np.random.default_rng(0),
-                    num_networks=spec.networks,
-                    dtype=spec.dtype,
+                "init_network": lambda spec=spec: _spec_network(
+                    spec, np.random.default_rng(0)
                 ),
                 "backprop_log10_norms": lambda net=net, X=X: backprop_log10_norms(
                     net, X

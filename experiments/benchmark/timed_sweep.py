@@ -41,6 +41,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import common
+
 START = time.perf_counter()
 spent: dict[str, float] = defaultdict(float)
 calls: dict[str, int] = defaultdict(int)
@@ -49,16 +51,7 @@ mlflow_calls: dict[str, float] = defaultdict(float)
 
 def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` with its time added to ``spent[name]``."""
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        tic = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            spent[name] += time.perf_counter() - tic
-            calls[name] += 1
-
-    return wrapper
+    return common.timed(name, fn, spent, calls)
 
 
 def main() -> None:

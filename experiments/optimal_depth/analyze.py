@@ -16,7 +16,7 @@ import argparse
 import io
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from depthlab.report.training import (
     summary_table,
     trainability_heatmap,
 )
+from depthlab.tracking.read import sweep_runs
 
 HERE = Path(__file__).resolve().parent
 EXPERIMENT = "optimal_depth"
@@ -51,6 +52,8 @@ BUDGETS = (200, 500, 1000, 2000, 4000, 8000)
 XI_MULTIPLES = (6.0, 3.0)
 """6 xi_c: Schoenholz et al.'s trainability limit; 3 xi_c: for comparison with
 the measured L_half (trainability_table), drawn after looking at the data."""
+METRICS = ("test_accuracy", "test_loss")
+"""The metrics of the per-metric tables."""
 MAX_PNG_BYTES = 100_000
 DPI = 90
 
@@ -60,48 +63,41 @@ DPI = 90
 
 
 def load_study(
-    uri: str, experiment: str = EXPERIMENT
+    uri: str,
+    experiment: str = EXPERIMENT,
+    tables: Sequence[str] = ("final", "curves"),
 ) -> tuple[tracking.Sweep, pd.DataFrame]:
     """Every sweep of an experiment as one Sweep, and a table of the sweeps.
 
     Runs reused by several sweeps, or re-run with ``force=true``, are counted
-    once (the latest run of a config). The table has one row per sweep (parent
-    run): its overrides, jobs, jobs skipped (already FINISHED) and wall seconds.
+    once (the latest run of a config), and so are their rows of ``tables``
+    (the tables read, :func:`depthlab.tracking.load_sweep`). The table of the
+    sweeps has one row per sweep (parent run): its overrides, jobs, jobs skipped
+    (already FINISHED) and wall seconds.
     """
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise SystemExit(f"analyze.py: no experiment {experiment!r} in {uri}")
-    parents = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{tracking.KIND_TAG}` = 'sweep'",
-        order_by=["attributes.start_time ASC"],
-        max_results=1000,
-    )
-    if not parents:
-        raise SystemExit(f"analyze.py: experiment {experiment!r} has no sweeps")
-    sweeps = [
-        tracking.load_sweep(uri, p.info.run_id, tables=("final", "curves"))
-        for p in parents
-    ]
+    try:
+        parents = sweep_runs(uri, experiment)
+    except tracking.TrackingError as err:
+        raise SystemExit(f"analyze.py: {err}") from None
+    sweeps = [tracking.load_sweep(uri, p.info.run_id, tables=tables) for p in parents]
     runs = pd.concat([s.runs for s in sweeps], ignore_index=True)
     runs = runs[runs["status"] == "FINISHED"].drop_duplicates("run_id", keep="last")
     params = [c for c in runs.columns if c.startswith("params.")]
     runs = runs.drop_duplicates(params, keep="last")
     keep = set(runs["run_id"])
-    tables = {}
-    for name in ("final", "curves"):
+    read = {}
+    for name in tables:
         parts = [s.tables[name] for s in sweeps if name in s.tables]
         table = pd.concat(parts, ignore_index=True)
-        key = ["run_id", "net"] + (["step"] if name == "curves" else [])
-        tables[name] = table[table["run_id"].isin(keep)].drop_duplicates(key)
+        # A reused run is in the tables of every sweep that reused it: the
+        # rows of each run carry their own keys (net, step, layer, ...), so a
+        # row equal to an earlier one is that run read again.
+        read[name] = table[table["run_id"].isin(keep)].drop_duplicates()
     sweep = tracking.Sweep(
         parent_run_id=",".join(p.info.run_id for p in parents),
         parent_name=f"{experiment}: {len(parents)} sweeps",
         runs=runs.reset_index(drop=True),
-        tables=tables,
+        tables=read,
     )
     table = pd.DataFrame(
         {
@@ -168,6 +164,36 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
+def section(heading: str, *blocks: str) -> list[str]:
+    """Lines of ``results.md``: a blank line and ``heading``, then each block (a
+    table or a paragraph) after a blank line."""
+    return ["", heading, *(line for block in blocks for line in ("", block))]
+
+
+def per_metric(
+    data: TrainingData,
+    tables: Sequence[tuple[str, Callable[[TrainingData, str], pd.DataFrame]]],
+    render: Callable[[pd.DataFrame], str] = markdown,
+) -> list[str]:
+    """For each ``(heading, table)``, one :func:`section` per metric of METRICS:
+    ``heading`` with the metric for ``{metric}``, and ``render(table(data,
+    metric))``."""
+    return [
+        line
+        for heading, table in tables
+        for metric in METRICS
+        for line in section(heading.format(metric=metric), render(table(data, metric)))
+    ]
+
+
+def write_results(out: Path, lines: list[str], captions: list[str]) -> None:
+    """Write ``out/results.md``: ``lines``, then the section of the figures'
+    captions."""
+    lines = [*lines, "", "## Figures", "", *captions]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print(f"analyze.py: wrote {out / 'results.md'} and {out / 'figures'}/*.png")
+
+
 def ci_text(mean: float, low: float, high: float) -> str:
     """``0.965 +- 0.008``: the mean and the half-width of its 95% CI."""
     if not math.isfinite(mean):
@@ -231,19 +257,28 @@ def per_depth_table(data: TrainingData, metric: str) -> pd.DataFrame:
     return wide.reset_index().rename(columns={"depth": "L"})
 
 
-def budget_table(data: TrainingData, metric: str) -> pd.DataFrame:
-    """The best depth of the long runs when training stops at each budget."""
+def budget_table(
+    data: TrainingData,
+    metric: str,
+    budgets: Sequence[int] = BUDGETS,
+    by: Sequence[str] = ("dataset",),
+) -> pd.DataFrame:
+    """The best depth when training stops at each budget (of the long runs here).
+
+    One row per budget and group: ``by`` are the columns of ``data``'s
+    :func:`best_depth_by_step` that name a group, e.g. ``("dataset", "config")``.
+    """
     by_step = best_depth_by_step(data, metric)
-    by_step = by_step[by_step["step"].isin(BUDGETS)]
+    by_step = by_step[by_step["step"].isin(budgets)]
     return pd.DataFrame(
         {
-            "dataset": by_step["dataset"],
+            **{key: by_step[key] for key in by},
             "steps": by_step["step"],
             "best L": by_step["best_depth"],
             f"{metric} at best (mean +- 95% CI)": ci_cells(by_step),
             "indistinguishable L": by_step["indistinguishable"],
         }
-    ).sort_values(["dataset", "steps"])
+    ).sort_values([*by, "steps"])
 
 
 def trainability_table(data: TrainingData) -> pd.DataFrame:
@@ -379,56 +414,48 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"diverged seed; indistinguishable L: Welch two-sided t-test vs the best "
         f"at {ALPHA:.0%}, no multiplicity correction. beta = (L - 2) / width.",
     ]
-    for metric in ("test_accuracy", "test_loss"):
-        sections += [
-            "",
-            f"## Main grid ({MAIN_STEPS} steps): best depth by {metric}",
-            "",
-            markdown(best_table(main_grid, metric)),
-        ]
-    for metric in ("test_accuracy", "test_loss"):
-        sections += [
-            "",
-            f"## Main grid: {metric} per depth (mean +- 95% CI; * best; "
-            f"(div) some seed diverged)",
-            "",
-            markdown(per_depth_table(main_grid, metric)),
-        ]
+    sections += per_metric(
+        main_grid,
+        [
+            (
+                f"## Main grid ({MAIN_STEPS} steps): best depth by {{metric}}",
+                best_table,
+            ),
+            (
+                "## Main grid: {metric} per depth (mean +- 95% CI; * best; "
+                "(div) some seed diverged)",
+                per_depth_table,
+            ),
+        ],
+    )
     sections += [
-        "",
-        f"## Budget: best depth when training stops at a given step "
-        f"(width 16, sigma_w = {SIGMA_W_CRITICAL}, {LONG_STEPS}-step runs)",
-        "",
-        markdown(budget_table(long, "test_accuracy")),
-        "",
-        markdown(budget_table(long, "test_loss")),
-        "",
-        f"## Budget: the {LONG_STEPS}-step runs, best depth at the end",
-        "",
-        markdown(best_table(long, "test_accuracy")),
-        "",
-        "## Trainability over sigma_w (digits, width 16, 2000 steps)",
-        "",
-        markdown(trainability_table(heat)),
-        "",
-        f"## Gradient at initialization and trainability ({MAIN_STEPS} steps, "
-        f"every config)",
-        "",
-        markdown(gradient_table(health)),
-        "",
-        "## Compute: the sweeps (wall time on this machine, as MLflow recorded it)",
-        "",
-        markdown(sweeps),
-        "",
-        f"Total wall time of the finished sweeps: "
-        f"{finished['wall seconds'].sum() / 60:.1f} min.",
-        "",
-        "## Figures",
-        "",
-        *captions,
+        *section(
+            f"## Budget: best depth when training stops at a given step "
+            f"(width 16, sigma_w = {SIGMA_W_CRITICAL}, {LONG_STEPS}-step runs)",
+            markdown(budget_table(long, "test_accuracy")),
+            markdown(budget_table(long, "test_loss")),
+        ),
+        *section(
+            f"## Budget: the {LONG_STEPS}-step runs, best depth at the end",
+            markdown(best_table(long, "test_accuracy")),
+        ),
+        *section(
+            "## Trainability over sigma_w (digits, width 16, 2000 steps)",
+            markdown(trainability_table(heat)),
+        ),
+        *section(
+            f"## Gradient at initialization and trainability ({MAIN_STEPS} steps, "
+            f"every config)",
+            markdown(gradient_table(health)),
+        ),
+        *section(
+            "## Compute: the sweeps (wall time on this machine, as MLflow recorded it)",
+            markdown(sweeps),
+            f"Total wall time of the finished sweeps: "
+            f"{finished['wall seconds'].sum() / 60:.1f} min.",
+        ),
     ]
-    (args.out / "results.md").write_text("\n".join(sections) + "\n")
-    print(f"analyze.py: wrote {args.out / 'results.md'} and {figures}/*.png")
+    write_results(args.out, sections, captions)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ import pandas as pd
 from depthlab import tracking
 from depthlab.report.data import architecture_label
 from depthlab.report.plotting import style as plot_style
-from depthlab.report.stats import ALPHA, best_depth_by_step, depth_statistics
+from depthlab.report.stats import ALPHA, depth_statistics
 from depthlab.report.training import (
     TrainingData,
     depth_figure,
@@ -62,6 +63,8 @@ MAIN_STEPS = 1000
 LONG_STEPS = 3000
 BUDGETS = (100, 200, 500, 1000, 2000, 3000)
 """Budgets (steps) at which the best depth is read off the learning curves."""
+CONFIGS = ("dataset", "config")
+"""A training config of part b: a dataset and an architecture."""
 TABLE_DEPTHS = (10, 100, 1000)
 """Depths of the probe's summary table."""
 VARIANTS = (
@@ -83,29 +86,12 @@ COLORS = {"mlp": "#0072B2", "resnet a=1": "#E69F00", "resnet a=1/sqrt": "#009E73
 
 def load_probe(
     uri: str, experiment: str = PROBE_EXPERIMENT
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Every FINISHED probe run of ``experiment`` (one row each, latest of a
-    config) and its ``per_layer`` and ``theory`` tables."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise SystemExit(f"analyze.py: no experiment {experiment!r} in {uri}")
-    parents = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{tracking.KIND_TAG}` = 'sweep'",
-        order_by=["attributes.start_time ASC"],
-        max_results=1000,
-    )
-    sweeps = [
-        tracking.load_sweep(uri, p.info.run_id, tables=("per_layer", "theory"))
-        for p in parents
-    ]
-    runs = pd.concat([s.runs for s in sweeps], ignore_index=True)
-    runs = runs[runs["status"] == "FINISHED"].drop_duplicates("run_id", keep="last")
-    params = [c for c in runs.columns if c.startswith("params.")]
-    runs = runs.drop_duplicates(params, keep="last").copy()
+    config), its ``per_layer`` and ``theory`` tables, and a table of the sweeps
+    (:func:`optimal_depth's load_study <optimal.load_study>`)."""
+    study, sweeps = optimal.load_study(uri, experiment, tables=("per_layer", "theory"))
+    runs = study.runs.copy()
     runs["depth"] = runs["params.depth"].astype(int)
     runs["activation"] = runs["params.activation"]
     runs["variant"] = [
@@ -118,22 +104,29 @@ def load_probe(
             strict=True,
         )
     ]
-    keep = set(runs["run_id"])
-    tables = {}
-    for name in ("per_layer", "theory"):
-        parts = [s.tables[name] for s in sweeps if name in s.tables]
-        table = pd.concat(parts, ignore_index=True)
-        tables[name] = table[table["run_id"].isin(keep)]
-    sweep_table = pd.DataFrame(
-        {
-            "sweep": [p.info.run_name for p in parents],
-            "overrides": [p.data.params.get("overrides", "") for p in parents],
-            "status": [p.info.status for p in parents],
-            "jobs": [p.data.metrics.get("jobs", math.nan) for p in parents],
-            "wall seconds": [p.data.metrics.get("seconds", math.nan) for p in parents],
-        }
-    )
-    return runs.sort_values(["activation", "variant", "depth"]), tables, sweep_table
+    runs = runs.sort_values(["activation", "variant", "depth"])
+    return runs, study.tables, sweeps.drop(columns="skipped")
+
+
+def _lines(
+    runs: pd.DataFrame, activations: Sequence[str]
+) -> Iterator[tuple[int, str, pd.DataFrame, dict]]:
+    """A figure's lines: for the j-th activation, each variant of VARIANTS that
+    has runs, ``(j, variant, its runs by depth, its plot style)``."""
+    for j, act in enumerate(activations):
+        sub = runs[runs["activation"] == act]
+        for variant in VARIANTS:
+            line = sub[sub["variant"] == variant].sort_values("depth")
+            if not line.empty:
+                yield j, variant, line, _style(variant)
+
+
+def _legend_below(fig: Any, ax: Any, bottom: float) -> None:
+    """The legend of ``ax``'s lines below the panels, which fill the figure above
+    ``bottom`` (a fraction of its height)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
 
 
 def _style(variant: str) -> dict:
@@ -162,23 +155,18 @@ def gradient_figure(runs: pd.DataFrame):
     with plot_style():
         fig = Figure(figsize=(4.8 * len(activations), 6.8))
         axes = fig.subplots(2, len(activations), sharex=True, squeeze=False)
+        for j, variant, line, style in _lines(runs, activations):
+            fill = "none" if "LN" in variant else style["color"]
+            for row, ax in enumerate(axes[:, j]):
+                ax.plot(line["depth"], line["theory_grad_log10_rms"], lw=1.2,
+                        alpha=0.8, label=variant if row else None,
+                        **style)  # fmt: skip
+                ax.plot(line["depth"], line["grad_log10_rms"], marker="o",
+                        ms=4, lw=0, color=style["color"], mfc=fill)  # fmt: skip
+            axes[1][j].plot(line["depth"], line["grad_log10_norm_median"],
+                            marker="x", ms=3, lw=0.6, ls=":",
+                            color=style["color"])  # fmt: skip
         for j, act in enumerate(activations):
-            sub = runs[runs["activation"] == act]
-            for variant in VARIANTS:
-                line = sub[sub["variant"] == variant].sort_values("depth")
-                if line.empty:
-                    continue
-                style = _style(variant)
-                fill = "none" if "LN" in variant else style["color"]
-                for row, ax in enumerate(axes[:, j]):
-                    ax.plot(line["depth"], line["theory_grad_log10_rms"], lw=1.2,
-                            alpha=0.8, label=variant if row else None,
-                            **style)  # fmt: skip
-                    ax.plot(line["depth"], line["grad_log10_rms"], marker="o",
-                            ms=4, lw=0, color=style["color"], mfc=fill)  # fmt: skip
-                axes[1][j].plot(line["depth"], line["grad_log10_norm_median"],
-                                marker="x", ms=3, lw=0.6, ls=":",
-                                color=style["color"])  # fmt: skip
             axes[0][j].set_title(f"{act}: rms (markers) and theory (lines)")
             axes[1][j].set_title(f"{act}: zoom; x: the median")
             axes[1][j].set_ylim(*ZOOM)
@@ -188,9 +176,7 @@ def gradient_figure(runs: pd.DataFrame):
             axes[1][j].set_xlabel("depth L (layers, input included)")
         for ax in axes[:, 0]:
             ax.set_ylabel("log10 ||grad a^[L](x)||")
-        handles, labels = axes[1][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
-        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        _legend_below(fig, axes[1][0], 0.08)
     caption = (
         "Gradient norm at initialization against depth (width 128, 16 networks x "
         "4 inputs per depth, linear readout). Markers: the measured "
@@ -213,25 +199,20 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
     with plot_style():
         fig = Figure(figsize=(4.6 * len(activations), 6.4))
         axes = fig.subplots(2, len(activations), squeeze=False)
+        for j, variant, line, style in _lines(runs, activations):
+            axes[0][j].plot(line["depth"], line["jac_log10_sv_std_last_hidden"],
+                            marker="o", ms=3, label=variant, **style)  # fmt: skip
+            run = last[
+                (last["activation"] == activations[j]) & (last["variant"] == variant)
+            ]
+            rows = per_layer[per_layer["run_id"].isin(run["run_id"])]
+            rows = rows.dropna(subset=["sv_median_median"]).sort_values("layer")
+            rows = rows[rows["layer"] < rows["layer"].max()]  # hidden layers
+            rows = rows.iloc[:: max(1, len(rows) // LAYER_POINTS)]
+            ax = axes[1][j]
+            ax.plot(rows["layer"], rows["sv_median_median"], lw=1.0, **style)
+            ax.plot(rows["layer"], rows["sv_max_median"], lw=0.6, alpha=0.6, **style)
         for j, act in enumerate(activations):
-            sub = runs[runs["activation"] == act]
-            for variant in VARIANTS:
-                line = sub[sub["variant"] == variant].sort_values("depth")
-                if line.empty:
-                    continue
-                style = _style(variant)
-                axes[0][j].plot(line["depth"], line["jac_log10_sv_std_last_hidden"],
-                                marker="o", ms=3, label=variant, **style)  # fmt: skip
-                run = last[(last["activation"] == act) & (last["variant"] == variant)]
-                rows = per_layer[per_layer["run_id"].isin(run["run_id"])]
-                rows = rows.dropna(subset=["sv_median_median"]).sort_values("layer")
-                rows = rows[rows["layer"] < rows["layer"].max()]  # hidden layers
-                rows = rows.iloc[:: max(1, len(rows) // LAYER_POINTS)]
-                ax = axes[1][j]
-                ax.plot(rows["layer"], rows["sv_median_median"], lw=1.0, **style)
-                ax.plot(
-                    rows["layer"], rows["sv_max_median"], lw=0.6, alpha=0.6, **style
-                )
             axes[0][j].set_xscale("log")
             axes[0][j].set_yscale("log")
             axes[0][j].set_xlabel("depth L")
@@ -245,9 +226,7 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
             axes[1][j].set_title(f"{act}: median and largest singular value of J^[l]")
         axes[0][0].set_ylabel("std of log10 singular values")
         axes[1][0].set_ylabel("singular value")
-        handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
-        fig.tight_layout(rect=(0, 0.07, 1, 1))
+        _legend_below(fig, axes[0][0], 0.07)
     caption = (
         "Top: the standard deviation of log10 sigma_i(J^(L-1)) (J^(l) = d a^[l] / "
         "dx, min(n_l, n_1) = 32 singular values; one (network, input) pair per "
@@ -263,19 +242,42 @@ def spectra_figure(runs: pd.DataFrame, per_layer: pd.DataFrame):
     return "jacobian_spectra", fig, caption
 
 
+def _variant_table(
+    runs: pd.DataFrame,
+    rows: Callable[[pd.DataFrame], list[dict]],
+    then: Sequence[str] = (),
+) -> pd.DataFrame:
+    """``rows(line)`` of each (activation, variant)'s runs, after the columns
+    ``activation`` and ``architecture``; sorted by those (variants in the order of
+    VARIANTS), then by the columns ``then``."""
+    table = pd.DataFrame(
+        [
+            {"activation": act, "architecture": variant, **row}
+            for (act, variant), line in runs.groupby(
+                ["activation", "variant"], sort=False
+            )
+            for row in rows(line)
+        ]
+    )
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    return table.sort_values(
+        ["activation", "architecture", *then],
+        key=lambda c: c.map(order) if c.name == "architecture" else c,
+    )
+
+
 def probe_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Measured against predicted gradient norms, and the spread of J^(L-1)."""
-    rows = []
-    for (act, variant), line in runs.groupby(["activation", "variant"], sort=False):
+
+    def rows(line: pd.DataFrame) -> list[dict]:
         line = line.set_index("depth")
+        out = []
         for depth in TABLE_DEPTHS:
             if depth not in line.index:
                 continue
             r = line.loc[depth]
-            rows.append(
+            out.append(
                 {
-                    "activation": act,
-                    "architecture": variant,
                     "L": depth,
                     "alpha": r.get("alpha", math.nan),
                     "log10 rms measured": r["grad_log10_rms"],
@@ -290,62 +292,49 @@ def probe_table(runs: pd.DataFrame) -> pd.DataFrame:
                     "std log10 sv J^(L-1)": r["jac_log10_sv_std_last_hidden"],
                 }
             )
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    table = pd.DataFrame(rows)
-    return table.sort_values(
-        ["activation", "architecture", "L"],
-        key=lambda c: c.map(order) if c.name == "architecture" else c,
-    )
+        return out
+
+    return _variant_table(runs, rows, then=["L"])
 
 
 def agreement_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Over every depth: the largest |log10(measured rms / theory rms)|."""
-    rows = []
-    for (act, variant), line in runs.groupby(["activation", "variant"], sort=False):
+
+    def rows(line: pd.DataFrame) -> list[dict]:
         gap = line["grad_log10_rms"] - line["theory_grad_log10_rms"]
         worst = line.loc[gap.abs().idxmax()]
-        rows.append(
+        return [
             {
-                "activation": act,
-                "architecture": variant,
                 "depths": f"{line['depth'].min()}..{line['depth'].max()} ({len(line)})",
                 "max |log10 measured/theory|": float(gap.abs().max()),
                 "at L": int(worst["depth"]),
                 "median |log10 measured/theory|": float(gap.abs().median()),
             }
-        )
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    return pd.DataFrame(rows).sort_values(
-        ["activation", "architecture"],
-        key=lambda c: c.map(order) if c.name == "architecture" else c,
-    )
+        ]
+
+    return _variant_table(runs, rows)
 
 
 def layer_sv_table(runs: pd.DataFrame, per_layer: pd.DataFrame) -> pd.DataFrame:
     """Singular values of J^[l] over the hidden layers of the deepest network:
     the median over layers of each layer's median, largest and smallest."""
-    rows = []
-    for (act, variant), line in runs.groupby(["activation", "variant"], sort=False):
+
+    def rows(line: pd.DataFrame) -> list[dict]:
         run = line[line["depth"] == line["depth"].max()]
         sub = per_layer[per_layer["run_id"].isin(run["run_id"])]
         sub = sub.dropna(subset=["sv_median_median"])
         sub = sub[(sub["layer"] > 2) & (sub["layer"] < sub["layer"].max())]
-        rows.append(
+        return [
             {
-                "activation": act,
-                "architecture": variant,
                 "L": int(run["depth"].iloc[0]),
                 "layers": len(sub),
                 "median sv": float(np.median(sub["sv_median_median"])),
                 "largest sv": float(np.median(sub["sv_max_median"])),
                 "smallest sv": float(np.median(sub["sv_min_median"])),
             }
-        )
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    return pd.DataFrame(rows).sort_values(
-        ["activation", "architecture"],
-        key=lambda c: c.map(order) if c.name == "architecture" else c,
-    )
+        ]
+
+    return _variant_table(runs, rows)
 
 
 # ---------------------------------------------------------------------------
@@ -393,12 +382,7 @@ def best_table(data: TrainingData, metric: str) -> pd.DataFrame:
             "config": table["config"],
             "steps": table["steps"].astype(int),
             "best L": table["best_depth"],
-            f"{metric} at best (mean +- 95% CI)": [
-                optimal.ci_text(m, lo, hi)
-                for m, lo, hi in zip(
-                    table["mean"], table["ci_low"], table["ci_high"], strict=True
-                )
-            ],
+            f"{metric} at best (mean +- 95% CI)": optimal.ci_cells(table),
             "indistinguishable L": table["indistinguishable"],
             "depths": table["depths"],
         }
@@ -435,27 +419,6 @@ def deep_end_table(data: TrainingData, metric: str = "test_accuracy") -> pd.Data
             }
         )
     return pd.DataFrame(rows)
-
-
-def budget_table(data: TrainingData, metric: str) -> pd.DataFrame:
-    """The best depth of every config when training stops at each budget."""
-    by_step = best_depth_by_step(data, metric)
-    by_step = by_step[by_step["step"].isin(BUDGETS)]
-    return pd.DataFrame(
-        {
-            "dataset": by_step["dataset"],
-            "config": by_step["config"],
-            "steps": by_step["step"],
-            "best L": by_step["best_depth"],
-            f"{metric} at best (mean +- 95% CI)": [
-                optimal.ci_text(m, lo, hi)
-                for m, lo, hi in zip(
-                    by_step["mean"], by_step["ci_low"], by_step["ci_high"], strict=True
-                )
-            ],
-            "indistinguishable L": by_step["indistinguishable"],
-        }
-    ).sort_values(["dataset", "config", "steps"])
 
 
 # ---------------------------------------------------------------------------
@@ -522,80 +485,62 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"L: Welch two-sided t-test against the best at {ALPHA:.0%}, no "
         "multiplicity correction.",
     ]
-    for metric in ("test_accuracy", "test_loss"):
-        sections += [
-            "",
-            f"### {MAIN_STEPS} steps: best depth by {metric}",
-            "",
-            markdown(best_table(main_grid, metric)),
-        ]
-    for metric in ("test_accuracy", "test_loss"):
-        sections += [
-            "",
-            f"### {MAIN_STEPS} steps: the best MLP against the best resnet ({metric})",
-            "",
-            markdown(versus_table(main_grid, metric)),
-        ]
-    sections += [
-        "",
+    sections += optimal.per_metric(
+        main_grid,
+        [
+            (f"### {MAIN_STEPS} steps: best depth by {{metric}}", best_table),
+            (
+                f"### {MAIN_STEPS} steps: the best MLP against the best resnet "
+                "({metric})",
+                versus_table,
+            ),
+        ],
+        markdown,
+    )
+    sections += optimal.section(
         f"### {MAIN_STEPS} steps: the deepest against the shallowest depth",
-        "",
         markdown(deep_end_table(main_grid)),
-    ]
-    for metric in ("test_accuracy", "test_loss"):
-        sections += [
-            "",
-            f"### {MAIN_STEPS} steps: {metric} per depth (mean +- 95% CI; * best)",
-            "",
-            markdown(optimal.per_depth_table(main_grid, metric)),
-        ]
-    sections += [
-        "",
+    )
+    sections += optimal.per_metric(
+        main_grid,
+        [
+            (
+                f"### {MAIN_STEPS} steps: {{metric}} per depth "
+                "(mean +- 95% CI; * best)",
+                optimal.per_depth_table,
+            )
+        ],
+        markdown,
+    )
+    sections += optimal.section(
         f"### Budget: best depth when training stops at a step "
         f"({MAIN_STEPS}-step runs)",
-        "",
-        markdown(budget_table(main_grid, "test_accuracy")),
-    ]
+        markdown(optimal.budget_table(main_grid, "test_accuracy", BUDGETS, by=CONFIGS)),
+    )
     if long is not None:
         optimal.save(
             ("training_best_depth_vs_step_long",
              *optimal_depth_vs_step_figure(long)[1:]),
             figures, captions,
         )  # fmt: skip
-        sections += [
-            "",
+        sections += optimal.section(
             f"### Budget: the {LONG_STEPS}-step runs (digits), best depth per step",
-            "",
-            markdown(budget_table(long, "test_accuracy")),
-            "",
+            markdown(optimal.budget_table(long, "test_accuracy", BUDGETS, by=CONFIGS)),
             markdown(best_table(long, "test_accuracy")),
-            "",
             markdown(best_table(long, "test_loss")),
-            "",
             markdown(optimal.per_depth_table(long, "test_accuracy")),
-            "",
             markdown(versus_table(long, "test_accuracy")),
-            "",
             markdown(versus_table(long, "test_loss")),
-        ]
+        )
     sections += ["", "## Compute (wall time of each sweep, as MLflow recorded it)"]
     for part, table in (("a, probe", probe_sweeps), ("b, training", sweeps)):
         finished = table[table["status"] == "FINISHED"]
-        sections += [
-            "",
+        sections += optimal.section(
             f"Part {part}: {finished['wall seconds'].sum() / 60:.1f} min in "
             f"{len(finished)} finished sweeps.",
-            "",
             markdown(table),
-        ]
-    sections += [
-        "",
-        "## Figures",
-        "",
-        *captions,
-    ]
-    (args.out / "results.md").write_text("\n".join(sections) + "\n")
-    print(f"analyze.py: wrote {args.out / 'results.md'} and {figures}/*.png")
+        )
+    optimal.write_results(args.out, sections, captions)
 
 
 def markdown(frame: pd.DataFrame) -> str:
