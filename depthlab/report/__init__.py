@@ -34,13 +34,9 @@ from typing import TYPE_CHECKING, Any
 from depthlab.report.data import ReportData, prepare
 from depthlab.report.figures import FIGURE_NAMES, Drawn, draw_all
 from depthlab.tracking import Sweep
-from depthlab.tracking.read import REPORT_TABLES
+from depthlab.tracking.read import REPORT_TABLES, KnownTables
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    import pandas as pd
-
     from depthlab.report.training_data import TrainingData
 
 __all__ = [
@@ -172,16 +168,14 @@ def build_report_from_mlflow(
     *,
     out_dir: str | os.PathLike[str],
     log_to_parent: bool = False,
-    known_tables: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
+    known_tables: KnownTables | None = None,
 ) -> Path:
     """Load a sweep from MLflow, build its report, optionally log it back.
 
     Parameters
     ----------
-    uri : str
-        Tracking URI.
-    parent_run_id : str
-        The sweep's parent run.
+    uri, parent_run_id : str
+        The tracking URI and the sweep's parent run.
     out_dir : path
         Directory for ``report.html`` and the PNG files.
     log_to_parent : bool, default False

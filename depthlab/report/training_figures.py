@@ -82,6 +82,35 @@ LINESTYLES = ("-", "--", ":")
 MARKERS = ("o", "s", "^")
 
 
+def drawn_configs(
+    data: TrainingData,
+) -> tuple[list[str], dict[str, dict], list[str]]:
+    """What a training figure draws: its configs (thinned to
+    :data:`MAX_CONFIGS`), their line styles, and its datasets (at most four, a
+    panel each)."""
+    configs = thin(data.configs, MAX_CONFIGS)
+    return configs, line_styles(data, configs), list(data.datasets[:4])
+
+
+def dataset_panels(
+    datasets: Sequence[str],
+    *,
+    panel: tuple[float, float],
+    legend_lines: float,
+    **options: Any,
+) -> tuple[Figure, list[Axes]]:
+    """One panel per dataset in a row, with ``legend_lines`` inches below them
+    for the legend (:func:`depthlab.report.plotting.panels`)."""
+    return panels(
+        len(datasets),
+        ncols=len(datasets),
+        panel=panel,
+        legend_width=0.0,
+        extra_height=legend_lines,
+        **options,
+    )
+
+
 def line_styles(data: TrainingData, configs: Sequence[str]) -> dict[str, dict]:
     """Colour, line style and marker of every config, colour-blind safe.
 
@@ -275,9 +304,7 @@ def depth_figure(data: TrainingData) -> TrainingFigure:
         depth = int(data.final["depth"].iloc[0])
         return left_out_figure(name, f"depth was not swept (every run has L = {depth})")
     metrics = ["test_accuracy", "test_loss"] if has_accuracy(data) else ["test_loss"]
-    configs = thin(data.configs, MAX_CONFIGS)
-    datasets = data.datasets[:4]
-    styles = line_styles(data, configs)
+    configs, styles, datasets = drawn_configs(data)
     stats = {
         m: depth_statistics(data.final[data.final["config"].isin(configs)], m)
         for m in metrics
@@ -522,17 +549,13 @@ def optimal_depth_vs_step_figure(
     if by_step.empty:
         return left_out_figure(name, "no depth is eligible at any step (too few seeds)")
     by_step = by_step[by_step["step"].isin(_log_spaced(by_step["step"], MAX_STEPS))]
-    configs = thin(data.configs, MAX_CONFIGS)
-    styles = line_styles(data, configs)
-    datasets = data.datasets[:4]
+    configs, styles, datasets = drawn_configs(data)
     depths = sorted(int(d) for d in data.final["depth"].unique())
     with plot_style():
-        fig, axes = panels(
-            len(datasets),
-            ncols=len(datasets),
+        fig, axes = dataset_panels(
+            datasets,
             panel=(3.6, 2.8),
-            legend_width=0.0,
-            extra_height=0.25 * math.ceil(len(configs) / 3) + 0.1,
+            legend_lines=0.25 * math.ceil(len(configs) / 3) + 0.1,
         )
         for ax, dataset in zip(axes, datasets, strict=True):
             sub = by_step[by_step["dataset"] == dataset]

@@ -10,23 +10,23 @@ from typing import Any
 import numpy as np
 
 from depthlab.report.data import thin
-from depthlab.report.plotting import XI_COLOR, bin_edges, panels
+from depthlab.report.plotting import XI_COLOR, bin_edges
 from depthlab.report.plotting import style as plot_style
 from depthlab.report.stats import depth_statistics
 from depthlab.report.theory_lines import critical_sigma_w, sigma_w_ratio, xi_c_curve
 from depthlab.report.training_data import TrainingData, config_label
 from depthlab.report.training_figures import (
-    MAX_CONFIGS,
     TrainingFigure,
     config_lines,
+    dataset_panels,
     depth_ticks,
+    drawn_configs,
     fixed_note,
     has_accuracy,
     left_out_figure,
     legend_below,
     legend_title,
     line_handle,
-    line_styles,
     need_data,
     panel_grid,
     thinned_note,
@@ -230,16 +230,12 @@ def gradient_health_figure(data: TrainingData) -> TrainingFigure:
     def size(depth: float) -> float:
         return 3.0 + 6.0 * math.log2(depth / depths[0]) / span
 
-    configs = thin(data.configs, MAX_CONFIGS)
-    styles = line_styles(data, configs)
-    datasets = data.datasets[:4]
+    configs, styles, datasets = drawn_configs(data)
     with plot_style():
-        fig, axes = panels(
-            len(datasets),
-            ncols=len(datasets),
+        fig, axes = dataset_panels(
+            datasets,
             panel=(3.6, 2.9),
-            legend_width=0.0,
-            extra_height=0.3 * math.ceil(len(configs) / 2) + 0.3,
+            legend_lines=0.3 * math.ceil(len(configs) / 2) + 0.3,
             sharey=False,
         )
         for ax, dataset in zip(axes, datasets, strict=True):

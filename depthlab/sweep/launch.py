@@ -212,7 +212,7 @@ def _run_in_process(
     list of hydra.core.utils.JobReturn
         In the order of ``jobs``.
     """
-    from hydra.core.utils import JobStatus, run_job, setup_globals
+    from hydra.core.utils import JobStatus, setup_globals
 
     from depthlab.sweep import workers as pool
     from depthlab.sweep.progress import Progress
@@ -251,12 +251,8 @@ def _run_in_process(
         saved, app.PRINT_JOB_LINES = app.PRINT_JOB_LINES, False
         try:
             for index, cfg in jobs:
-                ret = run_job(
-                    hydra_context=launcher.hydra_context,
-                    task_function=launcher.task_function,
-                    config=cfg,
-                    job_dir_key="hydra.sweep.dir",
-                    job_subdir_key="hydra.sweep.subdir",
+                ret = pool.run_sweep_job(
+                    launcher.hydra_context, launcher.task_function, cfg
                 )
                 report(progress, index, ret)
                 results.append(ret)

@@ -190,6 +190,27 @@ def _die_with_sweep(sweep_pid: int, sweep_start: str | None) -> None:
     threading.Thread(target=watch, name="depthlab-sweep-watch", daemon=True).start()
 
 
+def run_sweep_job(
+    hydra_context: Any,
+    task_function: Any,
+    cfg: Any,
+    *,
+    configure_logging: bool = True,
+) -> Any:
+    """One job of a sweep through Hydra's ``run_job``, in the sweep's folder
+    (``hydra.sweep.dir``/``hydra.sweep.subdir``); returns its ``JobReturn``."""
+    from hydra.core.utils import run_job
+
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=cfg,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+        configure_logging=configure_logging,
+    )
+
+
 def _run(cfg: Any) -> Any:
     """Run one job through Hydra's ``run_job``; returns its ``JobReturn``.
 
@@ -197,7 +218,7 @@ def _run(cfg: Any) -> Any:
     does not catch it) goes back to the sweep's process as the job's exception;
     the worker then starts no further job.
     """
-    from hydra.core.utils import JobStatus, run_job
+    from hydra.core.utils import JobStatus
 
     import depthlab.sweep.app as app
     from depthlab.tracking.store import StoreFault
@@ -208,13 +229,8 @@ def _run(cfg: Any) -> Any:
         raise KeyboardInterrupt(NOT_STARTED)
     _worker.in_job = True
     try:
-        ret = run_job(
-            hydra_context=_worker.hydra_context,
-            task_function=app.run_job,
-            config=cfg,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-            configure_logging=False,
+        ret = run_sweep_job(
+            _worker.hydra_context, app.run_job, cfg, configure_logging=False
         )
     except StoreFault:
         _worker.faulted = True

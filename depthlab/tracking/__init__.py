@@ -756,3 +756,4 @@ Sweep = _read.Sweep
 dashboard_url = _read.dashboard_url
 latest_sweep_id = _read.latest_sweep_id
 load_sweep = _read.load_sweep
+sweep_runs = _read.sweep_runs

@@ -30,6 +30,10 @@ REPORT_TABLES = ("samples", "spectrum", "theory", "per_layer", "curves", "final"
 quantiles) and which dominates the load time and memory of a large sweep."""
 
 
+KnownTables = Mapping[str, Mapping[str, "pd.DataFrame"]]
+"""Tables already in memory: run id -> {table name: DataFrame}."""
+
+
 @dataclass
 class Sweep:
     """A sweep read back from MLflow: its parent run and its jobs' tables."""
@@ -88,7 +92,7 @@ def load_sweep(
     parent_run_id: str,
     *,
     tables: Collection[str] | None = None,
-    known_tables: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
+    known_tables: KnownTables | None = None,
 ) -> Sweep:
     """Read a sweep's child runs and their tables back from MLflow alone.
 
