@@ -257,3 +257,46 @@ def test_the_sweep_run_is_named_by_its_ranges() -> None:
     )
     title = app.sweep_title(_configs(*({"init.sigma_w": 0.5 + i} for i in range(80))))
     assert len(title) <= 200 and title.endswith("… (80 jobs)")
+
+
+def test_the_wait_on_jobs_raises_a_signal_only_between_waits() -> None:
+    """SIGINT while the sweep's process waits on its jobs: KeyboardInterrupt
+    comes out of the iteration, and the executor (whose thread sets results
+    under the futures' locks) still finishes every job and shuts down."""
+    import concurrent.futures as cf
+    import os
+    import signal
+    import threading
+    import time
+
+    from depthlab import interrupts
+    from depthlab.sweep.workers import _as_completed
+
+    previous = {s: signal.getsignal(s) for s in interrupts.SIGNALS}
+    interrupts.install()
+    executor = cf.ThreadPoolExecutor(max_workers=2)
+    try:
+        futures = [executor.submit(time.sleep, 0.4) for _ in range(4)]
+        timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        seen = []
+        with pytest.raises(KeyboardInterrupt, match="SIGINT") as caught:
+            seen.extend(_as_completed(futures))
+        timer.join()
+        # Raised where the deferred wait ends, not inside the wait's locks.
+        assert Path(caught.traceback[-1].path).name == "interrupts.py"
+        assert len(seen) < 4
+        _, left = cf.wait(futures, timeout=10)
+        assert not left  # the executor was not left hanging on a lock
+        assert list(_as_completed(futures)) and set(_as_completed(futures)) == set(
+            futures
+        )
+        # With a timeout, the iteration stops quietly when it runs out.
+        slow = executor.submit(time.sleep, 2)
+        start = time.monotonic()
+        assert list(_as_completed([slow], timeout=0.3)) == []
+        assert time.monotonic() - start < 1.5
+    finally:
+        executor.shutdown(wait=True)
+        for s, handler in previous.items():
+            signal.signal(s, handler)

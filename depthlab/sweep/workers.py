@@ -34,11 +34,12 @@ import os
 import pickle
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from depthlab import interrupts
 from depthlab.jobs import THREADS_ENV
 
 PRELOAD = (
@@ -304,10 +305,13 @@ class Pool:
         """Submit every config; yield ``(position in configs, result)`` as each
         job ends. A worker that stopped on a signal yields its
         :class:`KeyboardInterrupt` as the result."""
-        futures = {self._executor.submit(_run, cfg): i for i, cfg in enumerate(configs)}
+        with interrupts.deferred():
+            futures = {
+                self._executor.submit(_run, cfg): i for i, cfg in enumerate(configs)
+            }
         self._futures = futures
         self._seen: set[cf.Future] = set()
-        for future in cf.as_completed(futures):
+        for future in _as_completed(futures):
             self._seen.add(future)
             yield futures[future], _outcome(future)
 
@@ -316,12 +320,9 @@ class Pool:
         ``(position, result)`` of those that end within ``timeout`` seconds."""
         futures = getattr(self, "_futures", {})
         left = [f for f in futures if f not in self._seen and not f.cancel()]
-        try:
-            for future in cf.as_completed(left, timeout=timeout):
-                self._seen.add(future)
-                yield futures[future], _outcome(future)
-        except cf.TimeoutError:
-            return
+        for future in _as_completed(left, timeout=timeout):
+            self._seen.add(future)
+            yield futures[future], _outcome(future)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop the workers: SIGTERM, wait for the jobs in flight, then kill."""
@@ -341,6 +342,32 @@ class Pool:
         for p in processes:
             p.join(max(0.0, deadline - time.monotonic()))
         _signal_all([p for p in processes if p.is_alive()], signal.SIGKILL)
+
+
+POLL_S = 0.2
+"""How long the sweep's process waits on its jobs between two chances for a
+pending signal to be raised (seconds)."""
+
+
+def _as_completed(
+    futures: Iterable[cf.Future], timeout: float | None = None
+) -> Iterator[cf.Future]:
+    """The futures as they complete, like ``concurrent.futures.as_completed``
+    (stopping quietly at ``timeout``), with SIGINT/SIGTERM raised only between
+    two waits: an interrupt raised inside the wait could land while this thread
+    holds a future's lock, and the executor's thread, which sets the results
+    under that lock, would then hang or fail (``release unlocked lock``)."""
+    left = set(futures)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while left:
+        wait = POLL_S
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
+            if wait <= 0:
+                return
+        with interrupts.deferred():
+            done, left = cf.wait(left, timeout=wait, return_when=cf.FIRST_COMPLETED)
+        yield from done
 
 
 def _outcome(future: cf.Future) -> Any:
