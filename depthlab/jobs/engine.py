@@ -39,7 +39,7 @@ from threadpoolctl import ThreadpoolController
 from depthlab import blocks, spectra
 from depthlab.gradient import backprop_log10_norms
 from depthlab.initializers import sample_layer
-from depthlab.jobs import THREADS_ENV, memory
+from depthlab.jobs import THREADS_ENV, layer_cache, memory
 from depthlab.jobs.probe import ProbeResult, ProbeSpec, build_result, sample_inputs
 from depthlab.network import DTYPES, Network
 
@@ -188,9 +188,13 @@ def make_chunk(spec: ProbeSpec, networks: Sequence[int]) -> Chunk:
     weights = [np.empty((k, n_out, n_in), dtype=dtype) for n_in, n_out in layers]
     biases = [np.empty((k, n_out), dtype=dtype) for _, n_out in layers]
     X = np.empty((k, spec.inputs, spec.input_dim), dtype=dtype)
+    job_bytes = memory.network_bytes(job_shape(spec)) * spec.networks
+    cache = layer_cache.CACHE if job_bytes <= layer_cache.CACHE.max_bytes else None
     for i, network in enumerate(ids.tolist()):
         for layer, (n_in, n_out) in enumerate(layers, start=2):
-            sample_layer(
+            out = (weights[layer - 2][i], biases[layer - 2][i])
+            draw = functools.partial(
+                sample_layer,
                 spec.init,
                 n_out,
                 n_in,
@@ -198,8 +202,13 @@ def make_chunk(spec: ProbeSpec, networks: Sequence[int]) -> Chunk:
                 sigma_b=spec.sigma_b,
                 rng=network_rng(spec.seed, network, layer),
                 dtype=dtype,
-                out=(weights[layer - 2][i], biases[layer - 2][i]),
+                out=out,
             )
+            if cache is None:
+                draw()
+                continue
+            key = (spec.init, n_out, n_in, spec.sigma_w, spec.sigma_b, spec.dtype)
+            cache.fill((*key, spec.seed, network, layer), out, draw)
         X[i] = sample_inputs(
             spec.input_distribution,
             (spec.inputs, spec.input_dim),

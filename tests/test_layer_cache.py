@@ -1,0 +1,111 @@
+"""The process's cache of drawn layers: a job gets bitwise the layers it would
+draw, whatever ran before it in the process; the cache stays within its bound."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from depthlab.jobs import engine, layer_cache
+from depthlab.jobs.probe import ProbeSpec, run_probe
+
+SPEC = ProbeSpec(
+    depth=6,
+    width=12,
+    input_dim=5,
+    output_dim=1,
+    activation="tanh",
+    output_activation="tanh",
+    init="gaussian",
+    sigma_w=1.3,
+    sigma_b=0.1,
+    networks=6,
+    inputs=3,
+    spectra=2,
+    threads=1,
+)
+
+
+@pytest.fixture
+def cache(monkeypatch: pytest.MonkeyPatch) -> layer_cache.LayerCache:
+    fresh = layer_cache.LayerCache()
+    monkeypatch.setattr(layer_cache, "CACHE", fresh)
+    return fresh
+
+
+def _chunk(spec: ProbeSpec) -> engine.Chunk:
+    return engine.make_chunk(spec, range(spec.networks))
+
+
+def _assert_same(a: engine.Chunk, b: engine.Chunk) -> None:
+    for x, y in zip(
+        a.net.weights + a.net.biases, b.net.weights + b.net.biases, strict=True
+    ):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(a.X, b.X)
+
+
+@pytest.mark.parametrize("init", ["gaussian", "orthogonal", "xavier_uniform"])
+def test_layers_from_the_cache_are_the_drawn_ones(
+    cache: layer_cache.LayerCache, init: str
+) -> None:
+    spec = dataclasses.replace(SPEC, init=init)
+    cache.max_bytes = 0  # bypass: every layer drawn
+    drawn = _chunk(spec)
+    cache.max_bytes = layer_cache.MAX_BYTES
+    _chunk(dataclasses.replace(spec, depth=9))  # a deeper job fills the cache
+    misses = cache.misses
+    again = _chunk(spec)
+    # The hidden layers 2..5 come from the cache; the output layer (1 x 12)
+    # was not drawn by the deeper job (its layer 6 is 12 x 12).
+    assert cache.misses - misses == spec.networks
+    assert cache.hits == 4 * spec.networks
+    _assert_same(again, drawn)
+
+
+def test_a_job_gives_the_same_numbers_after_other_jobs(
+    cache: layer_cache.LayerCache,
+) -> None:
+    first = run_probe(SPEC)
+    for depth in (3, 8, 5):
+        run_probe(dataclasses.replace(SPEC, depth=depth))
+    run_probe(dataclasses.replace(SPEC, sigma_w=0.7))  # other numbers, other keys
+    again = run_probe(SPEC)
+    assert cache.hits > 0
+    for name, table in first.tables().items():
+        assert table.equals(again.tables()[name]), name
+
+
+def test_the_cache_stays_within_its_bound() -> None:
+    cache = layer_cache.LayerCache(max_bytes=3 * (16 + 4) * 8)
+    draws = []
+
+    def fill(key: int) -> np.ndarray:
+        out = (np.empty((4, 4)), np.empty(4))
+
+        def draw() -> None:
+            draws.append(key)
+            out[0][:] = key
+            out[1][:] = -key
+
+        cache.fill(key, out, draw)
+        return out[0]
+
+    for key in (1, 2, 3, 1, 4):  # 1 is used again, so 2 goes when 4 comes
+        assert (fill(key) == key).all()
+    assert cache.nbytes == cache.max_bytes
+    assert draws == [1, 2, 3, 4]
+    assert (fill(2) == 2).all() and draws[-1] == 2  # evicted: drawn again
+    assert (fill(1) == 1).all() and draws[-1] == 2  # kept
+    assert (cache.hits, cache.misses) == (2, 5)
+
+
+def test_a_job_too_large_for_the_cache_bypasses_it(
+    cache: layer_cache.LayerCache,
+) -> None:
+    cache.max_bytes = 1000
+    _chunk(SPEC)
+    assert cache.hits == cache.misses == 0
+    assert cache.nbytes == 0
