@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from depthlab.jobs import engine, layer_cache
@@ -32,6 +33,7 @@ SPEC = ProbeSpec(
 def cache(monkeypatch: pytest.MonkeyPatch) -> layer_cache.LayerCache:
     fresh = layer_cache.LayerCache()
     monkeypatch.setattr(layer_cache, "CACHE", fresh)
+    monkeypatch.setattr(layer_cache, "SPECTRA", layer_cache.LayerCache())
     return fresh
 
 
@@ -65,17 +67,38 @@ def test_layers_from_the_cache_are_the_drawn_ones(
     _assert_same(again, drawn)
 
 
+@pytest.mark.parametrize(
+    "arch",
+    [
+        {},
+        {"arch": "resnet", "depth_power": 0.5},  # alpha depends on the depth
+        {"arch": "resnet", "norm": "layer"},
+        {"norm": "layer", "activation": "relu", "dtype": "float32"},
+    ],
+    ids=["mlp", "resnet-depth-scaled", "resnet-ln", "mlp-ln-relu-f32"],
+)
 def test_a_job_gives_the_same_numbers_after_other_jobs(
-    cache: layer_cache.LayerCache,
+    cache: layer_cache.LayerCache, arch: dict
 ) -> None:
-    first = run_probe(SPEC)
+    """Every table of a job, fresh against after jobs of other depths, other
+    numbers and other architectures have filled both caches (layers and the
+    spectra of hidden layers)."""
+    spec = dataclasses.replace(SPEC, **arch)
+    first = run_probe(spec)
+    layer_cache.CACHE.clear()
+    layer_cache.SPECTRA.clear()
     for depth in (3, 8, 5):
-        run_probe(dataclasses.replace(SPEC, depth=depth))
-    run_probe(dataclasses.replace(SPEC, sigma_w=0.7))  # other numbers, other keys
-    again = run_probe(SPEC)
-    assert cache.hits > 0
+        run_probe(dataclasses.replace(spec, depth=depth))
+    run_probe(dataclasses.replace(spec, sigma_w=0.7))  # other numbers, other keys
+    run_probe(dataclasses.replace(SPEC, depth=7))  # another architecture
+    hits = layer_cache.SPECTRA.hits
+    again = run_probe(spec)
+    # A depth-scaled branch (alpha = c / blocks^p) differs at every depth: its
+    # hidden layers' spectra are not shared; the others reuse layers 2..L-1.
+    shared = 0 if spec.depth_power else spec.depth - 2
+    assert cache.hits > 0 and layer_cache.SPECTRA.hits - hits == shared
     for name, table in first.tables().items():
-        assert table.equals(again.tables()[name]), name
+        pd.testing.assert_frame_equal(table, again.tables()[name], check_exact=True)
 
 
 def test_the_cache_stays_within_its_bound() -> None:

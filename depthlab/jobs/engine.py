@@ -32,6 +32,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -283,14 +284,43 @@ def _measure_pairs(chunk: Chunk, spec: ProbeSpec) -> PairSpectra:
     )
     x = chunk.X[part, : int(inputs.max()) + 1]
     local = nets - first - lo
-    jac = jacobian_spectra(sub, x, layers)
-    layer_sv = layer_spectra(sub, x, layers)
+    keys = {
+        layer: (*_hidden_key(spec, layer), tuple(nets.tolist()), tuple(inputs.tolist()))
+        for layer in layers
+        if layer < spec.depth
+    }
+    known = {layer: layer_cache.SPECTRA.get(key) for layer, key in keys.items()}
+    todo = [layer for layer in layers if known.get(layer) is None]
+    if todo:
+        jac = jacobian_spectra(sub, x, todo)
+        for layer, sv in zip(todo, layer_spectra(sub, x, todo), strict=True):
+            known[layer] = (sv[local, inputs], jac[layer - 2][local, inputs])
+            if layer in keys:
+                layer_cache.SPECTRA.put(keys[layer], known[layer])
     return PairSpectra(
         nets,
         inputs,
         layers,
-        [sv[local, inputs] for sv in layer_sv],
-        [jac[layer - 2][local, inputs] / np.log(10.0) for layer in layers],
+        [known[layer][0].copy() for layer in layers],  # cached: not to be written
+        [known[layer][1] / np.log(10.0) for layer in layers],
+    )
+
+
+def _hidden_key(spec: ProbeSpec, layer: int) -> tuple[Any, ...]:
+    """Everything J^(l) at a hidden layer l < L depends on: layers 2..l (their
+    widths, scheme, activation, architecture and streams) and the inputs."""
+    return (
+        tuple(spec.widths[:layer]),
+        spec.activation,
+        spec.init,
+        spec.sigma_w,
+        spec.sigma_b,
+        tuple(sorted(spec.network_kwargs().items())),
+        spec.dtype,
+        spec.seed,
+        spec.inputs,
+        spec.input_distribution,
+        layer,
     )
 
 

@@ -5,7 +5,9 @@ Network k of a job draws layer l from its own stream (seed, k, l)
 depth draw the same numbers for every layer they share: the common random
 numbers of a sweep. A sweep's worker runs many such jobs one after another; this
 cache hands a job the layers an earlier job of the same process drew, instead of
-drawing them again (drawing is about a third of a default job's time).
+drawing them again (drawing is about a third of a default job's time), and the
+spectra of its hidden layers, which depend only on the layers up to them (the
+finishing SVDs are another third).
 
 A layer is found by everything that determines its numbers (scheme, shape,
 sigma_w, sigma_b, dtype, seed, network, layer), so a hit is bitwise the layer a
@@ -26,13 +28,18 @@ MAX_BYTES = 128 << 20
 """What the cache of one process may hold (bytes): a depth-50 network of width
 64 is 1.6 MiB, the 64 networks of a default job 104 MiB."""
 
+SPECTRA_MAX_BYTES = 32 << 20
+"""What the spectra cache of one process may hold (bytes): a default job's
+spectra at every layer are 0.2 MiB."""
+
 Layer = tuple[np.ndarray, np.ndarray]
 
 
 class LayerCache:
-    """Layers (weights, biases) by key, least recently used evicted first.
+    """Tuples of arrays by key, least recently used evicted first.
 
-    Thread-safe: a job's chunks draw on several threads.
+    Thread-safe: a job's chunks run on several threads. Arrays are stored as
+    given: callers put copies (or arrays they no longer write).
 
     Parameters
     ----------
@@ -42,44 +49,53 @@ class LayerCache:
 
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._layers: OrderedDict[Hashable, Layer] = OrderedDict()
+        self._items: OrderedDict[Hashable, tuple[np.ndarray, ...]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
+    def get(self, key: Hashable) -> tuple[np.ndarray, ...] | None:
+        """The arrays kept under ``key``, or None (counted as a miss)."""
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return found
+
+    def put(self, key: Hashable, arrays: tuple[np.ndarray, ...]) -> None:
+        """Keep ``arrays`` under ``key`` (nothing if they alone exceed the bound)."""
+        nbytes = sum(a.nbytes for a in arrays)
+        if nbytes > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = arrays
+            self._bytes += nbytes
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= sum(a.nbytes for a in old)
+
     def fill(self, key: Hashable, out: Layer, draw: Callable[[], object]) -> None:
         """Write the layer ``key`` into ``out``: a copy of the cached one, or
         ``draw()`` (which writes into ``out``), then kept for later jobs."""
-        with self._lock:
-            found = self._layers.get(key)
-            if found is not None:
-                self._layers.move_to_end(key)
-                self.hits += 1
-            else:
-                self.misses += 1
+        found = self.get(key)
         if found is not None:
             np.copyto(out[0], found[0])
             np.copyto(out[1], found[1])
             return
         draw()
-        nbytes = out[0].nbytes + out[1].nbytes
-        if nbytes > self.max_bytes:
-            return
-        kept = (out[0].copy(), out[1].copy())
-        with self._lock:
-            if key in self._layers:
-                return
-            self._layers[key] = kept
-            self._bytes += nbytes
-            while self._bytes > self.max_bytes:
-                _, (w, b) = self._layers.popitem(last=False)
-                self._bytes -= w.nbytes + b.nbytes
+        if out[0].nbytes + out[1].nbytes <= self.max_bytes:
+            self.put(key, (out[0].copy(), out[1].copy()))
 
     def clear(self) -> None:
-        """Forget every layer."""
+        """Forget everything."""
         with self._lock:
-            self._layers.clear()
+            self._items.clear()
             self._bytes = 0
 
     @property
@@ -89,4 +105,9 @@ class LayerCache:
 
 
 CACHE = LayerCache()
-"""This process's cache (a sweep's worker keeps it from job to job)."""
+"""This process's drawn layers (a sweep's worker keeps them from job to job)."""
+
+SPECTRA = LayerCache(SPECTRA_MAX_BYTES)
+"""This process's spectra of hidden layers: J^(l) and J^[l] of a job's spectra
+pairs at a hidden layer l depend only on layers 2..l and the inputs, so a job
+of another depth (the same config otherwise) has computed them already."""

@@ -1,8 +1,9 @@
-"""The layer cache's effect on the jobs of ``depth=2..50`` (defaults), in one process.
+"""The caches' effect on the jobs of ``depth=2..50`` (defaults), in one process.
 
-Runs the 49 probe jobs of the default sweep one after another, with the cache
-bypassed and with it, interleaved for ``--rounds`` rounds, and prints the CPU
-time of each pass, the ratio, and a check that both give the same numbers::
+Runs the 49 probe jobs of the default sweep one after another with
+:mod:`depthlab.jobs.layer_cache` bypassed, with its drawn layers only, and with
+the spectra of hidden layers too, interleaved for ``--rounds`` rounds, and
+prints the CPU time of each pass and a check that all give the same tables::
 
     python experiments/benchmark/layer_cache.py --rounds 2
 """
@@ -10,19 +11,31 @@ time of each pass, the ratio, and a check that both give the same numbers::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
+
+import pandas as pd
 
 from depthlab.jobs import layer_cache
 from depthlab.jobs.probe import ProbeSpec, run_probe
 
+CASES = {
+    "no cache": (0, 0),
+    "layers": (layer_cache.MAX_BYTES, 0),
+    "layers and spectra": (layer_cache.MAX_BYTES, layer_cache.SPECTRA_MAX_BYTES),
+}
 
-def sweep_cpu(cached: bool) -> tuple[float, tuple[float, ...]]:
-    """CPU seconds of the 49 jobs, and their median gradient norms."""
-    layer_cache.CACHE.clear()
-    layer_cache.CACHE.max_bytes = layer_cache.MAX_BYTES if cached else 0
+
+def sweep_cpu(case: str) -> tuple[float, str]:
+    """CPU seconds of the 49 jobs, and a digest of all their tables."""
+    caches = (layer_cache.CACHE, layer_cache.SPECTRA)
+    for cache, bound in zip(caches, CASES[case], strict=True):
+        cache.clear()
+        cache.max_bytes = bound
+    digest = hashlib.sha1()
     tic = time.process_time()
-    medians = tuple(
-        run_probe(
+    for depth in range(2, 51):
+        result = run_probe(
             ProbeSpec(
                 depth=depth,
                 width=64,
@@ -35,27 +48,28 @@ def sweep_cpu(cached: bool) -> tuple[float, tuple[float, ...]]:
                 sigma_b=0.0,
                 threads=1,
             )
-        ).summary["grad_log10_norm_median"]
-        for depth in range(2, 51)
-    )
-    return time.process_time() - tic, medians
+        )
+        for table in result.tables().values():
+            digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy())
+    return time.process_time() - tic, digest.hexdigest()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     rounds = parser.parse_args().rounds
-    times: dict[bool, list[float]] = {False: [], True: []}
-    results = set()
+    times: dict[str, list[float]] = {case: [] for case in CASES}
+    digests = set()
     for _ in range(rounds):
-        for cached in (False, True):
-            seconds, medians = sweep_cpu(cached)
-            times[cached].append(seconds)
-            results.add(medians)
-    off, on = min(times[False]), min(times[True])
-    print(f"without the cache: {off:.2f} s of CPU (best of {rounds})")
-    print(f"with the cache:    {on:.2f} s of CPU ({1 - on / off:.0%} less)")
-    print(f"same numbers: {len(results) == 1}")
+        for case in CASES:
+            seconds, digest = sweep_cpu(case)
+            times[case].append(seconds)
+            digests.add(digest)
+    base = min(times["no cache"])
+    for case, seconds in times.items():
+        best = min(seconds)
+        print(f"{case:<20} {best:6.2f} s of CPU (best of {rounds}), {best / base:.2f}x")
+    print(f"same tables: {len(digests) == 1}")
 
 
 if __name__ == "__main__":
