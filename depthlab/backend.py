@@ -77,15 +77,18 @@ def unavailable(backend: str) -> str | None:
     if backend not in BACKENDS:
         return f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}"
     if backend == "torch" and not _torch_importable():
-        return "torch is not installed (pip install torch)"
+        return "torch is not installed: pip install torch"
     return None
 
 
-@functools.cache
 def _torch_importable() -> bool:
+    """Whether ``import torch`` can succeed (found without importing it)."""
     import importlib.util
 
-    return importlib.util.find_spec("torch") is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ValueError:  # sys.modules["torch"] is None: imports of it fail
+        return False
 
 
 def check_backend(backend: str) -> None:
