@@ -129,9 +129,7 @@ def layer_forward(
     return sigma.fn(h), z, h, s
 
 
-def lean_forward(
-    net: Network, X: Array, matmul: MatMul = numpy_matmul
-) -> ForwardPass:
+def lean_forward(net: Network, X: Array, matmul: MatMul = numpy_matmul) -> ForwardPass:
     """The forward pass, keeping only what :func:`vjp` and :func:`jvp_rows` need.
 
     Returns a :class:`~depthlab.network.ForwardPass` whose ``sigma_inputs``
