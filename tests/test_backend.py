@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_net, run_python
+from test_engine import SPEC
 
 from depthlab import backend
 from depthlab.gradient import backprop_log10_norms, input_gradient
 from depthlab.jobs import engine, validate
-from depthlab.jobs.probe import ProbeSpec
 from depthlab.jobs.schema import ConfigError
 
 ARCHITECTURES = {
@@ -209,22 +209,6 @@ def test_the_cli_refuses_torch_before_any_run_when_it_is_missing(
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "probe.backend='torch' is not allowed" in lines[0]
     assert not (tmp_path / "mlflow.db").exists()
-
-
-SPEC = ProbeSpec(
-    depth=6,
-    width=12,
-    input_dim=5,
-    output_dim=1,
-    activation="tanh",
-    output_activation="tanh",
-    init="gaussian",
-    sigma_w=1.5,
-    sigma_b=0.2,
-    networks=7,
-    inputs=3,
-    spectra=2,
-)
 
 
 def test_the_engine_measures_with_the_spec_backend(torch_calls: list) -> None:
