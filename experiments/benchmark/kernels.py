@@ -268,9 +268,13 @@ def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
     row are timed in the same interleaved rounds: depthlab with each backend
     of :data:`BACKEND_TAGS` (``backend="numpy"``: OpenBLAS, ``"torch"``: MKL
     on the same arrays), torch's sum trick, and the bare products of each
-    library. Each timing run gives one table row per backend.
+    library. Each timing run gives one table row per backend. One thread is
+    timed in process CPU time (every candidate then runs on the one CPU it is
+    pinned to, and other processes change the CPU time of its work little),
+    two threads in wall time (what parallel work saves).
     """
     import os
+    import time
 
     depth, n = 50, 512
     thread_counts = [1] if args.quick else [1, 2]
@@ -314,6 +318,7 @@ def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
                         rounds=3 if args.quick else 5,
                         max_total_s=4.0 if args.quick else 24.0,
                         warmup=1,
+                        clock=time.process_time if threads == 1 else time.perf_counter,
                     )
                 s = {k: v.median for k, v in t.items()}
                 spread = max(v.spread for v in t.values())
@@ -331,6 +336,7 @@ def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
                             "dtype": dtype_name,
                             "B": b,
                             "threads": threads,
+                            "clock": "CPU" if threads == 1 else "wall",
                             "backend": backend,
                             "seconds": s,
                             "input_gradient": grad,
@@ -360,6 +366,7 @@ def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
             "dtype",
             "B",
             "threads",
+            "clock",
             "depthlab backend",
             "input_gradient",
             "backprop_log10_norms",
@@ -377,6 +384,7 @@ def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
                 r["dtype"],
                 r["B"],
                 r["threads"],
+                r["clock"],
                 r["backend"],
                 fmt_seconds(r["input_gradient"]),
                 fmt_seconds(r["backprop_log10_norms"]),
@@ -392,7 +400,7 @@ def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
             ]
             for r in rows
         ],
-        align="lrrl" + "r" * 10,
+        align="lrrll" + "r" * 10,
     )
     verdicts = []
     for backend in BACKEND_TAGS:
@@ -409,7 +417,9 @@ def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
         f"same weights, tanh, L = {depth}, n = {n}, n_L = 1: 1 and 2 threads for "
         "every library (CPU affinity, numpy's and scipy's BLAS via threadpoolctl, "
         "torch.set_num_threads), all candidates timed in the same interleaved "
-        "rounds (medians; ratios above 1: depthlab is faster); each timing run "
+        "rounds (medians; ratios above 1: depthlab is faster), at 1 thread in "
+        "process CPU time (`clock` CPU: little changed by other processes on a "
+        "shared machine), at 2 threads in wall time; each timing run "
         'gives two rows, one per depthlab backend (`backend="numpy"`: numpy\'s '
         'OpenBLAS, the default; `backend="torch"`: torch\'s MKL on the same '
         "arrays, `depthlab.backend`), whose torch, GEMM and spread columns are "
