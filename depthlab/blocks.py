@@ -21,7 +21,9 @@ Arrays follow :mod:`depthlab.network`'s row convention: activations have shape
 ``(..., B, r, n)``: :func:`vjp` maps co-vectors G -> G J^[l] (backpropagation,
 r = n_L), :func:`jvp_rows` maps V -> V J^[l]^T (rows pushed forward; the graded
 QR of :mod:`depthlab.spectra`). The plain MLP (3.2) has its own faster path in
-:mod:`depthlab.gradient`; these functions serve every architecture.
+:mod:`depthlab.gradient`; these functions serve every architecture. The
+gradient's functions pass ``matmul`` (:mod:`depthlab.backend`) to choose whose
+BLAS multiplies; the default is ``np.matmul``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from depthlab.backend import MatMul, numpy_matmul
 
 if TYPE_CHECKING:
     from depthlab.network import ForwardPass, Network
@@ -77,7 +81,7 @@ def layer_norm_product(g: Array, u: Array, s: Array) -> Array:
     return (g - g.mean(axis=-1, keepdims=True) - u * (dot / n)) / s
 
 
-def _rows_times(G: Array, M: Array) -> Array:
+def _rows_times(G: Array, M: Array, matmul: MatMul = numpy_matmul) -> Array:
     """``G @ M`` for row stacks G ``(..., B, r, n)`` and matrices M ``(..., n, m)``.
 
     The B * r rows of each network are multiplied at once (one matrix product
@@ -85,8 +89,8 @@ def _rows_times(G: Array, M: Array) -> Array:
     """
     *lead, batch, r, n = G.shape
     if len(lead) < M.ndim - 2:
-        return G @ M[..., None, :, :]
-    out = G.reshape(*lead, batch * r, n) @ M
+        return matmul(G, M[..., None, :, :], None)
+    out = matmul(G.reshape(*lead, batch * r, n), M, None)
     return out.reshape(*lead, batch, r, M.shape[-1])
 
 
@@ -96,7 +100,7 @@ def _expand(x: Array | None) -> Array | None:
 
 
 def layer_forward(
-    net: Network, i: int, a: Array
+    net: Network, i: int, a: Array, matmul: MatMul = numpy_matmul
 ) -> tuple[Array, Array, Array, Array | None]:
     """Layer l = i + 2 of ``net`` applied to a^[l-1] (``(..., B, n_{l-1})``).
 
@@ -116,16 +120,16 @@ def layer_forward(
     normalized = net.is_normalized(i)
     if net.is_block(i):
         h, s = layer_norm(a) if normalized else (a, None)
-        z = sigma.fn(h) @ np.swapaxes(w, -1, -2)
+        z = matmul(sigma.fn(h), np.swapaxes(w, -1, -2), None)
         z += b[..., None, :]
         return a + net.branch_scale * z, z, h, s
-    z = a @ np.swapaxes(w, -1, -2)
+    z = matmul(a, np.swapaxes(w, -1, -2), None)
     z += b[..., None, :]
     h, s = layer_norm(z) if normalized else (z, None)
     return sigma.fn(h), z, h, s
 
 
-def lean_forward(net: Network, X: Array) -> ForwardPass:
+def lean_forward(net: Network, X: Array, matmul: MatMul = numpy_matmul) -> ForwardPass:
     """The forward pass, keeping only what :func:`vjp` and :func:`jvp_rows` need.
 
     Returns a :class:`~depthlab.network.ForwardPass` whose ``sigma_inputs``
@@ -141,7 +145,7 @@ def lean_forward(net: Network, X: Array) -> ForwardPass:
     hs: list[Array] = []
     scales: list[Array | None] = []
     for i in range(len(net.weights)):
-        a, _, h, s = layer_forward(net, i, a)
+        a, _, h, s = layer_forward(net, i, a, matmul)
         hs.append(h)
         scales.append(s)
     return ForwardPass([], [a], hs, scales)
@@ -156,7 +160,9 @@ def derivative(net: Network, fp: ForwardPass, i: int) -> Array:
     return net.sigmas[i].derivative(fp.sigma_args[i])
 
 
-def vjp(net: Network, fp: ForwardPass, i: int, G: Array) -> Array:
+def vjp(
+    net: Network, fp: ForwardPass, i: int, G: Array, matmul: MatMul = numpy_matmul
+) -> Array:
     """G J^[l] for l = i + 2: from d y / d a^[l] to d y / d a^[l-1].
 
     Parameters
@@ -168,6 +174,8 @@ def vjp(net: Network, fp: ForwardPass, i: int, G: Array) -> Array:
         The layer's index, l - 2.
     G : ndarray, shape (..., B, r, n_l)
         r co-vectors per input.
+    matmul : callable, default np.matmul
+        The matrix product (:mod:`depthlab.backend`).
 
     Returns
     -------
@@ -177,14 +185,14 @@ def vjp(net: Network, fp: ForwardPass, i: int, G: Array) -> Array:
     h, s = _expand(fp.sigma_args[i]), _expand(_scale(fp, i))
     w = net.weights[i]
     if net.is_block(i):
-        t = _rows_times(G, w) * d
+        t = _rows_times(G, w, matmul) * d
         if s is not None:
             t = layer_norm_product(t, h, s)
         return G + net.branch_scale * t
     t = G * d
     if s is not None:
         t = layer_norm_product(t, h, s)
-    return _rows_times(t, w)
+    return _rows_times(t, w, matmul)
 
 
 def jvp_rows(net: Network, fp: ForwardPass, i: int, V: Array) -> Array:

@@ -25,10 +25,17 @@ float64 kernels were 20% faster that way at B = 64); and when numpy's BLAS may
 use k > 1 threads, the inputs are split over k threads with BLAS at one thread
 each (the elementwise passes, one-threaded in numpy, then run in parallel too).
 Under a parallel probe, whose workers pin BLAS to one thread, nothing is split.
+
+Backends: ``input_gradient(net, X, backend="torch")`` (and
+:func:`backprop_log10_norms`) does the passes' matrix products with torch's BLAS
+instead of numpy's (:mod:`depthlab.backend`: zero-copy tensors, results written
+into the same numpy buffers); the default ``"numpy"`` gives the numbers it gave
+before, bit for bit.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
 from typing import Literal, overload
@@ -36,11 +43,46 @@ from typing import Literal, overload
 import numpy as np
 
 from depthlab import blocks
+from depthlab.backend import (
+    Backend,
+    MatMul,
+    limit_threads,
+    matmul_for,
+    numpy_matmul,
+    threads,
+)
 from depthlab.network import ForwardPass, Network
 
 Array = np.ndarray
 Cost = Literal["quadratic", "cross_entropy"]
 COSTS: tuple[str, ...] = ("quadratic", "cross_entropy")
+
+
+NET_AND_INPUTS_DOC = """net : Network
+        A network, or a stack of networks of equal shape.
+    X : ndarray, shape (B, n_1) or (n_1,); for a stack also (K, B, n_1)
+        Inputs x = a^[1]."""
+"""The parameters ``net`` and ``X`` of the core's per-input functions (here
+and in :mod:`depthlab.spectra`), as their docstrings say them."""
+
+_BACKEND_DOC = """backend : {"numpy", "torch"}, default "numpy"
+        Whose BLAS does the matrix products (:mod:`depthlab.backend`): numpy's
+        (the same numbers as ever) or torch's on the same memory (equal to
+        rounding, :data:`depthlab.backend.TOLERANCE`)."""
+
+
+def shared_parameters(fn: Callable) -> Callable:
+    """Put the shared parameter docs into ``fn``'s docstring.
+
+    ``{net_and_inputs}`` becomes :data:`NET_AND_INPUTS_DOC` and ``{backend}``
+    the ``backend`` parameter's doc (docstrings stripped by ``python -OO`` stay
+    None).
+    """
+    if fn.__doc__:
+        fn.__doc__ = fn.__doc__.replace("{net_and_inputs}", NET_AND_INPUTS_DOC).replace(
+            "{backend}", _BACKEND_DOC
+        )
+    return fn
 
 
 def _transpose(w: Array) -> Array:
@@ -86,54 +128,40 @@ def _in_groups(fn: Callable[[Network, Array], Array], net: Network, X: Array) ->
 _MIN_PART = 32
 """The fewest inputs per thread in :func:`_in_parts`."""
 
-_blas: list = []
-"""A cached ``threadpoolctl.ThreadpoolController`` (building one costs ~0.6 ms)."""
-
-
-def _blas_threads() -> tuple[int, object]:
-    """The threads numpy's BLAS may use now, and the cached controller."""
-    if not _blas:
-        from threadpoolctl import ThreadpoolController
-
-        _blas.append(ThreadpoolController())
-    controller = _blas[0]
-    threads = [
-        lib.num_threads for lib in controller.lib_controllers if lib.user_api == "blas"
-    ]
-    return max(threads, default=1), controller
-
 
 def _in_parts(
-    fn: Callable[[Network, Array], Array], net: Network, X: Array, axis: int
+    fn: Callable[[Network, Array], Array],
+    net: Network,
+    X: Array,
+    axis: int,
+    backend: str = "numpy",
 ) -> Array:
-    """``fn(net, X)`` with the inputs split over the threads BLAS is allowed.
+    """``fn(net, X)`` with the inputs split over the threads the backend is allowed.
 
-    When numpy's BLAS may use k > 1 threads and there are at least
-    ``2 * _MIN_PART`` inputs, the inputs (axis -2 of ``X``) are split into up to
-    k parts that run at once in k threads, with BLAS pinned to one thread for
-    the duration (process-wide): numpy releases the GIL in its matrix products
-    and ufuncs, so the elementwise passes, which numpy runs on one thread, are
+    When the backend's products may use k > 1 threads
+    (:func:`depthlab.backend.threads`: numpy's BLAS, or torch's intra-op
+    threads) and there are at least ``2 * _MIN_PART`` inputs, the inputs (axis
+    -2 of ``X``) are split into up to k parts that run at once in k threads,
+    with BLAS (and torch) pinned to one thread for the duration (process-wide):
+    numpy and torch release the GIL in their matrix products, and numpy in its
+    ufuncs, so the elementwise passes, which numpy runs on one thread, are
     parallel too, and no matrix product waits for another thread. Each input's
     numbers are those of ``fn`` on that input alone (the same operations, on
-    fewer columns). With BLAS at one thread (a worker of a parallel probe),
-    ``fn`` runs as it is. ``axis`` is the inputs' axis in ``fn``'s result.
+    fewer columns). With one thread (a worker of a parallel probe), ``fn`` runs
+    as it is. ``axis`` is the inputs' axis in ``fn``'s result.
     """
     X = net.as_input(X)
     batch = X.shape[-2]
     if batch < 2 * _MIN_PART:
         return fn(net, X)
-    threads, controller = _blas_threads()
-    parts = min(threads, batch // _MIN_PART)
+    parts = min(threads(backend), batch // _MIN_PART)
     if parts < 2:
         return fn(net, X)
     from concurrent.futures import ThreadPoolExecutor
 
     bounds = np.linspace(0, batch, parts + 1).astype(int)
     pieces = [X[..., lo:hi, :] for lo, hi in itertools.pairwise(bounds)]
-    with (
-        controller.limit(limits=1, user_api="blas"),
-        ThreadPoolExecutor(parts) as pool,
-    ):
+    with limit_threads(backend, 1), ThreadPoolExecutor(parts) as pool:
         results = list(pool.map(lambda x: fn(net, x), pieces))
     return np.concatenate(results, axis=axis)
 
@@ -145,7 +173,12 @@ hidden layers is computed in one call: for small arrays the cost of a call
 
 
 def _derivatives(
-    net: Network, X: Array, output: list[Array] | None = None, *, rows: bool = False
+    net: Network,
+    X: Array,
+    output: list[Array] | None = None,
+    *,
+    rows: bool = False,
+    mm: MatMul = numpy_matmul,
 ) -> list[Array]:
     """sigma'(z^[l]) for l = 2..L, each of shape ``(..., n_l, B)`` (``(..., B, n_l)``
     with ``rows=True``).
@@ -157,10 +190,11 @@ def _derivatives(
     ``rows=True`` the inputs stay rows, ``A @ W^T`` (see :func:`_use_rows`).
     Only sigma'(z^[l]) is kept; a^[L], shape ``(..., n_L, B)`` (rows:
     ``(..., B, n_L)``), is computed only if a list ``output`` is given, and
-    appended to it.
+    appended to it. ``mm`` does the products (:mod:`depthlab.backend`).
     """
     if rows:
-        return _derivatives_rows(net, X, output)
+        a = np.ascontiguousarray(net.as_input(X))
+        return _forward(net, a, output, lambda w, a: mm(a, _transpose(w), None), -2)
     a = np.ascontiguousarray(_transpose(net.as_input(X)))
     weights, biases, sigmas = net.weights, net.biases, net.sigmas
     hidden = len(weights) - 1
@@ -170,38 +204,34 @@ def _derivatives(
         # The hidden layers' z^[l] side by side, then one call of sigma'.
         zs = np.empty((hidden, *lead, net.widths[1], a.shape[-1]), dtype=net.dtype)
         for i in range(hidden):
-            z = np.matmul(weights[i], a, out=zs[i])
+            z = mm(weights[i], a, zs[i])
             z += biases[i][..., :, None]
             a = sigmas[i].fn(z)
-        z = weights[-1] @ a
+        z = mm(weights[-1], a, None)
         z += biases[-1][..., :, None]
         if output is not None:
             output.append(sigmas[-1].fn(z))
         return [*sigmas[0].derivative(zs), sigmas[-1].derivative(z)]
-    ds = []
-    for i, (w, b, sigma) in enumerate(zip(weights, biases, sigmas, strict=True)):
-        z = w @ a
-        z += b[..., :, None]
-        if i < hidden:
-            a = sigma.fn(z)
-        elif output is not None:
-            output.append(sigma.fn(z))
-        ds.append(sigma.derivative(z))
-    return ds
+    return _forward(net, a, output, lambda w, a: mm(w, a, None), -1)
 
 
-def _derivatives_rows(
-    net: Network, X: Array, output: list[Array] | None = None
+def _forward(
+    net: Network,
+    a: Array,
+    output: list[Array] | None,
+    product: Callable[[Array, Array], Array],
+    axis: int,
 ) -> list[Array]:
-    """:func:`_derivatives` with the inputs as rows: z = A W^T + b, (..., B, n_l)."""
-    a = np.ascontiguousarray(net.as_input(X))
+    """The forward pass of :func:`_derivatives` from a^[1] = ``a``, one layer at a
+    time: z^[l] = ``product(W^[l], a^[l-1])`` + b^[l], the bias along the
+    neurons' axis ``axis`` of z (-1: inputs as columns, -2: as rows)."""
     hidden = len(net.weights) - 1
     ds = []
     for i, (w, b, sigma) in enumerate(
         zip(net.weights, net.biases, net.sigmas, strict=True)
     ):
-        z = a @ _transpose(w)
-        z += b[..., None, :]
+        z = product(w, a)
+        z += np.expand_dims(b, axis)
         if i < hidden:
             a = sigma.fn(z)
         elif output is not None:
@@ -215,23 +245,29 @@ _ROWS_MIN_WIDTH = 256
 """A single float64 network with at least this many inputs and this width keeps
 the inputs as rows (``A @ W^T`` forward, ``G @ W`` backward): OpenBLAS 0.3.31's
 float64 kernels were 9-25% faster that way at n = 512, B = 64 (benchmark, one
-thread), while float32 was 15% faster with the inputs as columns."""
+thread), while float32 was 15% faster with the inputs as columns. With the
+torch backend a single network of this width keeps its inputs as rows in both
+dtypes and at any batch (the layouts of torch's own ``F.linear``): MKL's
+products made the gradient 1.1-1.4x faster that way at n = 512, L = 50,
+B in {8, 32, 64} (thread CPU time, one thread; equal at B = 1024)."""
 
 
-def _use_rows(net: Network, X: Array) -> bool:
+def _use_rows(net: Network, X: Array, mm: MatMul = numpy_matmul) -> bool:
     """Whether the n_L = 1 kernels keep the inputs as rows (see ``_ROWS_MIN_BATCH``)."""
+    numpy = mm is numpy_matmul
     return (
-        net.dtype == np.float64
+        (net.dtype == np.float64 or not numpy)
         and not net.stack_shape
         and net.widths[-1] == 1
         and np.ndim(X) >= 2
-        and np.shape(X)[-2] >= _ROWS_MIN_BATCH
+        and (np.shape(X)[-2] >= _ROWS_MIN_BATCH or not numpy)
         and min(net.widths[:-1]) >= _ROWS_MIN_WIDTH
     )
 
 
-def _matmul(a: Array, b: Array, spare: Array | None) -> Array:
-    """``a @ b``, written into ``spare`` when it has the result's shape and dtype."""
+def _matmul(mm: MatMul, a: Array, b: Array, spare: Array | None) -> Array:
+    """``a @ b`` by ``mm``, written into ``spare`` when it has the result's shape
+    and dtype."""
     shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
     if (
         spare is not None
@@ -239,8 +275,8 @@ def _matmul(a: Array, b: Array, spare: Array | None) -> Array:
         and spare.dtype == np.result_type(a, b)
         and spare.flags.c_contiguous
     ):
-        return np.matmul(a, b, out=spare)
-    return np.matmul(a, b)
+        return mm(a, b, spare)
+    return mm(a, b, None)
 
 
 def _seed(net: Network, ds: list[Array]) -> Array:
@@ -249,7 +285,9 @@ def _seed(net: Network, ds: list[Array]) -> Array:
     return d[..., :, None] * net.weights[-1][..., None, :, :]
 
 
-def _step(net: Network, ds: list[Array], g: Array, i: int) -> Array:
+def _step(
+    net: Network, ds: list[Array], g: Array, i: int, mm: MatMul = numpy_matmul
+) -> Array:
     """(g D^[l]) W^[l] for l = i + 2: from d a^[L]/d a^[l] to d a^[L]/d a^[l-1].
 
     ``g`` has shape ``(..., B, n_L, n_l)`` and may be overwritten. The product
@@ -259,20 +297,19 @@ def _step(net: Network, ds: list[Array], g: Array, i: int) -> Array:
     g *= ds[i].swapaxes(-1, -2)[..., None, :]
     *lead, batch, n_out, n_l = g.shape
     w = net.weights[i]
-    return (g.reshape(*lead, batch * n_out, n_l) @ w).reshape(
+    return mm(g.reshape(*lead, batch * n_out, n_l), w, None).reshape(
         *lead, batch, n_out, w.shape[-1]
     )
 
 
-def input_gradient(net: Network, X: Array) -> Array:
+@shared_parameters
+def input_gradient(net: Network, X: Array, *, backend: Backend = "numpy") -> Array:
     """The gradient of the network's output with respect to its input.
 
     Parameters
     ----------
-    net : Network
-        A network, or a stack of networks of equal shape.
-    X : ndarray, shape (B, n_1) or (n_1,); for a stack also (K, B, n_1)
-        Inputs x = a^[1].
+    {net_and_inputs}
+    {backend}
 
     Returns
     -------
@@ -312,71 +349,85 @@ def input_gradient(net: Network, X: Array) -> Array:
     """
     single = np.ndim(X) == 1
     inner = _input_gradient if net.plain_mlp else _layers_input_gradient
+    inner = functools.partial(inner, mm=matmul_for(backend))
     g = _in_parts(
         lambda net, X: _in_groups(inner, net, X),
         net,
         X,
         -2 if net.widths[-1] == 1 else -3,
+        backend,
     )
     if single:
         g = g[..., 0, :] if net.widths[-1] == 1 else g[..., 0, :, :]
     return g
 
 
-def _input_gradient(net: Network, X: Array) -> Array:
-    """:func:`input_gradient` for inputs of shape ``(..., B, n_1)``."""
+def _input_gradient(net: Network, X: Array, mm: MatMul = numpy_matmul) -> Array:
+    """:func:`input_gradient` for inputs of shape ``(..., B, n_1)``, products by
+    ``mm``."""
     if net.widths[-1] == 1:
         # The common case, with less bookkeeping per layer: the gradients of
         # all inputs are the columns of one (n_l, B) matrix per network (or
         # its rows, see _use_rows). Two buffers take turns as the products'
         # outputs.
-        rows = _use_rows(net, X)
-        ds = _derivatives(net, X, rows=rows)
+        rows = _use_rows(net, X, mm)
+        ds = _derivatives(net, X, rows=rows, mm=mm)
         weights, spare = net.weights, None
         if rows:
             g = ds[-1] * weights[-1]
             for i in range(len(ds) - 2, -1, -1):
                 g *= ds[i]
-                g, spare = _matmul(g, weights[i], spare), g
+                g, spare = _matmul(mm, g, weights[i], spare), g
             return g
         g = _transpose(weights[-1]) * ds[-1]
         for i in range(len(ds) - 2, -1, -1):
             g *= ds[i]
-            g, spare = _matmul(_transpose(weights[i]), g, spare), g
+            g, spare = _matmul(mm, _transpose(weights[i]), g, spare), g
         g = np.ascontiguousarray(_transpose(g))  # (..., B, n_1)
     else:
-        ds = _derivatives(net, X)
+        ds = _derivatives(net, X, mm=mm)
         g = _seed(net, ds)
         for i in range(len(ds) - 2, -1, -1):
-            g = _step(net, ds, g, i)
+            g = _step(net, ds, g, i, mm)
     return g
 
 
 @overload
 def backprop_log10_norms(
-    net: Network, X: Array, *, return_outputs: Literal[False] = False
+    net: Network,
+    X: Array,
+    *,
+    return_outputs: Literal[False] = False,
+    backend: Backend = "numpy",
 ) -> Array: ...
 
 
 @overload
 def backprop_log10_norms(
-    net: Network, X: Array, *, return_outputs: Literal[True]
+    net: Network,
+    X: Array,
+    *,
+    return_outputs: Literal[True],
+    backend: Backend = "numpy",
 ) -> tuple[Array, Array]: ...
 
 
+@shared_parameters
 def backprop_log10_norms(
-    net: Network, X: Array, *, return_outputs: bool = False
+    net: Network,
+    X: Array,
+    *,
+    return_outputs: bool = False,
+    backend: Backend = "numpy",
 ) -> Array | tuple[Array, Array]:
     """log10 of the backprop norms || d a^[L] / d a^[l] ||, l = 1..L-1.
 
     Parameters
     ----------
-    net : Network
-        A network, or a stack of networks.
-    X : ndarray, shape (B, n_1) or (n_1,); for a stack also (K, B, n_1)
-        Inputs x = a^[1].
+    {net_and_inputs}
     return_outputs : bool, default False
         Also return the outputs a^[L](x), from the same forward pass.
+    {backend}
 
     Returns
     -------
@@ -417,7 +468,8 @@ def backprop_log10_norms(
         fn = _backprop_log10_norms_and_outputs
     else:
         fn = _backprop_log10_norms
-    out = _in_parts(lambda net, X: _in_groups(fn, net, X), net, X, -2)
+    fn = functools.partial(fn, mm=matmul_for(backend))
+    out = _in_parts(lambda net, X: _in_groups(fn, net, X), net, X, -2, backend)
     if single:
         out = out[..., 0, :]
     if not return_outputs:
@@ -426,20 +478,25 @@ def backprop_log10_norms(
     return out[..., :n_layers], out[..., n_layers:].astype(net.dtype)
 
 
-def _backprop_log10_norms_and_outputs(net: Network, X: Array) -> Array:
+def _backprop_log10_norms_and_outputs(
+    net: Network, X: Array, mm: MatMul = numpy_matmul
+) -> Array:
     """The norms with a^[L] appended as n_L more columns (float64: exact)."""
     output: list[Array] = []
-    norms = _backprop_log10_norms(net, X, output)
+    norms = _backprop_log10_norms(net, X, output, mm)
     return np.concatenate([norms, _transpose(output[0]).astype(np.float64)], axis=-1)
 
 
 def _backprop_log10_norms(
-    net: Network, X: Array, output: list[Array] | None = None
+    net: Network,
+    X: Array,
+    output: list[Array] | None = None,
+    mm: MatMul = numpy_matmul,
 ) -> Array:
     """:func:`backprop_log10_norms` for inputs of shape ``(..., B, n_1)``."""
     if net.widths[-1] == 1:
-        return _backprop_log10_norms_vector(net, X, output)
-    ds = _derivatives(net, X, output)
+        return _backprop_log10_norms_vector(net, X, output, mm)
+    ds = _derivatives(net, X, output, mm=mm)
     g = _seed(net, ds)
     batch_shape = g.shape[:-2]
     out = np.empty((*batch_shape, net.depth - 1), dtype=np.float64)
@@ -448,12 +505,15 @@ def _backprop_log10_norms(
         # g * 10**log_scale is d a^[L] / d a^[l], l = i + 1 (column i).
         out[..., i] = _normalize(g, log_scale)
         if i:
-            g = _step(net, ds, g, i - 1)
+            g = _step(net, ds, g, i - 1, mm)
     return out
 
 
 def _backprop_log10_norms_vector(
-    net: Network, X: Array, output: list[Array] | None = None
+    net: Network,
+    X: Array,
+    output: list[Array] | None = None,
+    mm: MatMul = numpy_matmul,
 ) -> Array:
     """:func:`_backprop_log10_norms` for n_L = 1, in :func:`_input_gradient`'s layout.
 
@@ -462,9 +522,9 @@ def _backprop_log10_norms_vector(
     (1, n_l) matrix through a view, by :func:`_normalize`. a^[L] is appended to
     ``output`` with shape ``(..., n_L, B)`` in either layout.
     """
-    rows = _use_rows(net, X)
+    rows = _use_rows(net, X, mm)
     out_rows: list[Array] = []
-    ds = _derivatives(net, X, None if output is None else out_rows, rows=rows)
+    ds = _derivatives(net, X, None if output is None else out_rows, rows=rows, mm=mm)
     if output is not None:
         output.append(out_rows[0] if not rows else _transpose(out_rows[0]))
     weights, spare = net.weights, None
@@ -489,9 +549,9 @@ def _backprop_log10_norms_vector(
         if i:
             g *= ds[i - 1]
             if rows:
-                g, spare = _matmul(g, weights[i - 1], spare), g
+                g, spare = _matmul(mm, g, weights[i - 1], spare), g
             else:
-                g, spare = _matmul(_transpose(weights[i - 1]), g, spare), g
+                g, spare = _matmul(mm, _transpose(weights[i - 1]), g, spare), g
     return out
 
 
@@ -533,21 +593,26 @@ def _output_seed(fp: ForwardPass) -> Array:
     return np.broadcast_to(np.eye(n_out, dtype=out.dtype), (*out.shape, n_out))
 
 
-def _layers_input_gradient(net: Network, X: Array) -> Array:
+def _layers_input_gradient(net: Network, X: Array, mm: MatMul = numpy_matmul) -> Array:
     """:func:`input_gradient` of any architecture, by :func:`depthlab.blocks.vjp`."""
-    fp = blocks.lean_forward(net, X)
+    fp = blocks.lean_forward(net, X, matmul=mm)
     g = _output_seed(fp)
     for i in range(len(net.weights) - 1, -1, -1):
-        g = blocks.vjp(net, fp, i, g)
+        g = blocks.vjp(net, fp, i, g, matmul=mm)
     return g[..., 0, :] if net.widths[-1] == 1 else g
 
 
-def _layers_backprop(net: Network, X: Array, fp: ForwardPass | None = None) -> Array:
+def _layers_backprop(
+    net: Network,
+    X: Array,
+    fp: ForwardPass | None = None,
+    mm: MatMul = numpy_matmul,
+) -> Array:
     """:func:`backprop_log10_norms` of any architecture (running log scale)."""
     if fp is None:
-        fp = blocks.lean_forward(net, X)
+        fp = blocks.lean_forward(net, X, matmul=mm)
     n_layers = len(net.weights)
-    g = blocks.vjp(net, fp, n_layers - 1, _output_seed(fp))
+    g = blocks.vjp(net, fp, n_layers - 1, _output_seed(fp), matmul=mm)
     batch_shape = g.shape[:-2]
     out = np.empty((*batch_shape, n_layers), dtype=np.float64)
     log_scale = np.zeros(batch_shape, dtype=np.float64)
@@ -555,14 +620,16 @@ def _layers_backprop(net: Network, X: Array, fp: ForwardPass | None = None) -> A
         # g * 10**log_scale is d a^[L] / d a^[l], l = i + 1 (column i).
         out[..., i] = _normalize(g, log_scale)
         if i:
-            g = blocks.vjp(net, fp, i - 1, g)
+            g = blocks.vjp(net, fp, i - 1, g, matmul=mm)
     return out
 
 
-def _layers_backprop_and_outputs(net: Network, X: Array) -> Array:
+def _layers_backprop_and_outputs(
+    net: Network, X: Array, mm: MatMul = numpy_matmul
+) -> Array:
     """:func:`_layers_backprop` with a^[L] appended as n_L more columns."""
-    fp = blocks.lean_forward(net, X)
-    norms = _layers_backprop(net, X, fp)
+    fp = blocks.lean_forward(net, X, matmul=mm)
+    norms = _layers_backprop(net, X, fp, mm)
     return np.concatenate([norms, fp.output.astype(np.float64)], axis=-1)
 
 

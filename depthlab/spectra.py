@@ -51,6 +51,7 @@ from scipy.linalg import lapack, solve_triangular
 from threadpoolctl import threadpool_limits
 
 from depthlab import blocks
+from depthlab.gradient import shared_parameters
 from depthlab.network import Network
 
 Array = np.ndarray
@@ -502,15 +503,13 @@ def log_singular_values_of_product(matrices: Sequence[Array]) -> Array:
     return _pad(log_sv, min(n_in, n_out))
 
 
+@shared_parameters
 def layer_singular_values(net: Network, X: Array) -> list[Array]:
     """Singular values of every per-layer Jacobian J^[l] = D^[l] W^[l], l = 2..L.
 
     Parameters
     ----------
-    net : Network
-        A network, or a stack of networks of equal shape.
-    X : ndarray, shape (B, n_1) or (n_1,); for a stack also (K, B, n_1)
-        Inputs x = a^[1].
+    {net_and_inputs}
 
     Returns
     -------
@@ -550,6 +549,7 @@ def layer_singular_values(net: Network, X: Array) -> list[Array]:
     return [s[..., 0, :] for s in out] if single else out
 
 
+@shared_parameters
 def jacobian_log_singular_values(
     net: Network, X: Array, *, layers: Sequence[int] | None = None
 ) -> list[Array | None]:
@@ -557,10 +557,7 @@ def jacobian_log_singular_values(
 
     Parameters
     ----------
-    net : Network
-        A network, or a stack of networks of equal shape.
-    X : ndarray, shape (B, n_1) or (n_1,); for a stack also (K, B, n_1)
-        Inputs x = a^[1].
+    {net_and_inputs}
     layers : sequence of int, optional
         The layers l (each in 2..L; order and repeats do not matter) at which
         the full spectrum of J^(l) is computed. None (the default): every layer.

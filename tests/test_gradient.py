@@ -578,8 +578,7 @@ def test_inputs_split_over_threads_equal_one_thread(monkeypatch, rng) -> None:
         for net, X in cases
     ]
     monkeypatch.setattr(gradient, "_MIN_PART", 16)
-    controller = gradient._blas_threads()[1]
-    monkeypatch.setattr(gradient, "_blas_threads", lambda: (3, controller))
+    monkeypatch.setattr(gradient, "threads", lambda backend: 3)
     in_groups, sizes = gradient._in_groups, []
 
     def recording(fn, net, X):

@@ -160,8 +160,8 @@ BAD_INPUTS = [
         ["probe.network=3"],
         "unknown key 'probe.network'; valid probe keys: probe.networks, "
         "probe.inputs, probe.input_distribution, probe.spectra, "
-        "probe.spectra_layers, probe.memory_gb, probe.threads, probe.rel_err, "
-        "probe.max_networks",
+        "probe.spectra_layers, probe.memory_gb, probe.threads, probe.backend, "
+        "probe.rel_err, probe.max_networks",
     ),
     (
         ["depth=50..2"],

@@ -21,11 +21,15 @@ shallower one of the same widths).
 :func:`run_chunks` runs the chunks of a range of networks on a thread pool,
 BLAS pinned to one thread (numpy releases the GIL in BLAS calls and ufuncs), and
 returns the measurements in chunk order.
+
+``probe.backend`` (``spec.backend``) chooses whose BLAS does the gradients'
+matrix products in :func:`measure_chunk` (:mod:`depthlab.backend`): numpy's, or
+torch's on the same memory. The threads are the same either way: one per
+worker (see :func:`run_chunks`).
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import os
@@ -35,9 +39,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from depthlab import blocks, spectra
+from depthlab.backend import limit_threads
 from depthlab.gradient import backprop_log10_norms
 from depthlab.initializers import sample_layer
 from depthlab.jobs import THREADS_ENV, layer_cache, memory
@@ -325,8 +329,14 @@ def _hidden_key(spec: ProbeSpec, layer: int) -> tuple[Any, ...]:
 
 
 def measure_chunk(chunk: Chunk, spec: ProbeSpec) -> ChunkMeasurement:
-    """Backprop norms, outputs and (for the job's pairs in it) spectra of a chunk."""
-    log10_norms, outputs = backprop_log10_norms(chunk.net, chunk.X, return_outputs=True)
+    """Backprop norms, outputs and (for the job's pairs in it) spectra of a chunk.
+
+    The backprop norms' matrix products run on ``spec.backend``; the spectra
+    always on numpy and LAPACK.
+    """
+    log10_norms, outputs = backprop_log10_norms(
+        chunk.net, chunk.X, return_outputs=True, backend=spec.backend
+    )
     return ChunkMeasurement(
         networks=chunk.networks,
         log10_norms=log10_norms,
@@ -391,6 +401,14 @@ def run_chunks(
 
     Chunk size and worker count follow the memory budget
     (:func:`depthlab.jobs.memory.plan_chunks`); BLAS runs one thread per worker.
+
+    Threads: the whole pool runs inside
+    ``depthlab.backend.limit_threads(spec.backend, 1)``, which pins numpy's BLAS
+    and, for ``probe.backend=torch``, torch's intra-op threads to one. With W
+    workers, W products then run at once, each on its own worker's thread
+    (numpy and torch release the GIL while they multiply), never W x k threads
+    on W cores; one worker alone also runs its products on one thread. The
+    setting is process-wide and restored when the pool is done.
     """
     threads = threads or spec.threads or default_threads()
     size, workers = memory.plan_chunks(
@@ -404,7 +422,7 @@ def run_chunks(
     def task(part: range) -> ChunkMeasurement:
         return measure_chunk(make_chunk(spec, part), spec)
 
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with limit_threads(spec.backend, 1):
         if workers <= 1:
             return [task(part) for part in chunks]
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -413,12 +431,6 @@ def run_chunks(
             except BaseException:  # Ctrl-C, SIGTERM, an error: start no more
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    """The BLAS libraries of this process, found once (a scan costs ~3 ms)."""
-    return ThreadpoolController()
 
 
 def _spectra_networks(spec: ProbeSpec) -> int:

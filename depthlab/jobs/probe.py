@@ -112,6 +112,8 @@ class ProbeSpec:
     """Memory budget of the chunks; None: automatic (:mod:`depthlab.jobs.memory`)."""
     threads: int | None = None
     """Worker threads; None: every core this process may use."""
+    backend: str = "numpy"
+    """Whose BLAS multiplies in the gradients (:mod:`depthlab.backend`)."""
     rel_err: float | None = None
     """Target relative standard error of the median gradient norm; None: a
     fixed ``networks``."""

@@ -28,6 +28,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
+from depthlab import backend
 from depthlab.activations import ACTIVATION_NAMES
 from depthlab.datasets import DATASET_NAMES
 from depthlab.gradient import COSTS
@@ -170,6 +171,21 @@ class Each(Constraint):
 
     def describe(self) -> str:
         return f"a list, each {self.inner.describe()}"
+
+
+@dataclass(frozen=True)
+class Usable(Constraint):
+    """A backend of :mod:`depthlab.backend` that this Python can use (its
+    library is installed)."""
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return backend.unavailable(value) is None
+
+    def describe(self) -> str:
+        why = [backend.unavailable(name) for name in backend.BACKENDS]
+        missing = [text for text in why if text is not None]
+        note = f" ({'; '.join(missing)})" if missing else ""
+        return f"one of {', '.join(backend.BACKENDS)}{note}"
 
 
 # ---------------------------------------------------------------------------
@@ -348,6 +364,9 @@ KEYS: tuple[Key, ...] = (
     Key("probe.threads", int, None, _POS,
         "threads per job; null: every core (shared with the sweep's workers)",
         optional=True, semantic=False, task="probe"),
+    Key("probe.backend", str, "numpy", Usable(),
+        "whose BLAS multiplies in the gradients: numpy, or torch (the same "
+        "numbers to rounding)", semantic=False, task="probe"),
     Key("probe.rel_err", float, None,
         Interval(float, 0, 1, closed="neither"),
         "target rel. std error of the median |grad|; null: fixed probe.networks",

@@ -33,6 +33,19 @@ def _weights(
     return weights, biases
 
 
+def _tanh_net(widths: list[int], rng: np.random.Generator, **options: Any) -> Network:
+    """The benchmark's tanh network: Gaussian init, sigma_w = 1, sigma_b = 0.1."""
+    return init_network(
+        widths,
+        activation="tanh",
+        init="gaussian",
+        sigma_w=1.0,
+        sigma_b=0.1,
+        rng=rng,
+        **options,
+    )
+
+
 def _gemm_only(weights: list[np.ndarray], X: np.ndarray) -> Any:
     """The kernel's matrix products alone, into preallocated buffers: its bound."""
     B, n = X.shape
@@ -241,17 +254,32 @@ def kernel(args: Any) -> tuple[str, dict[str, Any]]:
     return "\n".join(md), data
 
 
+BACKEND_TAGS = {"numpy": "", "torch": ", torch backend"}
+"""depthlab's backends (``backend=``) in the against-torch table, and the
+suffix of their candidates' names."""
+
+
 def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
     """Issue 9's kernel target: depthlab against torch's sum trick at 1 and 2 threads.
 
     L = 50, n = 512, tanh, B in {64, 1024}, float32 and float64, the same
     weights; each thread count is set for every library at once
     (:func:`peers.threads`: CPU affinity, BLAS, torch) and all candidates of a
-    row are timed in the same interleaved rounds.
+    row are timed in the same interleaved rounds: depthlab with each backend
+    of :data:`BACKEND_TAGS` (``backend="numpy"``: OpenBLAS, ``"torch"``: MKL
+    on the same arrays), torch's sum trick, and the bare products of each
+    library. Each timing run gives one table row per backend. One thread is
+    timed in process CPU time (every candidate then runs on the one CPU it is
+    pinned to, and other processes change the CPU time of its work little),
+    two threads in wall time (what parallel work saves).
     """
+    import os
+    import time
+
     depth, n = 50, 512
     thread_counts = [1] if args.quick else [1, 2]
     batches = [64] if args.quick else [64, 1024]
+    load_start = os.getloadavg()[0]
     rows = []
     for dtype_name in ("float32", "float64"):
         dtype = np.dtype(dtype_name)
@@ -263,57 +291,83 @@ def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
             X = rng.standard_normal((b, n)).astype(dtype)
             net = Network(ws, bs, "tanh")
             ref = input_gradient(Network(w64, b64, "tanh"), X.astype(np.float64))
-            cases = {
-                "input_gradient": lambda net=net, X=X: input_gradient(net, X),
-                "backprop_log10_norms": lambda net=net, X=X: backprop_log10_norms(
-                    net, X
-                ),
-                "torch sum trick": peers.torch_variants(ws, bs, X)["torch sum trick"],
-                "numpy GEMMs alone": _gemm_only(ws, X),
-                "torch GEMMs alone": _torch_gemm_only(ws, X),
+            cases: dict[str, Any] = {}
+            for backend, tag in BACKEND_TAGS.items():
+                cases[f"input_gradient{tag}"] = lambda net=net, X=X, backend=backend: (
+                    input_gradient(net, X, backend=backend)
+                )
+                cases[f"backprop_log10_norms{tag}"] = (
+                    lambda net=net, X=X, backend=backend: backprop_log10_norms(
+                        net, X, backend=backend
+                    )
+                )
+            cases["torch sum trick"] = peers.torch_variants(ws, bs, X)[
+                "torch sum trick"
+            ]
+            cases["numpy GEMMs alone"] = _gemm_only(ws, X)
+            cases["torch GEMMs alone"] = _torch_gemm_only(ws, X)
+            err_torch = _rel_err(cases["torch sum trick"](), ref)
+            err = {
+                backend: _rel_err(cases[f"input_gradient{tag}"](), ref)
+                for backend, tag in BACKEND_TAGS.items()
             }
-            err = _rel_err(cases["torch sum trick"](), ref)
-            err_dl = _rel_err(cases["input_gradient"](), ref)
             for threads in thread_counts:
                 with peers.threads(threads):
                     t = compare(
                         cases,
                         rounds=3 if args.quick else 5,
-                        max_total_s=4.0 if args.quick else 20.0,
+                        max_total_s=4.0 if args.quick else 24.0,
                         warmup=1,
+                        clock=time.process_time if threads == 1 else time.perf_counter,
                     )
                 s = {k: v.median for k, v in t.items()}
-                rows.append(
-                    {
-                        "dtype": dtype_name,
-                        "B": b,
-                        "threads": threads,
-                        "seconds": s,
-                        "spread": {k: v.spread for k, v in t.items()},
-                        "torch_vs_input_gradient": s["torch sum trick"]
-                        / s["input_gradient"],
-                        "torch_vs_backprop": s["torch sum trick"]
-                        / s["backprop_log10_norms"],
-                        "torch_vs_gemms": s["torch sum trick"] / s["numpy GEMMs alone"],
-                        "torch_gemms_vs_numpy_gemms": s["torch GEMMs alone"]
-                        / s["numpy GEMMs alone"],
-                        "gflops": {
-                            k: 2.0 * 2 * (depth - 2) * b * n * n / s[k] / 1e9
-                            for k in ("numpy GEMMs alone", "torch GEMMs alone")
-                        },
-                        "max_rel_err": {"depthlab": err_dl, "torch": err},
-                    }
-                )
+                spread = max(v.spread for v in t.values())
+                gflops = {
+                    k: 2.0 * 2 * (depth - 2) * b * n * n / s[k] / 1e9
+                    for k in ("numpy GEMMs alone", "torch GEMMs alone")
+                }
+                for backend, tag in BACKEND_TAGS.items():
+                    grad, norms = (
+                        s[f"input_gradient{tag}"],
+                        s[f"backprop_log10_norms{tag}"],
+                    )
+                    rows.append(
+                        {
+                            "dtype": dtype_name,
+                            "B": b,
+                            "threads": threads,
+                            "clock": "CPU" if threads == 1 else "wall",
+                            "backend": backend,
+                            "seconds": s,
+                            "input_gradient": grad,
+                            "backprop_log10_norms": norms,
+                            "spread": spread,
+                            "torch_vs_input_gradient": s["torch sum trick"] / grad,
+                            "torch_vs_backprop": s["torch sum trick"] / norms,
+                            "torch_vs_gemms": s["torch sum trick"]
+                            / s["numpy GEMMs alone"],
+                            "torch_gemms_vs_numpy_gemms": s["torch GEMMs alone"]
+                            / s["numpy GEMMs alone"],
+                            "gflops": gflops,
+                            "max_rel_err": {
+                                "depthlab": err[backend],
+                                "torch": err_torch,
+                            },
+                        }
+                    )
                 print(
                     f"kernel vs torch {dtype_name} B={b} threads={threads}: "
                     + ", ".join(f"{k} {fmt_seconds(v)}" for k, v in s.items()),
                     flush=True,
                 )
+    load_end = os.getloadavg()[0]
     table = markdown_table(
         [
             "dtype",
             "B",
             "threads",
+            "clock",
+            "depthlab backend",
             "input_gradient",
             "backprop_log10_norms",
             "torch sum trick",
@@ -330,8 +384,10 @@ def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
                 r["dtype"],
                 r["B"],
                 r["threads"],
-                fmt_seconds(r["seconds"]["input_gradient"]),
-                fmt_seconds(r["seconds"]["backprop_log10_norms"]),
+                r["clock"],
+                r["backend"],
+                fmt_seconds(r["input_gradient"]),
+                fmt_seconds(r["backprop_log10_norms"]),
                 fmt_seconds(r["seconds"]["torch sum trick"]),
                 fmt_ratio(r["torch_vs_input_gradient"]),
                 fmt_ratio(r["torch_vs_backprop"]),
@@ -339,23 +395,37 @@ def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
                 f"{r['gflops']['numpy GEMMs alone']:.0f} / "
                 f"{r['gflops']['torch GEMMs alone']:.0f}",
                 fmt_ratio(r["torch_gemms_vs_numpy_gemms"]),
-                f"{max(r['spread'].values()):.2f}",
+                f"{r['spread']:.2f}",
                 f"{max(r['max_rel_err'].values()):.1e}",
             ]
             for r in rows
         ],
-        align="lrr" + "r" * 10,
+        align="lrrll" + "r" * 10,
     )
-    worst = min(min(r["torch_vs_input_gradient"], r["torch_vs_backprop"]) for r in rows)
+    verdicts = []
+    for backend in BACKEND_TAGS:
+        mine = [r for r in rows if r["backend"] == backend]
+        worst = min(
+            min(r["torch_vs_input_gradient"], r["torch_vs_backprop"]) for r in mine
+        )
+        verdicts.append(
+            f'`backend="{backend}"` worst {fmt_ratio(worst)}: '
+            f"{'met' if worst >= 1.0 else 'not met'}"
+        )
     md = (
         f"Against torch's sum trick (`torch.autograd.grad(f(X).sum(), X)`) on the "
         f"same weights, tanh, L = {depth}, n = {n}, n_L = 1: 1 and 2 threads for "
         "every library (CPU affinity, numpy's and scipy's BLAS via threadpoolctl, "
-        "torch.set_num_threads), all three timed in the same interleaved rounds "
-        "(medians; ratios above 1: depthlab is faster). With k > 1 BLAS threads "
-        "depthlab splits the inputs over k threads with BLAS at one thread each "
-        "(`gradient._in_parts`). torch's products are MKL's, depthlab's "
-        "numpy's OpenBLAS. `numpy GEMMs alone`: the same 2(L-2) square products "
+        "torch.set_num_threads), all candidates timed in the same interleaved "
+        "rounds (medians; ratios above 1: depthlab is faster), at 1 thread in "
+        "process CPU time (`clock` CPU: little changed by other processes on a "
+        "shared machine), at 2 threads in wall time; each timing run "
+        'gives two rows, one per depthlab backend (`backend="numpy"`: numpy\'s '
+        'OpenBLAS, the default; `backend="torch"`: torch\'s MKL on the same '
+        "arrays, `depthlab.backend`), whose torch, GEMM and spread columns are "
+        "the same. With k > 1 threads depthlab splits the inputs over k threads "
+        "with BLAS and torch at one thread each (`gradient._in_parts`). "
+        "`numpy GEMMs alone`: the same 2(L-2) square products "
         "with numpy into preallocated buffers and nothing else; where torch / "
         "numpy GEMMs alone is below 1, torch's whole gradient takes less time "
         "than numpy's matrix products alone, and no code on numpy's matmul "
@@ -363,10 +433,12 @@ def _vs_torch(args: Any) -> tuple[str, list[dict[str, Any]]]:
         "`torch.mm` (MKL) into preallocated tensors, in the layouts of torch's "
         "sum trick (`F.linear`: a W^T forward, g W backward); `torch GEMMs / "
         "numpy GEMMs` below 1: MKL's products are faster than OpenBLAS's at "
-        "these shapes.\n\n"
+        f"these shapes. Load average (1 min) {load_start:.1f} at the start of "
+        f"this table, {load_end:.1f} at its end.\n\n"
         f"{table}\n\n"
-        f"Target (issue 9): torch / depthlab >= 1.0 for both functions; worst "
-        f"{fmt_ratio(worst)}: {'met' if worst >= 1.0 else 'not met'}."
+        "Target (issue 9): torch / depthlab >= 1.0 for both functions; "
+        + "; ".join(verdicts)
+        + "."
     )
     return md, rows
 
@@ -427,15 +499,7 @@ def networks(args: Any) -> tuple[str, dict[str, Any]]:
     rows = []
     for depth, b in grid:
         rng = np.random.default_rng(depth + b)
-        stack = init_network(
-            [width] * (depth - 1) + [1],
-            activation="tanh",
-            init="gaussian",
-            sigma_w=1.0,
-            sigma_b=0.1,
-            rng=rng,
-            num_networks=k,
-        )
+        stack = _tanh_net([width] * (depth - 1) + [1], rng, num_networks=k)
         nets = stack.unstack()
         X = rng.standard_normal((k, b, width))
         for name, fn in (
@@ -551,14 +615,7 @@ def spectra_section(args: Any) -> tuple[str, dict[str, Any]]:
     rows = []
     for depth, b in grid:
         rng = np.random.default_rng(depth + b)
-        net = init_network(
-            [width] * depth,
-            activation="tanh",
-            init="gaussian",
-            sigma_w=1.0,
-            sigma_b=0.1,
-            rng=rng,
-        )
+        net = _tanh_net([width] * depth, rng)
         X = rng.standard_normal((b, width))
 
         def pinned(fn: Any, net: Network = net, X: np.ndarray = X) -> Any:
@@ -622,30 +679,27 @@ def spectra_section(args: Any) -> tuple[str, dict[str, Any]]:
         "plain product 1 thread / depthlab",
         "decades where plain is wrong",
     ]
+    plain_of = {  # the plain variant timed against each depthlab function
+        "layer_singular_values": "plain svd of each D W",
+        "jacobian_log_singular_values": "plain svd of the product",
+    }
+
+    def cells(r: dict[str, Any], fn: str) -> list[str]:
+        s, plain = r["seconds"], plain_of[fn]
+        return [
+            fmt_seconds(s[fn]),
+            fmt_ratio(s[plain] / s[fn]),
+            fmt_ratio(s[f"{plain}, BLAS 1 thread"] / s[fn]),
+        ]
+
     table = markdown_table(
         header,
         [
             [
                 r["L"],
                 r["B"],
-                fmt_seconds(r["seconds"]["layer_singular_values"]),
-                fmt_ratio(
-                    r["seconds"]["plain svd of each D W"]
-                    / r["seconds"]["layer_singular_values"]
-                ),
-                fmt_ratio(
-                    r["seconds"]["plain svd of each D W, BLAS 1 thread"]
-                    / r["seconds"]["layer_singular_values"]
-                ),
-                fmt_seconds(r["seconds"]["jacobian_log_singular_values"]),
-                fmt_ratio(
-                    r["seconds"]["plain svd of the product"]
-                    / r["seconds"]["jacobian_log_singular_values"]
-                ),
-                fmt_ratio(
-                    r["seconds"]["plain svd of the product, BLAS 1 thread"]
-                    / r["seconds"]["jacobian_log_singular_values"]
-                ),
+                *cells(r, "layer_singular_values"),
+                *cells(r, "jacobian_log_singular_values"),
                 f"{r['jac_vs_plain_log10_max_diff']:.1f} "
                 f"(of {r['stable_log10_range']:.1f})",
             ]
@@ -685,14 +739,7 @@ def _wide_spectra(args: Any, controller: Any) -> tuple[str, dict[str, Any]]:
 
     n, depth = (256, 4) if args.quick else (1024, 5)
     rng = np.random.default_rng(11)
-    net = init_network(
-        [n] * depth,
-        activation="tanh",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.1,
-        rng=rng,
-    )
+    net = _tanh_net([n] * depth, rng)
     X = rng.standard_normal((1, n))
     A = rng.standard_normal((n, n)) / np.sqrt(n)
     R = np.triu(lapack.dgeqp3(A)[0])
