@@ -30,6 +30,7 @@ worker (see :func:`run_chunks`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
