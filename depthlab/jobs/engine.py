@@ -322,6 +322,7 @@ def _hidden_key(spec: ProbeSpec, layer: int) -> tuple[Any, ...]:
         spec.sigma_b,
         tuple(sorted(spec.network_kwargs().items())),
         spec.dtype,
+        spec.backend,
         spec.seed,
         spec.inputs,
         spec.input_distribution,
