@@ -4,6 +4,8 @@ process, every job once, readable output; the thread budget; the progress line."
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import re
 from pathlib import Path
 
@@ -300,3 +302,27 @@ def test_the_wait_on_jobs_raises_a_signal_only_between_waits() -> None:
         executor.shutdown(wait=True)
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def test_stop_forkserver_ends_it_at_once() -> None:
+    """The forkserver would tear itself down for most of a second after the
+    sweep's process ends, holding its standard streams: it is ended first."""
+    code = (
+        "import os\n"
+        "from multiprocessing import forkserver\n"
+        "from depthlab.sweep import workers\n"
+        "workers.warm_up()\n"
+        "pid = forkserver._forkserver._forkserver_pid\n"
+        "os.kill(pid, 0)\n"
+        "workers.stop_forkserver()\n"
+        "try:\n"
+        "    os.kill(pid, 0)\n"
+        "except ProcessLookupError:\n"
+        "    print('gone')\n"
+        "workers.stop_forkserver()  # again: nothing to do\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "gone"

@@ -210,8 +210,11 @@ def exit_now(status: object = 0) -> NoReturn:
 
     Python's finalization frees mlflow, SQLAlchemy, pandas and matplotlib
     module by module: most of a second per process, for nothing a finished sweep
-    needs. This runs the ``atexit`` handlers (logging's flush among them) and
-    flushes the standard streams, then ends the process. The SQLite store needs
+    needs. This ends the workers' forkserver
+    (:func:`depthlab.sweep.workers.stop_forkserver`, which would otherwise
+    tear itself down for as long, holding the standard streams), runs the
+    ``atexit`` handlers (logging's flush among them) and flushes the standard
+    streams, then ends the process. The SQLite store needs
     no closing: every MLflow write is a committed transaction. When another
     non-daemon thread is alive, or ``status`` is not an integer or None, it
     exits the normal way instead (``raise SystemExit(status)``), which waits
@@ -228,6 +231,8 @@ def exit_now(status: object = 0) -> NoReturn:
     ]
     if alive or not (status is None or isinstance(status, int)):
         raise SystemExit(status)
+    if "depthlab.sweep.workers" in sys.modules:
+        sys.modules["depthlab.sweep.workers"].stop_forkserver()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
