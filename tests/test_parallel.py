@@ -4,9 +4,9 @@ process, every job once, readable output; the thread budget; the progress line."
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
-import re
 from pathlib import Path
 
 import pytest
