@@ -1,4 +1,4 @@
-"""The caches' effect on the jobs of ``depth=2..50`` (defaults), in one process.
+"""The caches' effect on the 49 jobs of the default `depth=2..50`, in one process.
 
 Runs the 49 probe jobs of the default sweep one after another with
 :mod:`depthlab.jobs.layer_cache` bypassed, with its drawn layers only, and with
@@ -16,7 +16,7 @@ import time
 
 import pandas as pd
 
-from depthlab.jobs import layer_cache
+from depthlab.jobs import layer_cache, schema
 from depthlab.jobs.probe import ProbeSpec, run_probe
 
 CASES = {
@@ -35,20 +35,10 @@ def sweep_cpu(case: str) -> tuple[float, str]:
     digest = hashlib.sha1()
     tic = time.process_time()
     for depth in range(2, 51):
-        result = run_probe(
-            ProbeSpec(
-                depth=depth,
-                width=64,
-                input_dim=64,
-                output_dim=1,
-                activation="sigmoid",
-                output_activation="sigmoid",
-                init="gaussian",
-                sigma_w=1.0,
-                sigma_b=0.0,
-                threads=1,
-            )
-        )
+        config = schema.defaults()
+        config["depth"] = depth
+        config["probe"]["threads"] = 1
+        result = run_probe(ProbeSpec.from_config(config))
         for table in result.tables().values():
             digest.update(pd.util.hash_pandas_object(table, index=False).to_numpy())
     return time.process_time() - tic, digest.hexdigest()
