@@ -1,4 +1,5 @@
-"""Shared fixtures and helpers: a seeded generator; the CLI run as a user runs it.
+"""Shared fixtures and helpers: a seeded generator; a small probe job; the CLI
+run as a user runs it; a real mlflow server; the runs of a store.
 
 Test modules import the helpers directly (``from conftest import run_cli``):
 pytest puts this folder on ``sys.path`` (tests/ is not a package).
@@ -6,6 +7,7 @@ pytest puts this folder on ``sys.path`` (tests/ is not a package).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from depthlab.jobs.probe import ProbeSpec
 from depthlab.network import Network, init_network
 
 TINY_JOB = [
@@ -32,8 +35,36 @@ TINY_JOB = [
 """Overrides that make a probe job take milliseconds."""
 TINY = [*TINY_JOB, "report=false"]
 """The same, without the report at the end of the sweep."""
+INTERRUPTIBLE = [
+    "depth=2..16",
+    "width=32",
+    "input_dim=8",
+    "probe.networks=8",
+    "probe.inputs=8",
+    "probe.spectra=2",
+    "report=false",
+]
+"""A sweep of short jobs, enough of them to be stopped in the middle."""
+INTERRUPTIBLE_JOBS = 15
+"""The jobs of :data:`INTERRUPTIBLE`."""
 QUIET_ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 """The environment of a subprocess: this one, less Python's warnings."""
+SPEC = ProbeSpec(
+    depth=6,
+    width=12,
+    input_dim=5,
+    output_dim=1,
+    activation="tanh",
+    output_activation="tanh",
+    init="gaussian",
+    sigma_w=1.5,
+    sigma_b=0.2,
+    networks=7,
+    inputs=3,
+    spectra=5,
+)
+"""A probe job of milliseconds: 7 tanh networks of depth 6 and width 12 at
+sigma_w = 1.5, sigma_b = 0.2; 3 inputs of dimension 5; 5 spectra."""
 
 
 @pytest.fixture
@@ -41,6 +72,11 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     """A generator seeded from the test's name: reproducible and per-test."""
     seed = sum(ord(c) * (i + 1) for i, c in enumerate(request.node.nodeid))
     return np.random.default_rng(seed)
+
+
+def probe_spec(**changes: Any) -> ProbeSpec:
+    """:data:`SPEC` with the fields ``changes`` names replaced."""
+    return dataclasses.replace(SPEC, **changes)
 
 
 def run_python(
@@ -57,9 +93,44 @@ def run_python(
     )
 
 
-def run_cli(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_cli(
+    cwd: Path, *args: str, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``python -m depthlab ARGS`` in ``cwd``."""
-    return run_python(cwd, "-m", "depthlab", *args, timeout=timeout)
+    return run_python(cwd, "-m", "depthlab", *args, timeout=timeout, env=env)
+
+
+def popen_cli(cwd: Path, *args: str, **popen: Any) -> subprocess.Popen:
+    """``python -m depthlab ARGS`` in ``cwd``, started and not waited for (pipes,
+    text; ``popen``: more keywords of :class:`subprocess.Popen`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "depthlab", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=QUIET_ENV,
+        **popen,
+    )
+
+
+def sqlite_uri(cwd: Path) -> str:
+    """The tracking URI of the default store of a sweep run in ``cwd``."""
+    return f"sqlite:///{cwd / 'mlflow.db'}"
+
+
+def search_runs(uri: str, experiment: str = "depthlab"):
+    """Every run of ``experiment`` in the store ``uri`` (mlflow.search_runs)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment], max_results=10000)
+
+
+def job_runs(uri: str, experiment: str = "depthlab"):
+    """The job runs (tag depthlab.kind=job) of :func:`search_runs`."""
+    runs = search_runs(uri, experiment)
+    return runs[runs["tags.depthlab.kind"] == "job"]
 
 
 def free_port() -> int:

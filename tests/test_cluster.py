@@ -14,8 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port, start_mlflow_server, stop_server
-from test_sweep import TINY, run_cli, search_runs
+from conftest import (
+    TINY,
+    free_port,
+    run_cli,
+    search_runs,
+    start_mlflow_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.slow
 
