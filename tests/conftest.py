@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,25 @@ SPEC = ProbeSpec(
 )
 """A probe job of milliseconds: 7 tanh networks of depth 6 and width 12 at
 sigma_w = 1.5, sigma_b = 0.2; 3 inputs of dimension 5; 5 spectra."""
+
+
+@pytest.fixture(scope="module")
+def hydra_config() -> Iterator[None]:
+    """Hydra initialized on depthlab's config folder, for ``hydra.compose``."""
+    from hydra import initialize_config_dir
+
+    from depthlab.sweep import app
+
+    with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
+        yield
+
+
+@pytest.fixture
+def big_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The validator's memory check sees a machine of 16 GiB."""
+    from depthlab.jobs import validate
+
+    monkeypatch.setattr(validate, "machine_bytes", lambda: 16 * 2**30)
 
 
 @pytest.fixture

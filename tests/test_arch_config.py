@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import probe_spec
-from hydra import compose, initialize_config_dir
+from hydra import compose
 
 from depthlab import blocks, spectra, theory
 from depthlab.jobs import engine, memory, schema, validate
@@ -28,19 +28,6 @@ from depthlab.jobs.schema import ConfigError
 from depthlab.network import init_network
 from depthlab.sweep import app
 from depthlab.sweep.cli import UsageError, rewrite_argv
-
-GIB = 2**30
-
-
-@pytest.fixture(scope="module")
-def hydra_config():
-    with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
-        yield
-
-
-@pytest.fixture
-def big_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(validate, "machine_bytes", lambda: 16 * GIB)
 
 
 def job(*args: str) -> dict:
