@@ -99,17 +99,19 @@ def probe_spec(**changes: Any) -> ProbeSpec:
     return dataclasses.replace(SPEC, **changes)
 
 
+def _python(cwd: Path, argv: list[str], env: dict[str, str] | None) -> dict[str, Any]:
+    """The keywords of :func:`subprocess.run` and :class:`subprocess.Popen` for
+    ``python ARGV`` in ``cwd``: text output, ``env`` or :data:`QUIET_ENV`."""
+    env = QUIET_ENV if env is None else env
+    return {"args": [sys.executable, *argv], "cwd": cwd, "text": True, "env": env}
+
+
 def run_python(
     cwd: Path, *argv: str, timeout: float = 180, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """``python ARGV`` in ``cwd`` (output captured, text), as a user runs it."""
     return subprocess.run(
-        [sys.executable, *argv],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=QUIET_ENV if env is None else env,
+        **_python(cwd, list(argv), env), capture_output=True, timeout=timeout
     )
 
 
@@ -121,17 +123,11 @@ def run_cli(
 
 
 def popen_cli(cwd: Path, *args: str, **popen: Any) -> subprocess.Popen:
-    """``python -m depthlab ARGS`` in ``cwd``, started and not waited for (pipes,
-    text; ``popen``: more keywords of :class:`subprocess.Popen`)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "depthlab", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=QUIET_ENV,
-        **popen,
-    )
+    """``python -m depthlab ARGS`` in ``cwd``, started and not waited for (its
+    output in pipes; ``popen``: more keywords of :class:`subprocess.Popen`)."""
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    argv = ["-m", "depthlab", *args]
+    return subprocess.Popen(**_python(cwd, argv, None), **pipes, **popen)
 
 
 def sqlite_uri(cwd: Path) -> str:

@@ -67,6 +67,33 @@ def computed_and_recovered(stdout: str) -> tuple[int, int]:
     return computed, recovered
 
 
+def full_store_line(
+    out: subprocess.CompletedProcess, db: Path, total: int
+) -> tuple[str, int]:
+    """The one line of a sweep of ``total`` jobs stopped with exit status 2 by
+    its full store ``db``, and the jobs that finished there (the line says how
+    many)."""
+    assert out.returncode == 2, out.stderr
+    line = one_error_line(out.stderr)
+    assert f"tracking store {db} is full" in line
+    finished = finished_jobs(db)
+    assert f"{finished} of {total} jobs finished and are kept" in line
+    return line, finished
+
+
+def assert_resumed(
+    again: subprocess.CompletedProcess, uri: str, total: int, left: int, recovered: int
+) -> None:
+    """The same sweep run again ended well: it took ``recovered`` jobs from
+    where they were kept, computed the rest of the ``left`` that had not
+    finished, and every one of the ``total`` jobs is FINISHED once."""
+    assert again.returncode == 0, again.stderr
+    computed, got = computed_and_recovered(again.stdout)
+    assert got == recovered
+    assert computed == left - recovered
+    assert_all_finished_once(uri, total)
+
+
 def wait_until(predicate, timeout: float, proc: subprocess.Popen) -> None:
     deadline = time.time() + timeout
     while not predicate():
@@ -144,21 +171,12 @@ def test_full_database_mid_sweep_then_resume(tmp_path: Path) -> None:
     args = ["depth=2..14", *TINY]
     limit = _pages(db) + 4 * per_job
     out = full_database_cli(tmp_path, limit, *args)  # on the default workers
-    assert out.returncode == 2, out.stderr
-    line = one_error_line(out.stderr)
-    assert f"tracking store {db} is full" in line
-    finished = finished_jobs(db)
+    line, finished = full_store_line(out, db, 13)
     assert 3 <= finished < 13
-    assert f"{finished} of 13 jobs finished and are kept" in line
     assert line.endswith("free space and run the same command to resume")
     saved = len(pending_folders(tmp_path))
 
-    again = run_cli(tmp_path, *args)
-    assert again.returncode == 0, again.stderr
-    computed, recovered = computed_and_recovered(again.stdout)
-    assert recovered == saved
-    assert computed == 13 - finished - recovered
-    assert_all_finished_once(uri, 13)
+    assert_resumed(run_cli(tmp_path, *args), uri, 13, 13 - finished, saved)
     assert not pending_folders(tmp_path)
 
 
@@ -198,11 +216,7 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
 
         server = start_mlflow_server(tmp_path, port)
         again = run_cli(tmp_path, *args)
-        assert again.returncode == 0, again.stderr
-        computed, recovered = computed_and_recovered(again.stdout)
-        assert recovered == saved - (finished - kept)
-        assert computed == 15 - finished - recovered
-        assert_all_finished_once(uri, 15)
+        assert_resumed(again, uri, 15, 15 - finished, saved - (finished - kept))
         assert not pending_folders(tmp_path)
     finally:
         stop_server(server)
@@ -297,12 +311,8 @@ def test_full_disk_mid_sweep_then_resume(small_disk: Path, tmp_path: Path) -> No
     args = ["depth=2..40", "width=48", "input_dim=16", "probe.networks=16"]
     env = {**QUIET_ENV, "TMPDIR": str(tmp_path)}
     out = run_cli(small_disk, *args, "report=false", timeout=600, env=env)
-    assert out.returncode == 2, out.stderr
-    line = one_error_line(out.stderr)
-    assert f"tracking store {db} is full" in line
-    finished = finished_jobs(db)
+    line, finished = full_store_line(out, db, 39)
     assert 1 <= finished < 39
-    assert f"{finished} of 39 jobs finished and are kept" in line
     kept = list(tmp_path.glob("depthlab-pending-*/pending/*"))
     # At most one computed job per worker meets the full disk.
     assert len(kept) <= workers.plan(None, 39)[0]
@@ -310,9 +320,5 @@ def test_full_disk_mid_sweep_then_resume(small_disk: Path, tmp_path: Path) -> No
 
     subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
     again = run_cli(small_disk, *args, "report=false", timeout=600, env=env)
-    assert again.returncode == 0, again.stderr
-    computed, recovered = computed_and_recovered(again.stdout)
-    assert recovered == len(kept)
-    assert computed == 39 - finished - recovered
-    assert_all_finished_once(f"sqlite:///{db}", 39)
+    assert_resumed(again, f"sqlite:///{db}", 39, 39 - finished, len(kept))
     assert not list(tmp_path.glob("depthlab-pending-*/pending/*"))
