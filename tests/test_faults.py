@@ -114,7 +114,7 @@ def test_corrupted_store_is_one_line(tmp_path: Path, how: str) -> None:
     if how == "garbage":
         db.write_bytes(b"this is not a database\n" * 1000)
     else:
-        assert run_cli(tmp_path, "depth=2,3", *TINY).returncode == 0
+        assert run_cli(tmp_path, "depth=2,3", "n_jobs=1", *TINY).returncode == 0
         for ext in ("-wal", "-shm"):
             db.with_name(db.name + ext).unlink(missing_ok=True)
         data = db.read_bytes()

@@ -51,8 +51,7 @@ def test_without_the_folder_the_preset_is_refused() -> None:
 
 
 def test_a_sweep_runs_a_users_preset(presets: Path, tmp_path: Path) -> None:
-    out = run_cli(
-        tmp_path, "--config-dir", str(presets), "+experiment=tiny", "depth=3,4"
-    )
+    preset = ["--config-dir", str(presets), "+experiment=tiny"]
+    out = run_cli(tmp_path, *preset, "depth=3,4", "n_jobs=1")
     assert out.returncode == 0, out.stderr
     assert "sweep done: 2 ran, 0 skipped, 0 failed of 2" in out.stdout
