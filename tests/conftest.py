@@ -1,4 +1,5 @@
-"""Shared fixtures and helpers: a seeded generator; the CLI run as a user runs it.
+"""Shared fixtures and helpers: a seeded generator; a small probe job; the CLI
+run as a user runs it; a real mlflow server; the runs of a store.
 
 Test modules import the helpers directly (``from conftest import run_cli``):
 pytest puts this folder on ``sys.path`` (tests/ is not a package).
@@ -6,6 +7,7 @@ pytest puts this folder on ``sys.path`` (tests/ is not a package).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -14,12 +16,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from depthlab.jobs.probe import ProbeSpec
 from depthlab.network import Network, init_network
 
 TINY_JOB = [
@@ -32,8 +36,55 @@ TINY_JOB = [
 """Overrides that make a probe job take milliseconds."""
 TINY = [*TINY_JOB, "report=false"]
 """The same, without the report at the end of the sweep."""
+INTERRUPTIBLE = [
+    "depth=2..16",
+    "width=32",
+    "input_dim=8",
+    "probe.networks=8",
+    "probe.inputs=8",
+    "probe.spectra=2",
+    "report=false",
+]
+"""A sweep of short jobs, enough of them to be stopped in the middle."""
+INTERRUPTIBLE_JOBS = 15
+"""The jobs of :data:`INTERRUPTIBLE`."""
 QUIET_ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 """The environment of a subprocess: this one, less Python's warnings."""
+SPEC = ProbeSpec(
+    depth=6,
+    width=12,
+    input_dim=5,
+    output_dim=1,
+    activation="tanh",
+    output_activation="tanh",
+    init="gaussian",
+    sigma_w=1.5,
+    sigma_b=0.2,
+    networks=7,
+    inputs=3,
+    spectra=5,
+)
+"""A probe job of milliseconds: 7 tanh networks of depth 6 and width 12 at
+sigma_w = 1.5, sigma_b = 0.2; 3 inputs of dimension 5; 5 spectra."""
+
+
+@pytest.fixture(scope="module")
+def hydra_config() -> Iterator[None]:
+    """Hydra initialized on depthlab's config folder, for ``hydra.compose``."""
+    from hydra import initialize_config_dir
+
+    from depthlab.sweep import app
+
+    with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
+        yield
+
+
+@pytest.fixture
+def big_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The validator's memory check sees a machine of 16 GiB."""
+    from depthlab.jobs import validate
+
+    monkeypatch.setattr(validate, "machine_bytes", lambda: 16 * 2**30)
 
 
 @pytest.fixture
@@ -43,23 +94,59 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def probe_spec(**changes: Any) -> ProbeSpec:
+    """:data:`SPEC` with the fields ``changes`` names replaced."""
+    return dataclasses.replace(SPEC, **changes)
+
+
+def _python(cwd: Path, argv: list[str], env: dict[str, str] | None) -> dict[str, Any]:
+    """The keywords of :func:`subprocess.run` and :class:`subprocess.Popen` for
+    ``python ARGV`` in ``cwd``: text output, ``env`` or :data:`QUIET_ENV`."""
+    env = QUIET_ENV if env is None else env
+    return {"args": [sys.executable, *argv], "cwd": cwd, "text": True, "env": env}
+
+
 def run_python(
     cwd: Path, *argv: str, timeout: float = 180, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """``python ARGV`` in ``cwd`` (output captured, text), as a user runs it."""
     return subprocess.run(
-        [sys.executable, *argv],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=QUIET_ENV if env is None else env,
+        **_python(cwd, list(argv), env), capture_output=True, timeout=timeout
     )
 
 
-def run_cli(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_cli(
+    cwd: Path, *args: str, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``python -m depthlab ARGS`` in ``cwd``."""
-    return run_python(cwd, "-m", "depthlab", *args, timeout=timeout)
+    return run_python(cwd, "-m", "depthlab", *args, timeout=timeout, env=env)
+
+
+def popen_cli(cwd: Path, *args: str, **popen: Any) -> subprocess.Popen:
+    """``python -m depthlab ARGS`` in ``cwd``, started and not waited for (its
+    output in pipes; ``popen``: more keywords of :class:`subprocess.Popen`)."""
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    argv = ["-m", "depthlab", *args]
+    return subprocess.Popen(**_python(cwd, argv, None), **pipes, **popen)
+
+
+def sqlite_uri(cwd: Path) -> str:
+    """The tracking URI of the default store of a sweep run in ``cwd``."""
+    return f"sqlite:///{cwd / 'mlflow.db'}"
+
+
+def search_runs(uri: str, experiment: str = "depthlab"):
+    """Every run of ``experiment`` in the store ``uri`` (mlflow.search_runs)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment], max_results=10000)
+
+
+def job_runs(uri: str, experiment: str = "depthlab"):
+    """The job runs (tag depthlab.kind=job) of :func:`search_runs`."""
+    runs = search_runs(uri, experiment)
+    return runs[runs["tags.depthlab.kind"] == "job"]
 
 
 def free_port() -> int:

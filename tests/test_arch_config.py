@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import probe_spec
+from hydra import compose
 
 from depthlab import blocks, spectra, theory
 from depthlab.jobs import engine, memory, schema, validate
@@ -27,19 +28,6 @@ from depthlab.jobs.schema import ConfigError
 from depthlab.network import init_network
 from depthlab.sweep import app
 from depthlab.sweep.cli import UsageError, rewrite_argv
-
-GIB = 2**30
-
-
-@pytest.fixture(scope="module")
-def hydra_config():
-    with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
-        yield
-
-
-@pytest.fixture
-def big_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(validate, "machine_bytes", lambda: 16 * GIB)
 
 
 def job(*args: str) -> dict:
@@ -218,25 +206,10 @@ def test_the_hash_includes_the_arch_keys_and_keeps_old_mlp_hashes(
 
 
 def test_the_probe_passes_the_architecture_to_networks_and_theory() -> None:
-    spec = ProbeSpec(
-        depth=9,
-        width=16,
-        input_dim=6,
-        output_dim=1,
-        activation="tanh",
-        output_activation="tanh",
-        init="gaussian",
-        sigma_w=1.2,
-        sigma_b=0.1,
-        arch="resnet",
-        norm="layer",
-        branch_scale=2.0,
-        depth_power=0.5,
-        networks=3,
-        inputs=2,
-        spectra=2,
+    spec = probe_spec(
+        depth=9, arch="resnet", norm="layer", branch_scale=2.0, depth_power=0.5
     )
-    chunk = engine.make_chunk(spec, range(3))
+    chunk = engine.make_chunk(spec, range(spec.networks))
     net = chunk.net
     assert (net.architecture, net.norm) == ("resnet", "layer")
     assert net.branch_scale == pytest.approx(2.0 / math.sqrt(6))
@@ -245,8 +218,8 @@ def test_the_probe_passes_the_architecture_to_networks_and_theory() -> None:
         float(np.mean(chunk.X**2)),
         spec.widths,
         activation="tanh",
-        sigma_w=1.2,
-        sigma_b=0.1,
+        sigma_w=spec.sigma_w,
+        sigma_b=spec.sigma_b,
         architecture="resnet",
         branch_scale=2.0 / math.sqrt(6),
         norm="layer",
@@ -255,7 +228,7 @@ def test_the_probe_passes_the_architecture_to_networks_and_theory() -> None:
     np.testing.assert_allclose(table.loc[2:, "chi"], expected.chi, rtol=1e-12)
     assert result.summary["alpha"] == pytest.approx(2.0 / math.sqrt(6))
     # J^[l] of every layer against the architecture's own SVD of J^[l] =
-    # I + alpha W D J_LN (depthlab.blocks.jacobian); pairs are networks 0, 1
+    # I + alpha W D J_LN (depthlab.blocks.jacobian); pairs are networks 0..4
     # at input 0.
     reference = spectra.layer_singular_values(net, chunk.X)
     layers = result.layers.dropna(subset=["sv_max"])
@@ -288,42 +261,35 @@ def test_block_singular_values_cluster_around_one_for_a_small_alpha() -> None:
 
 
 @pytest.mark.parametrize(
+    "shape",
+    [
+        {"depth": 120, "width": 64, "input_dim": 64, "inputs": 16},
+        {"depth": 1000, "width": 32, "input_dim": 32, "inputs": 8},
+    ],
+)
+@pytest.mark.parametrize(
     ("arch", "norm"),
     [("mlp", "none"), ("mlp", "layer"), ("resnet", "none"), ("resnet", "layer")],
 )
-def test_the_memory_estimate_bounds_every_architecture(arch: str, norm: str) -> None:
+def test_the_memory_estimate_bounds_every_architecture(
+    arch: str, norm: str, shape: dict[str, int]
+) -> None:
     """tracemalloc's peak of one network's measurement (weights aside) is at
     most the model's estimate, and at least 90% of it: the plain MLP's kernels
     keep two arrays a layer, the other architectures' lean forward pass one."""
-    for depth, width, inputs in ((120, 64, 16), (1000, 32, 8)):
-        spec = ProbeSpec(
-            depth=depth,
-            width=width,
-            input_dim=width,
-            output_dim=1,
-            activation="tanh",
-            output_activation="tanh",
-            init="gaussian",
-            sigma_w=1.0,
-            sigma_b=0.0,
-            arch=arch,
-            norm=norm,
-            networks=1,
-            inputs=inputs,
-            spectra=0,
-        )
-        chunk = engine.make_chunk(spec, [0])
-        engine.measure_chunk(chunk, spec)  # first-call allocations
-        tracemalloc.start()
-        engine.measure_chunk(chunk, spec)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        weights = sum(
-            w.nbytes + b.nbytes
-            for w, b in zip(chunk.net.weights, chunk.net.biases, strict=True)
-        )
-        estimate = memory.network_bytes(engine.job_shape(spec)) - weights
-        assert 0.9 * estimate <= peak <= estimate, (depth, peak, estimate)
+    spec = probe_spec(**shape, arch=arch, norm=norm, networks=1, spectra=0)
+    chunk = engine.make_chunk(spec, [0])
+    engine.measure_chunk(chunk, spec)  # first-call allocations
+    tracemalloc.start()
+    engine.measure_chunk(chunk, spec)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    weights = sum(
+        w.nbytes + b.nbytes
+        for w, b in zip(chunk.net.weights, chunk.net.biases, strict=True)
+    )
+    estimate = memory.network_bytes(engine.job_shape(spec)) - weights
+    assert 0.9 * estimate <= peak <= estimate, (shape, peak, estimate)
 
 
 def test_a_resnet_trains(big_machine) -> None:

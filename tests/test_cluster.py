@@ -14,8 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port, start_mlflow_server, stop_server
-from test_sweep import TINY, run_cli, search_runs
+from conftest import (
+    TINY,
+    free_port,
+    run_cli,
+    search_runs,
+    start_mlflow_server,
+    stop_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -43,14 +49,28 @@ def _assert_each_job_finished_once(uri: str, depths: list[int]) -> None:
     assert jobs["tags.depthlab.config_hash"].is_unique
 
 
-def test_submitit_local_against_a_tracking_server(
-    tmp_path: Path, mlflow_server: str
+LAUNCHERS = {
+    "submitit_local": ["hydra.launcher.timeout_min=10"],
+    "ray": [
+        "+hydra.launcher.ray.init.num_cpus=2",
+        "+hydra.launcher.ray.init.include_dashboard=false",
+    ],
+}
+"""Each launcher's own overrides."""
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_a_launcher_against_a_tracking_server(
+    tmp_path: Path, mlflow_server: str, launcher: str
 ) -> None:
+    if launcher == "ray":
+        pytest.importorskip("ray", reason="pip install 'depthlab[ray]' (see README)")
+        pytest.importorskip("hydra_plugins.hydra_ray_launcher")
     out = run_cli(
         tmp_path,
         "depth=2..4",
-        "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=10",
+        f"hydra/launcher={launcher}",
+        *LAUNCHERS[launcher],
         f"tracking.uri={mlflow_server}",
         *TINY,
         timeout=600,
@@ -58,22 +78,6 @@ def test_submitit_local_against_a_tracking_server(
     assert out.returncode == 0, out.stderr
     _assert_each_job_finished_once(mlflow_server, [2, 3, 4])
     assert not (tmp_path / "mlflow.db").exists()
-    # submitit kept each job's own log folder and result.
-    assert list((tmp_path / "multirun").rglob("*_result.pkl"))
-
-
-def test_ray_launcher_on_a_local_ray(tmp_path: Path, mlflow_server: str) -> None:
-    pytest.importorskip("ray", reason="pip install 'depthlab[ray]' (see README)")
-    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
-    out = run_cli(
-        tmp_path,
-        "depth=2..4",
-        "hydra/launcher=ray",
-        "+hydra.launcher.ray.init.num_cpus=2",
-        "+hydra.launcher.ray.init.include_dashboard=false",
-        f"tracking.uri={mlflow_server}",
-        *TINY,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stderr
-    _assert_each_job_finished_once(mlflow_server, [2, 3, 4])
+    if launcher == "submitit_local":
+        # submitit kept each job's own log folder and result.
+        assert list((tmp_path / "multirun").rglob("*_result.pkl"))

@@ -111,26 +111,21 @@ def test_higham_example_is_the_papers_ten_points() -> None:
 
 
 def test_teacher_labels_are_the_argmax_of_the_documented_teacher() -> None:
-    data = teacher_student(
-        rng=np.random.default_rng(4),
-        n_train=30,
-        n_test=20,
-        input_dim=5,
-        teacher_depth=4,
-        teacher_width=7,
-        n_classes=3,
-    )
+    # The default sizes: 1000 train and 1000 test points, input_dim 16,
+    # teacher_width 32.
+    data = teacher_student(rng=np.random.default_rng(4), teacher_depth=4, n_classes=3)
     # The documented order of draws: the teacher first, then the inputs.
     rng = np.random.default_rng(4)
     teacher = make_net(
-        [5, 7, 7, 3], rng, sigma_w=1.5, sigma_b=0.0, output_activation="linear"
+        [16, 32, 32, 3], rng, sigma_w=1.5, sigma_b=0.0, output_activation="linear"
     )
-    X = rng.standard_normal((50, 5))
-    np.testing.assert_array_equal(data.X_train, X[:30])
+    X = rng.standard_normal((2000, 16))
+    np.testing.assert_array_equal(data.X_train, X[:1000])
     labels = teacher(X).argmax(axis=1)
-    np.testing.assert_array_equal(data.Y_train.argmax(axis=1), labels[:30])
-    np.testing.assert_array_equal(data.Y_test.argmax(axis=1), labels[30:])
-    assert data.n_classes == 3 and data.input_dim == 5
+    np.testing.assert_array_equal(data.Y_train.argmax(axis=1), labels[:1000])
+    np.testing.assert_array_equal(data.X_test, X[1000:])
+    np.testing.assert_array_equal(data.Y_test.argmax(axis=1), labels[1000:])
+    assert data.n_classes == 3 and data.input_dim == 16
 
 
 def test_two_class_teacher_is_balanced_by_symmetry() -> None:

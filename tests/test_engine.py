@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import probe_spec
 from scipy import stats
 
 from depthlab import spectra
@@ -18,20 +19,7 @@ from depthlab.initializers import INITIALIZER_NAMES, sample_layer
 from depthlab.jobs import engine, memory
 from depthlab.jobs.probe import ProbeSpec, run_probe
 
-SPEC = ProbeSpec(
-    depth=6,
-    width=12,
-    input_dim=5,
-    output_dim=1,
-    activation="tanh",
-    output_activation="tanh",
-    init="gaussian",
-    sigma_w=1.5,
-    sigma_b=0.2,
-    networks=7,
-    inputs=3,
-    spectra=5,
-)
+SPEC = probe_spec()
 
 
 def _chunked(spec: ProbeSpec, size: int):
@@ -149,21 +137,11 @@ def test_adaptive_precision_follows_the_inverse_square_root_law() -> None:
     equal at every input of a network. The standard error of the median of K
     draws is 1/(2 f(m) sqrt(K)), relative: c / sqrt(K), c = 1/(2 f(m) m)."""
     n = 4
-    spec = ProbeSpec(
-        depth=2,
-        width=1,
-        input_dim=n,
-        output_dim=1,
-        activation="linear",
-        output_activation="linear",
-        init="gaussian",
-        sigma_w=1.0,
-        sigma_b=0.0,
-        networks=16,
-        inputs=2,
-        spectra=0,
-        rel_err=0.04,
-        max_networks=10_000,
+    linear = probe_spec(
+        depth=2, input_dim=n, activation="linear", output_activation="linear"
+    )
+    spec = dataclasses.replace(
+        linear, networks=16, spectra=0, rel_err=0.04, max_networks=10_000
     )
     m = stats.chi(n).median()
     c = 1.0 / (2.0 * stats.chi(n).pdf(m) * m)

@@ -12,23 +12,25 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port, start_mlflow_server, stop_server
+from conftest import (
+    QUIET_ENV,
+    TINY,
+    TINY_JOB,
+    finished_jobs,
+    free_port,
+    popen_cli,
+    run_cli,
+    search_runs,
+    start_mlflow_server,
+    stop_server,
+)
 
 from depthlab.sweep import workers
 
-TINY = [
-    "width=8",
-    "input_dim=4",
-    "probe.networks=2",
-    "probe.inputs=3",
-    "probe.spectra=1",
-    "report=false",
-]
 SLOWER = [  # jobs long enough that a fault lands inside one
     "width=48",
     "input_dim=16",
@@ -37,30 +39,7 @@ SLOWER = [  # jobs long enough that a fault lands inside one
     "probe.spectra=2",
     "report=false",
 ]
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 JOB_LINE = re.compile(r"^\[\s*\d+/\d+\] .*\d s$")
-
-
-def cli(cwd: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "depthlab", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=ENV,
-    )
-
-
-def popen(cwd: Path, *argv: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, *argv],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
 
 
 def one_error_line(stderr: str) -> str:
@@ -70,15 +49,8 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
-def runs_of(uri: str, experiment: str = "depthlab"):
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    return mlflow.search_runs(experiment_names=[experiment], max_results=10000)
-
-
 def assert_all_finished_once(uri: str, total: int) -> None:
-    runs = runs_of(uri)
+    runs = search_runs(uri)
     assert "RUNNING" not in set(runs["status"])
     jobs = runs[runs["tags.depthlab.kind"] == "job"]
     finished = jobs[jobs["status"] == "FINISHED"]
@@ -95,19 +67,31 @@ def computed_and_recovered(stdout: str) -> tuple[int, int]:
     return computed, recovered
 
 
-def finished_in(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=1) as con:
-            row = con.execute(
-                "select count(*) from runs r join tags t on r.run_uuid = t.run_uuid "
-                "where r.status = 'FINISHED' and t.key = 'depthlab.kind' "
-                "and t.value = 'job'"
-            ).fetchone()
-        return int(row[0])
-    except sqlite3.Error:
-        return 0
+def full_store_line(
+    out: subprocess.CompletedProcess, db: Path, total: int
+) -> tuple[str, int]:
+    """The one line of a sweep of ``total`` jobs stopped with exit status 2 by
+    its full store ``db``, and the jobs that finished there (the line says how
+    many)."""
+    assert out.returncode == 2, out.stderr
+    line = one_error_line(out.stderr)
+    assert f"tracking store {db} is full" in line
+    finished = finished_jobs(db)
+    assert f"{finished} of {total} jobs finished and are kept" in line
+    return line, finished
+
+
+def assert_resumed(
+    again: subprocess.CompletedProcess, uri: str, total: int, left: int, recovered: int
+) -> None:
+    """The same sweep run again ended well: it took ``recovered`` jobs from
+    where they were kept, computed the rest of the ``left`` that had not
+    finished, and every one of the ``total`` jobs is FINISHED once."""
+    assert again.returncode == 0, again.stderr
+    computed, got = computed_and_recovered(again.stdout)
+    assert got == recovered
+    assert computed == left - recovered
+    assert_all_finished_once(uri, total)
 
 
 def wait_until(predicate, timeout: float, proc: subprocess.Popen) -> None:
@@ -130,12 +114,12 @@ def test_corrupted_store_is_one_line(tmp_path: Path, how: str) -> None:
     if how == "garbage":
         db.write_bytes(b"this is not a database\n" * 1000)
     else:
-        assert cli(tmp_path, "depth=2,3", *TINY).returncode == 0
+        assert run_cli(tmp_path, "depth=2,3", "n_jobs=1", *TINY).returncode == 0
         for ext in ("-wal", "-shm"):
             db.with_name(db.name + ext).unlink(missing_ok=True)
         data = db.read_bytes()
         db.write_bytes(data[: len(data) // 3])
-    out = cli(tmp_path, "depth=2..4", *TINY, timeout=60)
+    out = run_cli(tmp_path, "depth=2..4", *TINY, timeout=60)
     assert out.returncode == 2
     line = one_error_line(out.stderr)
     assert line.startswith(
@@ -166,16 +150,9 @@ def full_database_cli(
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(_FULL_DATABASE)
-    path = os.pathsep.join(p for p in (str(site), ENV.get("PYTHONPATH")) if p)
-    env = {**ENV, "PYTHONPATH": path, "DEPTHLAB_TEST_MAX_PAGES": str(pages)}
-    return subprocess.run(
-        [sys.executable, "-m", "depthlab", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-    )
+    path = os.pathsep.join(p for p in (str(site), QUIET_ENV.get("PYTHONPATH")) if p)
+    env = {**QUIET_ENV, "PYTHONPATH": path, "DEPTHLAB_TEST_MAX_PAGES": str(pages)}
+    return run_cli(tmp_path, *args, env=env)
 
 
 def _pages(db: Path) -> int:
@@ -187,28 +164,19 @@ def _pages(db: Path) -> int:
 def test_full_database_mid_sweep_then_resume(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
-    assert cli(tmp_path, "depth=2", *TINY).returncode == 0
+    assert run_cli(tmp_path, "depth=2", *TINY).returncode == 0
     before = _pages(db)
-    assert cli(tmp_path, "depth=3", *TINY).returncode == 0
+    assert run_cli(tmp_path, "depth=3", *TINY).returncode == 0
     per_job = _pages(db) - before  # one job and one sweep run
     args = ["depth=2..14", *TINY]
     limit = _pages(db) + 4 * per_job
     out = full_database_cli(tmp_path, limit, *args)  # on the default workers
-    assert out.returncode == 2, out.stderr
-    line = one_error_line(out.stderr)
-    assert f"tracking store {db} is full" in line
-    finished = finished_in(db)
+    line, finished = full_store_line(out, db, 13)
     assert 3 <= finished < 13
-    assert f"{finished} of 13 jobs finished and are kept" in line
     assert line.endswith("free space and run the same command to resume")
     saved = len(pending_folders(tmp_path))
 
-    again = cli(tmp_path, *args)
-    assert again.returncode == 0, again.stderr
-    computed, recovered = computed_and_recovered(again.stdout)
-    assert recovered == saved
-    assert computed == 13 - finished - recovered
-    assert_all_finished_once(uri, 13)
+    assert_resumed(run_cli(tmp_path, *args), uri, 13, 13 - finished, saved)
     assert not pending_folders(tmp_path)
 
 
@@ -219,9 +187,9 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
     args = ["depth=2..16", f"tracking.uri={uri}", *SLOWER]
     server = start_mlflow_server(tmp_path, port)
     try:
-        sweep = popen(tmp_path, "-m", "depthlab", *args)
+        sweep = popen_cli(tmp_path, *args)
         try:
-            wait_until(lambda: finished_in(tmp_path / "server.db") >= 4, 180, sweep)
+            wait_until(lambda: finished_jobs(tmp_path / "server.db") >= 4, 180, sweep)
             stop_server(server)
             # Within a minute: MLflow's own retries would take minutes.
             _, err = sweep.communicate(timeout=60)
@@ -233,7 +201,7 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
         line = one_error_line(err)
         assert f"tracking store {uri} does not answer" in line
         assert line.endswith("start the server and run the same command to resume")
-        finished = finished_in(tmp_path / "server.db")
+        finished = finished_jobs(tmp_path / "server.db")
         assert 4 <= finished < 15
         kept = int(re.search(r"(\d+) of 15 jobs finished and are kept", line)[1])
         # The last write of each worker may reach the server while its answer
@@ -247,12 +215,8 @@ def test_server_killed_mid_sweep_then_resume(tmp_path: Path) -> None:
         assert saved >= finished - kept
 
         server = start_mlflow_server(tmp_path, port)
-        again = cli(tmp_path, *args)
-        assert again.returncode == 0, again.stderr
-        computed, recovered = computed_and_recovered(again.stdout)
-        assert recovered == saved - (finished - kept)
-        assert computed == 15 - finished - recovered
-        assert_all_finished_once(uri, 15)
+        again = run_cli(tmp_path, *args)
+        assert_resumed(again, uri, 15, 15 - finished, saved - (finished - kept))
         assert not pending_folders(tmp_path)
     finally:
         stop_server(server)
@@ -263,25 +227,25 @@ def test_sigkill_leaves_no_run_running_after_resume(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     args = ["depth=2..20", *SLOWER]
-    sweep = popen(tmp_path, "-m", "depthlab", *args)
+    sweep = popen_cli(tmp_path, *args)
     try:
-        wait_until(lambda: finished_in(db) >= 3, 180, sweep)
+        wait_until(lambda: finished_jobs(db) >= 3, 180, sweep)
         sweep.kill()
         sweep.communicate(timeout=30)
     finally:
         if sweep.poll() is None:
             sweep.kill()
             sweep.communicate()
-    runs = runs_of(uri)
+    runs = search_runs(uri)
     running = set(runs[runs["status"] == "RUNNING"]["run_id"])
     # The sweep run, and the jobs in flight on its workers (killed with it).
     assert 1 <= len(running) <= 1 + workers.plan(None, 19)[0]
-    finished = finished_in(db)
+    finished = finished_jobs(db)
 
-    again = cli(tmp_path, *args)
+    again = run_cli(tmp_path, *args)
     assert again.returncode == 0, again.stderr
     assert f"ended {len(running)} RUNNING run(s) whose process is gone" in again.stdout
-    runs = runs_of(uri).set_index("run_id")
+    runs = search_runs(uri).set_index("run_id")
     for run_id in running:
         assert runs.loc[run_id, "status"] == "KILLED"
         assert "is gone" in runs.loc[run_id, "tags.depthlab.end_reason"]
@@ -293,7 +257,7 @@ def test_sigkill_leaves_no_run_running_after_resume(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_identical_sweeps_at_once_on_a_fresh_store(tmp_path: Path) -> None:
     args = ["depth=2..9", *TINY]
-    sweeps = [popen(tmp_path, "-m", "depthlab", *args) for _ in range(3)]
+    sweeps = [popen_cli(tmp_path, *args) for _ in range(3)]
     outs = [s.communicate(timeout=300) for s in sweeps]
     for s, (_, err) in zip(sweeps, outs, strict=True):
         assert s.returncode == 0, err
@@ -301,7 +265,7 @@ def test_identical_sweeps_at_once_on_a_fresh_store(tmp_path: Path) -> None:
     assert_all_finished_once(f"sqlite:///{tmp_path / 'mlflow.db'}", 8)
     ran = [int(re.search(r"sweep done: (\d+) ran", out).group(1)) for out, _ in outs]
     assert sum(ran) == 8  # every job computed once, by one of the sweeps
-    runs = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = search_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")
     parents = runs[runs["tags.depthlab.kind"] == "sweep"]
     assert list(parents["status"]) == ["FINISHED"] * 3
 
@@ -310,12 +274,8 @@ def test_identical_sweeps_at_once_on_a_fresh_store(tmp_path: Path) -> None:
 def test_report_folder_that_cannot_be_written(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sw"
     (sweep_dir / "report.html").mkdir(parents=True)  # a file cannot go there
-    out = cli(
-        tmp_path,
-        "depth=2,3",
-        *TINY[:-1],
-        "report=true",
-        f"hydra.sweep.dir={sweep_dir}",
+    out = run_cli(
+        tmp_path, "depth=2,3", *TINY_JOB, "report=true", f"hydra.sweep.dir={sweep_dir}"
     )
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
@@ -349,38 +309,16 @@ def test_full_disk_mid_sweep_then_resume(small_disk: Path, tmp_path: Path) -> No
     # the computed job cannot be kept there and goes to the temporary folder.
     db = small_disk / "mlflow.db"
     args = ["depth=2..40", "width=48", "input_dim=16", "probe.networks=16"]
-    env = {**ENV, "TMPDIR": str(tmp_path)}
-    out = subprocess.run(
-        [sys.executable, "-m", "depthlab", *args, "report=false"],
-        cwd=small_disk,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert out.returncode == 2, out.stderr
-    line = one_error_line(out.stderr)
-    assert f"tracking store {db} is full" in line
-    finished = finished_in(db)
+    env = {**QUIET_ENV, "TMPDIR": str(tmp_path)}
+    out = run_cli(small_disk, *args, "report=false", timeout=600, env=env)
+    line, finished = full_store_line(out, db, 39)
     assert 1 <= finished < 39
-    assert f"{finished} of 39 jobs finished and are kept" in line
     kept = list(tmp_path.glob("depthlab-pending-*/pending/*"))
     # At most one computed job per worker meets the full disk.
     assert len(kept) <= workers.plan(None, 39)[0]
     assert (len(kept) >= 1) == ("kept in" in line)
 
     subprocess.run(["mount", "-o", "remount,size=400m", str(small_disk)], check=True)
-    again = subprocess.run(
-        [sys.executable, "-m", "depthlab", *args, "report=false"],
-        cwd=small_disk,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert again.returncode == 0, again.stderr
-    computed, recovered = computed_and_recovered(again.stdout)
-    assert recovered == len(kept)
-    assert computed == 39 - finished - recovered
-    assert_all_finished_once(f"sqlite:///{db}", 39)
+    again = run_cli(small_disk, *args, "report=false", timeout=600, env=env)
+    assert_resumed(again, f"sqlite:///{db}", 39, 39 - finished, len(kept))
     assert not list(tmp_path.glob("depthlab-pending-*/pending/*"))

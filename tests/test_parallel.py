@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_sweep import TINY, job_runs, run_cli, sqlite_uri
+from conftest import TINY, job_runs, run_cli, sqlite_uri
 
 from depthlab.sweep import progress, workers
 
@@ -47,7 +47,7 @@ def test_parallel_sweep_matches_one_process(tmp_path: Path) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
-    args = ["depth=2..7", "init.sigma_w=1.0,1.5", *TINY]
+    args = ["depth=2..4", "init.sigma_w=1.0,1.5", *TINY]
     a = run_cli(one, *args, "n_jobs=1")
     b = run_cli(two, *args, "n_jobs=2")
     assert a.returncode == 0, a.stderr
@@ -59,17 +59,17 @@ def test_parallel_sweep_matches_one_process(tmp_path: Path) -> None:
         for line in b.stdout.splitlines()
         if (m := _LINE.match(line))
     }
-    assert sorted(lines) == list(range(1, 13))
-    assert len(set(lines.values())) == 12
+    assert sorted(lines) == list(range(1, 7))
+    assert len(set(lines.values())) == 6
 
     # The summary lists the jobs in sweep order, as the single process does.
     def summary(stdout: str) -> list[str]:
-        rows = stdout.split("sweep done:")[1].splitlines()[1:13]
+        rows = stdout.split("sweep done:")[1].splitlines()[1:7]
         return [row.strip().split("  ")[0] for row in rows]
 
-    assert summary(b.stdout) == [lines[i] for i in range(1, 13)] == summary(a.stdout)
+    assert summary(b.stdout) == [lines[i] for i in range(1, 7)] == summary(a.stdout)
     ra, rb = job_runs(sqlite_uri(one)), job_runs(sqlite_uri(two))
-    assert len(rb) == 12 and set(rb["status"]) == {"FINISHED"}
+    assert len(rb) == 6 and set(rb["status"]) == {"FINISHED"}
     assert rb["tags.depthlab.config_hash"].is_unique
     key = "tags.depthlab.config_hash"
     metrics = [c for c in ra.columns if c.startswith("metrics.")]
@@ -80,7 +80,7 @@ def test_parallel_sweep_matches_one_process(tmp_path: Path) -> None:
     # n_jobs does not change what a job computes: the second sweep resumes.
     again = run_cli(two, *args, "n_jobs=1")
     assert again.returncode == 0, again.stderr
-    assert "skipping 12 of 12" in again.stdout
+    assert "skipping 6 of 6" in again.stdout
 
 
 def test_n_jobs_must_be_positive(tmp_path: Path) -> None:

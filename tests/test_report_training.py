@@ -30,10 +30,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> tracking.Sweep:
-    """A training sweep over three depths, two seeds, run as a user runs it."""
+    """A training sweep over three depths, two seeds, run as a user runs it (in
+    the sweep's process: test_parallel.py runs training jobs on workers)."""
     cwd = tmp_path_factory.mktemp("train_sweep")
     out = run_cli(
         cwd,
+        "n_jobs=1",
         "task=train",
         "depth=2,3,4",
         "width=8",

@@ -10,19 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from omegaconf import OmegaConf
 
 from depthlab.jobs import schema
 from depthlab.jobs.config import Config
 from depthlab.jobs.schema import KEYS, Interval, Key, Options
 from depthlab.sweep import app
-
-
-@pytest.fixture(scope="module")
-def hydra_config():
-    with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
-        yield
 
 
 def _fields(cls: type, prefix: str = "") -> dict[str, tuple[object, object]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
@@ -11,6 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -87,42 +89,70 @@ def test_claims_by_config_hash(tmp_path: Path) -> None:
     assert forced != other
 
 
-def test_a_dead_claim_is_ended_and_claimable_again(tmp_path: Path) -> None:
+@dataclasses.dataclass
+class JobStore:
+    """An open store ``t``: its URI, client and job experiment."""
+
+    uri: str
+    client: Any
+    exp_id: str
+
+    def job_run(
+        self,
+        owner: store.Owner,
+        config_hash: str = "",
+        run_name: str | None = None,
+        **tags: str,
+    ) -> str:
+        """A RUNNING job run owned by ``owner`` (tagged with ``config_hash``
+        unless it is ''); ``tags``: more tags."""
+        tags = {tracking.KIND_TAG: "job", **owner.tags(), **tags}
+        if config_hash:
+            tags[tracking.HASH_TAG] = config_hash
+        run = self.client.create_run(self.exp_id, run_name=run_name, tags=tags)
+        return run.info.run_id
+
+
+@pytest.fixture
+def job_store(tmp_path: Path) -> JobStore:
     uri = tracking.default_uri(tmp_path)
     tracking.open_store(uri, "t")
-    client = tracking._client(uri)
-    exp_id = tracking._job_experiment_id(uri, "t")
+    return JobStore(uri, tracking._client(uri), tracking._job_experiment_id(uri, "t"))
+
+
+def _dead_owner() -> store.Owner:
+    """An owner on this host whose process is gone."""
     me = store.this_process()
-    dead = store.Owner(me.host, _dead_pid(), me.start)
-    tags = {tracking.HASH_TAG: "h1", tracking.KIND_TAG: "job", **dead.tags()}
-    orphan = client.create_run(exp_id, run_name="L=2", tags=tags).info.run_id
-    remote = store.Owner("another-host", 1, "").tags()
-    kept = client.create_run(exp_id, tags={tracking.KIND_TAG: "job", **remote})
+    return store.Owner(me.host, _dead_pid(), me.start)
+
+
+_REMOTE = store.Owner("another-host", 1, "")
+
+
+def test_a_dead_claim_is_ended_and_claimable_again(job_store: JobStore) -> None:
+    uri, client = job_store.uri, job_store.client
+    dead = _dead_owner()
+    orphan = job_store.job_run(dead, "h1", "L=2")
+    kept = job_store.job_run(_REMOTE)
     assert tracking.claim_job(uri, "t", None, "L=2", "h1") != orphan
     run = client.get_run(orphan)
     assert run.info.status == "KILLED"
     assert f"({dead}) is gone" in run.data.tags[store.END_REASON_TAG]
     # open_store ends the other dead runs of this host, not another host's.
-    orphan2 = client.create_run(exp_id, tags={tracking.KIND_TAG: "job", **dead.tags()})
+    orphan2 = job_store.job_run(dead)
     assert tracking.open_store(uri, "t") == 1
-    assert client.get_run(orphan2.info.run_id).info.status == "KILLED"
-    assert client.get_run(kept.info.run_id).info.status == "RUNNING"
+    assert client.get_run(orphan2).info.status == "KILLED"
+    assert client.get_run(kept).info.status == "RUNNING"
 
 
-def test_a_run_its_process_finished_is_not_ended_as_dead(tmp_path: Path) -> None:
+def test_a_run_its_process_finished_is_not_ended_as_dead(job_store: JobStore) -> None:
     """The race of three identical sweeps at once: process A ends its run
     FINISHED and exits; process B, holding A's run as RUNNING from an earlier
     search, finds A gone. B reads the run again under the store's lock (which A
     held to end it) and leaves it FINISHED; it used to end it KILLED and compute
     the job again."""
-    uri = tracking.default_uri(tmp_path)
-    tracking.open_store(uri, "t")
-    client = tracking._client(uri)
-    exp_id = tracking._job_experiment_id(uri, "t")
-    me = store.this_process()
-    gone = store.Owner(me.host, _dead_pid(), me.start)
-    tags = {tracking.HASH_TAG: "h1", tracking.KIND_TAG: "job", **gone.tags()}
-    run_id = client.create_run(exp_id, run_name="L=2", tags=tags).info.run_id
+    uri, client = job_store.uri, job_store.client
+    run_id = job_store.job_run(_dead_owner(), "h1", "L=2")
     stale = client.get_run(run_id)  # what B's search saw: RUNNING
     client.set_terminated(run_id, status="FINISHED")  # A's end, then A exits
     assert not tracking._end_if_dead(client, uri, stale)
@@ -132,22 +162,15 @@ def test_a_run_its_process_finished_is_not_ended_as_dead(tmp_path: Path) -> None
     assert taken.value.finished
 
 
-def test_a_remote_claim_is_ended_when_its_heartbeat_is_stale(tmp_path: Path) -> None:
-    uri = tracking.default_uri(tmp_path)
-    tracking.open_store(uri, "t")
-    client = tracking._client(uri)
-    exp_id = tracking._job_experiment_id(uri, "t")
-    remote = store.Owner("another-host", 1, "").tags()
+def test_a_remote_claim_is_ended_when_its_heartbeat_is_stale(
+    job_store: JobStore,
+) -> None:
+    uri, client = job_store.uri, job_store.client
     now = time.time()
 
     def remote_claim(config_hash: str, beat: float) -> str:
-        tags = {
-            tracking.HASH_TAG: config_hash,
-            tracking.KIND_TAG: "job",
-            store.HEARTBEAT_TAG: f"{beat:.0f}",
-            **remote,
-        }
-        return client.create_run(exp_id, tags=tags).info.run_id
+        heartbeat = {store.HEARTBEAT_TAG: f"{beat:.0f}"}
+        return job_store.job_run(_REMOTE, config_hash, **heartbeat)
 
     fresh = remote_claim("h1", now - store.HEARTBEAT_S)
     stale = remote_claim("h2", now - store.STALE_S - 60)

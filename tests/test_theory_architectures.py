@@ -182,27 +182,26 @@ def sampled_per_block_factor(
     activation: str,
     rng: np.random.Generator,
     *,
-    width: int = 512,
     blocks: int = 4,
     networks: int = 48,
     inputs: int = 8,
-    branch_scale: float = 1.0,
-    chunk: int = 4,
 ) -> dict[str, float]:
     """Measured and predicted per-block factor of E||g||^2, and the stream's p.
 
-    Networks at He (relu, sigma_w = sqrt 2) or critical (tanh, sigma_w = 1)
-    initialization, sigma_b = 0, a linear readout, inputs with q^[1] = 1.
+    Networks of width 512 (``networks`` of them, drawn 4 at a time) at He
+    (relu, sigma_w = sqrt 2) or critical (tanh, sigma_w = 1) initialization,
+    sigma_b = 0, branch_scale 1, a linear readout, inputs with q^[1] = 1.
     """
     sigma_w = _SQRT2 if activation == "relu" else 1.0
-    widths = [16] + [width] * (blocks + 1) + [1]
+    widths = [16] + [512] * (blocks + 1) + [1]
+    chunk = 4
     kw = {
         "activation": activation,
         "output_activation": "linear",
         "sigma_w": sigma_w,
         "sigma_b": 0.0,
         "architecture": architecture,
-        "branch_scale": branch_scale,
+        "branch_scale": 1.0,
         "norm": norm,
     }
     first, last, p_sq = [], [], []

@@ -28,16 +28,17 @@ from depthlab.training import (
 )
 
 
+def _teacher(**options: Any) -> Dataset:
+    """``teacher_student`` on 4 inputs, 200 train and 200 test points, seed 0."""
+    return teacher_student(
+        rng=np.random.default_rng(0), n_train=200, n_test=200, input_dim=4, **options
+    )
+
+
 @pytest.fixture(scope="module")
 def separable() -> Dataset:
     """Two classes split by a hyperplane: a depth-2 teacher is a linear classifier."""
-    return teacher_student(
-        rng=np.random.default_rng(0),
-        n_train=200,
-        n_test=200,
-        input_dim=4,
-        teacher_depth=2,
-    )
+    return _teacher(teacher_depth=2)
 
 
 def _classifier(k: int | None, *, seed: int = 1, activation: str = "tanh") -> Network:
@@ -306,15 +307,7 @@ def test_divergence_ends_only_that_net(separable: Dataset) -> None:
 
 
 def test_regression_has_no_accuracy_and_learns() -> None:
-    data = teacher_student(
-        rng=np.random.default_rng(0),
-        n_train=200,
-        n_test=200,
-        input_dim=4,
-        teacher_depth=3,
-        teacher_width=8,
-        task="regression",
-    )
+    data = _teacher(teacher_depth=3, teacher_width=8, task="regression")
     net = make_net(
         [4, 16, 1], 1, sigma_b=0.0, output_activation="linear", num_networks=2
     )

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from depthlab.sweep.cli import UsageError, rewrite_argv
 
@@ -52,21 +51,7 @@ def test_without_the_folder_the_preset_is_refused() -> None:
 
 
 def test_a_sweep_runs_a_users_preset(presets: Path, tmp_path: Path) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "depthlab",
-            "--config-dir",
-            str(presets),
-            "+experiment=tiny",
-            "depth=3,4",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    preset = ["--config-dir", str(presets), "+experiment=tiny"]
+    out = run_cli(tmp_path, *preset, "depth=3,4", "n_jobs=1")
     assert out.returncode == 0, out.stderr
     assert "sweep done: 2 ran, 0 skipped, 0 failed of 2" in out.stdout

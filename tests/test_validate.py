@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from depthlab.jobs import validate
@@ -23,16 +23,9 @@ from depthlab.sweep.cli import UsageError, rewrite_argv
 GIB = 2**30
 
 
-@pytest.fixture(scope="module")
-def hydra_config():
-    with initialize_config_dir(config_dir=app.CONFIG_PATH, version_base="1.3"):
-        yield
-
-
 @pytest.fixture
-def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, big_machine: None) -> Path:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(validate, "machine_bytes", lambda: 16 * GIB)
     return tmp_path
 
 
