@@ -8,25 +8,13 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import probe_spec
 
 from depthlab.jobs import engine, layer_cache
 from depthlab.jobs.probe import ProbeSpec, run_probe
 
-SPEC = ProbeSpec(
-    depth=6,
-    width=12,
-    input_dim=5,
-    output_dim=1,
-    activation="tanh",
-    output_activation="tanh",
-    init="gaussian",
-    sigma_w=1.3,
-    sigma_b=0.1,
-    networks=6,
-    inputs=3,
-    spectra=2,
-    threads=1,
-)
+SPEC = probe_spec(networks=6, inputs=3, spectra=2, threads=1)
+"""conftest's tiny probe job, on one thread, with 2 spectra pairs."""
 
 
 @pytest.fixture

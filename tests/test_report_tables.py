@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import TINY_JOB
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from depthlab import tracking
 from depthlab.sweep import app
 from depthlab.tracking.read import REPORT_TABLES
-from tests.conftest import TINY_JOB
 
 TRAIN_JOB = [
     "task=train",
