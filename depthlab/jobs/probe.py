@@ -426,10 +426,17 @@ def build_result(
     summary["beta"] = float(sum(1.0 / n for n in spec.widths[1:-1]))
     summary["alpha"] = spec.alpha
 
-    for table in (samples, layers, spectrum, theory_table, per_layer):
-        for key, value in reversed(cfg.items()):
-            table.insert(0, key, value)
-    return ProbeResult(samples, layers, spectrum, theory_table, per_layer, summary)
+    tables = [
+        _with_config(t, cfg) for t in (samples, layers, spectrum, theory_table, per_layer)
+    ]
+    return ProbeResult(*tables, summary)
+
+
+def _with_config(table: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
+    """``table`` with the config columns first, one value each (as
+    ``insert(0, key, value)`` key by key gives them, at a fraction of its cost)."""
+    config = pd.DataFrame(cfg, index=table.index)
+    return pd.concat([config, table], axis=1)
 
 
 _SPECTRAL_COLUMNS = (
