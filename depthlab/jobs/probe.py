@@ -427,7 +427,8 @@ def build_result(
     summary["alpha"] = spec.alpha
 
     tables = [
-        _with_config(t, cfg) for t in (samples, layers, spectrum, theory_table, per_layer)
+        _with_config(t, cfg)
+        for t in (samples, layers, spectrum, theory_table, per_layer)
     ]
     return ProbeResult(*tables, summary)
 
