@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY_JOB
+from conftest import TINY, TINY_JOB, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
@@ -67,3 +67,19 @@ def test_no_tables_are_returned_without_a_report(tmp_path: Path) -> None:
         cfg.tracking.experiment = "t"
         cfg.tracking.parent_run_id = parent
     assert "tables" not in app.run_job(cfg)
+
+
+def test_a_resumed_sweep_reports_its_reused_and_new_jobs(tmp_path: Path) -> None:
+    """The report of a sweep that reuses finished jobs reads those back from the
+    store and takes the new ones' tables from the jobs: every job is in it."""
+    first = run_cli(tmp_path, "depth=2,3", "n_jobs=1", *TINY)
+    assert first.returncode == 0, first.stderr
+    out = run_cli(tmp_path, "depth=2..4", "n_jobs=1", *TINY_JOB)
+    assert out.returncode == 0, out.stderr
+    assert "skipping 2 of 3" in out.stdout
+    report = next(tmp_path.glob("multirun/*/*/report.html")).read_text()
+    for depth in (2, 3, 4):
+        assert f"L={depth} " in report
+    uri = tracking.default_uri(tmp_path)
+    sweep = tracking.load_sweep(uri, tracking.latest_sweep_id(uri, "depthlab"))
+    assert sorted(sweep.tables["per_layer"]["depth"].unique()) == [2, 3, 4]
