@@ -43,9 +43,11 @@ from typing import Literal, overload
 import numpy as np
 
 from depthlab import blocks
+from depthlab import backend as _backend
 from depthlab.backend import (
     Backend,
     MatMul,
+    is_torch,
     limit_threads,
     matmul_for,
     numpy_matmul,
@@ -265,6 +267,22 @@ def _use_rows(net: Network, X: Array, mm: MatMul = numpy_matmul) -> bool:
     )
 
 
+def _torch_derivatives_rows(
+    net: Network, X: Array, output: list[Array] | None = None
+) -> list:
+    """:func:`_derivatives` with ``rows=True`` for the torch backend, as torch
+    tensors: products and elementwise passes in torch
+    (:func:`depthlab.backend.torch_forward_rows`). a^[L] is appended to
+    ``output`` with shape ``(n_L, B)``, as the columns layout gives it."""
+    rows_out: list[Array] = [] if output is not None else None  # type: ignore[assignment]
+    ds = _backend.torch_forward_rows(
+        net.weights, net.biases, net.sigmas, net.as_input(X), rows_out
+    )
+    if output is not None:
+        output.append(_transpose(rows_out[0]))
+    return ds
+
+
 def _matmul(mm: MatMul, a: Array, b: Array, spare: Array | None) -> Array:
     """``a @ b`` by ``mm``, written into ``spare`` when it has the result's shape
     and dtype."""
@@ -371,6 +389,10 @@ def _input_gradient(net: Network, X: Array, mm: MatMul = numpy_matmul) -> Array:
         # its rows, see _use_rows). Two buffers take turns as the products'
         # outputs.
         rows = _use_rows(net, X, mm)
+        if rows and is_torch(mm):
+            return _backend.torch_gradient_rows(
+                net.weights, _torch_derivatives_rows(net, X)
+            )
         ds = _derivatives(net, X, rows=rows, mm=mm)
         weights, spare = net.weights, None
         if rows:
@@ -523,6 +545,9 @@ def _backprop_log10_norms_vector(
     ``output`` with shape ``(..., n_L, B)`` in either layout.
     """
     rows = _use_rows(net, X, mm)
+    if rows and is_torch(mm):
+        ds = _torch_derivatives_rows(net, X, output)
+        return _backend.torch_backprop_rows(net.weights, ds, _normalize)
     out_rows: list[Array] = []
     ds = _derivatives(net, X, None if output is None else out_rows, rows=rows, mm=mm)
     if output is not None:
