@@ -259,7 +259,7 @@ def _torch_sigmoid(torch: Any, z: TorchTensor, a: TorchTensor | None) -> None:
     z.square_()
 
 
-TORCH_ACTIVATIONS: dict[str, Callable[[Any, TorchTensor, "TorchTensor | None"], None]]
+TORCH_ACTIVATIONS: dict[str, Callable[[Any, TorchTensor, TorchTensor | None], None]]
 TORCH_ACTIVATIONS = {"tanh": _torch_tanh, "sigmoid": _torch_sigmoid}
 """Activations the torch kernel computes in torch (sigma and sigma' together,
 in place); the others take numpy's ``fn`` and ``derivative`` on the same
@@ -364,23 +364,35 @@ def torch_backprop_rows(
     g = ds[-1] * _tensor(torch, weights[-1], dtype)
     batch = g.shape[0]
     out = np.empty((batch, len(ds)), dtype=np.float64)
+    norms = torch.empty((len(ds), batch), dtype=g.dtype)
     log_scale = np.zeros(batch, dtype=np.float64)
+    pending: list[int] = []  # columns still to be written: log_scale + log10 norm
+
+    def flush() -> None:
+        if pending:
+            logs = np.log10(norms.numpy()[pending].astype(np.float64))
+            out[:, pending] = log_scale[:, None] + logs.T
+            pending.clear()
+
     spare = None
     for i in range(len(ds) - 1, -1, -1):
         # g * 10**log_scale is d a^[L] / d a^[l], l = i + 1 (column i).
-        norm = torch.linalg.vector_norm(g, dim=1)
-        n = norm.numpy()
-        if not ((n > safe_lo) & (n < safe_hi)).all():
+        norm = torch.linalg.vector_norm(g, dim=1, out=norms[i])
+        low, high = (float(v) for v in torch.aminmax(norm))
+        if not (low > safe_lo and high < safe_hi):
+            flush()
             out[:, i] = normalize(g.numpy()[:, None, :], log_scale)
         else:
-            np.add(log_scale, np.log10(n.astype(np.float64)), out=out[:, i])
-            if not ((n > 1 / bound) & (n < bound)).all():
+            pending.append(i)
+            if not (low > 1 / bound and high < bound):
+                flush()
                 g.div_(norm[:, None])
-                log_scale[:] = out[:, i]
+                log_scale += np.log10(norm.numpy().astype(np.float64))
         if i:
             g.mul_(ds[i - 1])
             w = _tensor(torch, weights[i - 1], dtype)
             if spare is None or spare.shape != (batch, w.shape[1]):
                 spare = torch.empty((batch, w.shape[1]), dtype=g.dtype)
             g, spare = torch.mm(g, w, out=spare), g
+    flush()
     return out

@@ -42,8 +42,8 @@ from typing import Literal, overload
 
 import numpy as np
 
-from depthlab import blocks
 from depthlab import backend as _backend
+from depthlab import blocks
 from depthlab.backend import (
     Backend,
     MatMul,
