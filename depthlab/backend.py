@@ -10,11 +10,21 @@ function, ``matmul(a, b, out)``, chosen by a backend name (:func:`matmul_for`):
   memory (``torch.from_numpy``, no copy), written with ``out=`` into a numpy
   buffer: torch's BLAS (MKL on x86 wheels), 1.19x (float32) and 1.31x
   (float64) faster than numpy's OpenBLAS at the kernel's shapes
-  (experiments/benchmark/gemm_layouts.py, one thread). Everything else (the
-  elementwise passes, sigma', the norms) stays in numpy. The numbers agree
-  with numpy's to rounding (another summation order), not bitwise:
-  ``tests/test_backend.py`` asserts a relative difference below
-  :data:`TOLERANCE` of the gradients and of the backprop log-norms.
+  (experiments/benchmark/gemm_layouts.py, one thread). For one network whose
+  inputs are rows (the layout the torch backend takes at width >= 256, see
+  ``depthlab.gradient._use_rows``), the whole pass runs in torch on the same
+  memory (:func:`torch_forward_rows`, :func:`torch_gradient_rows`,
+  :func:`torch_backprop_rows`): the bias inside the product
+  (``torch.addmm``), sigma and sigma' with the exact tails of
+  :mod:`depthlab.activations` (:data:`TORCH_ACTIVATIONS`: tanh, sigmoid; the
+  other activations take numpy's formulas on the tensors' memory), G *=
+  sigma' in place, the norms by ``torch.linalg.vector_norm``, G divided by
+  them only when they leave a window (:data:`RESCALE_BOUND`). Elsewhere
+  (stacks of networks, inputs as columns, n_L > 1, resnets) the elementwise
+  passes stay numpy's. The numbers agree with numpy's to rounding (another
+  summation order), not bitwise: ``tests/test_backend.py`` asserts a
+  relative difference below :data:`TOLERANCE` of the gradients and of the
+  backprop log-norms, and numpy's sigma' relatively in its tails.
 
 torch is imported only when the torch backend is first used, never when
 depthlab is imported; :func:`unavailable` says why a backend cannot be used.

@@ -29,8 +29,9 @@ Under a parallel probe, whose workers pin BLAS to one thread, nothing is split.
 Backends: ``input_gradient(net, X, backend="torch")`` (and
 :func:`backprop_log10_norms`) does the passes' matrix products with torch's BLAS
 instead of numpy's (:mod:`depthlab.backend`: zero-copy tensors, results written
-into the same numpy buffers); the default ``"numpy"`` gives the numbers it gave
-before, bit for bit.
+into the same numpy buffers; for one network with its inputs as rows the
+elementwise passes run in torch too); the default ``"numpy"`` gives the numbers
+it gave before, bit for bit.
 """
 
 from __future__ import annotations
