@@ -275,13 +275,23 @@ def _torch_derivatives_rows(
     tensors: products and elementwise passes in torch
     (:func:`depthlab.backend.torch_forward_rows`). a^[L] is appended to
     ``output`` with shape ``(n_L, B)``, as the columns layout gives it."""
-    rows_out: list[Array] = [] if output is not None else None  # type: ignore[assignment]
+    rows_out: list[Array] = []
     ds = _backend.torch_forward_rows(
-        net.weights, net.biases, net.sigmas, net.as_input(X), rows_out
+        net.weights,
+        net.biases,
+        net.sigmas,
+        net.as_input(X),
+        None if output is None else rows_out,
     )
     if output is not None:
         output.append(_transpose(rows_out[0]))
     return ds
+
+
+def _torch_rows(net: Network, X: Array, mm: MatMul) -> bool:
+    """Whether the torch backend's own rows kernel takes these inputs: the
+    layout of :func:`_use_rows`, one matrix of inputs (B, n_1)."""
+    return is_torch(mm) and np.ndim(X) == 2 and _use_rows(net, X, mm)
 
 
 def _matmul(mm: MatMul, a: Array, b: Array, spare: Array | None) -> Array:
@@ -389,11 +399,11 @@ def _input_gradient(net: Network, X: Array, mm: MatMul = numpy_matmul) -> Array:
         # all inputs are the columns of one (n_l, B) matrix per network (or
         # its rows, see _use_rows). Two buffers take turns as the products'
         # outputs.
-        rows = _use_rows(net, X, mm)
-        if rows and is_torch(mm):
+        if _torch_rows(net, X, mm):
             return _backend.torch_gradient_rows(
                 net.weights, _torch_derivatives_rows(net, X)
             )
+        rows = _use_rows(net, X, mm)
         ds = _derivatives(net, X, rows=rows, mm=mm)
         weights, spare = net.weights, None
         if rows:
@@ -545,10 +555,10 @@ def _backprop_log10_norms_vector(
     (1, n_l) matrix through a view, by :func:`_normalize`. a^[L] is appended to
     ``output`` with shape ``(..., n_L, B)`` in either layout.
     """
-    rows = _use_rows(net, X, mm)
-    if rows and is_torch(mm):
+    if _torch_rows(net, X, mm):
         ds = _torch_derivatives_rows(net, X, output)
         return _backend.torch_backprop_rows(net.weights, ds, _normalize)
+    rows = _use_rows(net, X, mm)
     out_rows: list[Array] = []
     ds = _derivatives(net, X, None if output is None else out_rows, rows=rows, mm=mm)
     if output is not None:

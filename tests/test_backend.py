@@ -296,3 +296,16 @@ def test_torch_kernel_gradients_in_the_tails(dtype: str) -> None:
     g, r = input_gradient(net, X, backend="torch"), input_gradient(net, X)
     if dtype == "float64":  # float32's gradient underflows to 0 here
         assert np.all(r != 0) and np.max(np.abs(g / r - 1)) <= 1e-10
+
+
+def test_torch_inputs_with_leading_axes_on_one_network() -> None:
+    """Inputs (K, B, n_1) on one wide network (not the rows kernel's one
+    matrix): the same numbers to rounding, of the same shape."""
+    pytest.importorskip("torch")
+    net = make_net([256, 256, 256, 1], 0)
+    X = np.random.default_rng(0).standard_normal((2, 16, 256))
+    tol = backend.TOLERANCE["float64"]
+    for fn, floor in ((input_gradient, 0.0), (backprop_log10_norms, 1.0)):
+        got, ref = fn(net, X, backend="torch"), fn(net, X)
+        assert got.shape == ref.shape
+        assert _rel_diff(got, ref, floor) <= tol
