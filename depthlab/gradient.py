@@ -29,8 +29,9 @@ Under a parallel probe, whose workers pin BLAS to one thread, nothing is split.
 Backends: ``input_gradient(net, X, backend="torch")`` (and
 :func:`backprop_log10_norms`) does the passes' matrix products with torch's BLAS
 instead of numpy's (:mod:`depthlab.backend`: zero-copy tensors, results written
-into the same numpy buffers); the default ``"numpy"`` gives the numbers it gave
-before, bit for bit.
+into the same numpy buffers; for one network with its inputs as rows the
+elementwise passes run in torch too); the default ``"numpy"`` gives the numbers
+it gave before, bit for bit.
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ from typing import Literal, overload
 
 import numpy as np
 
+from depthlab import backend as _backend
 from depthlab import blocks
 from depthlab.backend import (
     Backend,
     MatMul,
+    is_torch,
     limit_threads,
     matmul_for,
     numpy_matmul,
@@ -265,6 +268,32 @@ def _use_rows(net: Network, X: Array, mm: MatMul = numpy_matmul) -> bool:
     )
 
 
+def _torch_derivatives_rows(
+    net: Network, X: Array, output: list[Array] | None = None
+) -> list:
+    """:func:`_derivatives` with ``rows=True`` for the torch backend, as torch
+    tensors: products and elementwise passes in torch
+    (:func:`depthlab.backend.torch_forward_rows`). a^[L] is appended to
+    ``output`` with shape ``(n_L, B)``, as the columns layout gives it."""
+    rows_out: list[Array] = []
+    ds = _backend.torch_forward_rows(
+        net.weights,
+        net.biases,
+        net.sigmas,
+        net.as_input(X),
+        None if output is None else rows_out,
+    )
+    if output is not None:
+        output.append(_transpose(rows_out[0]))
+    return ds
+
+
+def _torch_rows(net: Network, X: Array, mm: MatMul) -> bool:
+    """Whether the torch backend's own rows kernel takes these inputs: the
+    layout of :func:`_use_rows`, one matrix of inputs (B, n_1)."""
+    return is_torch(mm) and np.ndim(X) == 2 and _use_rows(net, X, mm)
+
+
 def _matmul(mm: MatMul, a: Array, b: Array, spare: Array | None) -> Array:
     """``a @ b`` by ``mm``, written into ``spare`` when it has the result's shape
     and dtype."""
@@ -370,6 +399,10 @@ def _input_gradient(net: Network, X: Array, mm: MatMul = numpy_matmul) -> Array:
         # all inputs are the columns of one (n_l, B) matrix per network (or
         # its rows, see _use_rows). Two buffers take turns as the products'
         # outputs.
+        if _torch_rows(net, X, mm):
+            return _backend.torch_gradient_rows(
+                net.weights, _torch_derivatives_rows(net, X)
+            )
         rows = _use_rows(net, X, mm)
         ds = _derivatives(net, X, rows=rows, mm=mm)
         weights, spare = net.weights, None
@@ -522,6 +555,9 @@ def _backprop_log10_norms_vector(
     (1, n_l) matrix through a view, by :func:`_normalize`. a^[L] is appended to
     ``output`` with shape ``(..., n_L, B)`` in either layout.
     """
+    if _torch_rows(net, X, mm):
+        ds = _torch_derivatives_rows(net, X, output)
+        return _backend.torch_backprop_rows(net.weights, ds, _normalize)
     rows = _use_rows(net, X, mm)
     out_rows: list[Array] = []
     ds = _derivatives(net, X, None if output is None else out_rows, rows=rows, mm=mm)

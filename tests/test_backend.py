@@ -36,6 +36,7 @@ LAYOUTS = [
     ([6, 16, 16, 3], 4, 5),  # a stack, n_L > 1 (the _step products)
     ([20, 20, 20, 20, 20, 1], 3, 100),  # a stack, groups of networks
     ([256, 256, 256, 1], None, 64),  # float64: inputs as rows (_use_rows)
+    ([300, 256, 256, 256, 1], None, 8),  # torch: its rows kernel, n_1 != n_2
 ]
 
 
@@ -75,16 +76,20 @@ def _rel_diff(got: np.ndarray, ref: np.ndarray, floor: float = 0.0) -> float:
 
 @pytest.fixture
 def torch_calls(monkeypatch) -> list:
-    """torch.matmul, counted (and the intra-op threads of each call recorded)."""
+    """torch's products (matmul, and the rows kernel's addmm and mm), counted
+    (and the intra-op threads of each call recorded)."""
     torch = pytest.importorskip("torch")
     calls: list[int] = []
-    matmul = torch.matmul
 
-    def counting(*args, **kwargs):
-        calls.append(torch.get_num_threads())
-        return matmul(*args, **kwargs)
+    def counting(product):
+        def counted(*args, **kwargs):
+            calls.append(torch.get_num_threads())
+            return product(*args, **kwargs)
 
-    monkeypatch.setattr(torch, "matmul", counting)
+        return counted
+
+    for name in ("matmul", "addmm", "mm"):
+        monkeypatch.setattr(torch, name, counting(getattr(torch, name)))
     return calls
 
 
@@ -228,3 +233,79 @@ def test_the_engine_measures_with_the_spec_backend(torch_calls: list) -> None:
         assert _rel_diff(g.outputs, r.outputs) <= tol
         for a, b in zip(g.pairs.jac_log10_sv, r.pairs.jac_log10_sv, strict=True):
             assert np.array_equal(a, b)
+
+
+TAIL_Z = {"float64": (20.0, 40.0), "float32": (8.0, 40.0)}
+"""|z| at which the tails are tested: sigma'(z) from ~1e-17 to 1e-35 (tanh,
+float64), where 1 - tanh^2 and s (1 - s) are 0 or have no correct digit;
+float32 from where those lose their digits to 40 (tanh' ~ 7e-35: normal)."""
+
+
+@pytest.mark.parametrize("activation", sorted(backend.TORCH_ACTIVATIONS))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_sigma_prime_keeps_numpys_exact_tails(
+    activation: str, dtype: str
+) -> None:
+    """The torch kernel's sigma' at large |z|: numpy's exact tails, relatively
+    (not 1 - tanh^2 = 0), and sigma itself, on both signs."""
+    torch = pytest.importorskip("torch")
+    from depthlab.activations import get_activation
+
+    sigma = get_activation(activation)
+    lo, hi = TAIL_Z[dtype]
+    z = np.linspace(lo, hi, 41).astype(dtype)
+    z = np.concatenate([-z, z, np.linspace(-3, 3, 14, dtype=dtype)]).reshape(3, -1)
+    ref_d, ref_a = sigma.derivative(z), sigma.fn(z)
+    zt, a = torch.from_numpy(z.copy()), torch.empty(z.shape, dtype=zt_dtype(dtype))
+    d = backend._activate(torch, sigma, zt, a).numpy()
+    assert np.all(ref_d > 0) and np.all(d > 0)
+    tol = backend.TOLERANCE[dtype]
+    assert np.max(np.abs(d / ref_d - 1)) <= tol
+    assert _rel_diff(a.numpy(), ref_a) <= tol
+
+
+def zt_dtype(dtype: str):
+    return getattr(sys.modules["torch"], dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_kernel_gradients_in_the_tails(dtype: str) -> None:
+    """A network whose pre-activations reach |z| ~ 20-40 (float64; sigma'
+    ~ 1e-17 .. 1e-35): the torch kernel's gradients and log10 norms equal
+    numpy's relatively, however small (1 - tanh^2 would give 0 and -inf)."""
+    pytest.importorskip("torch")
+    from depthlab import Network
+
+    rng = np.random.default_rng(5)
+    n, depth = 256, 6
+    lo, hi = TAIL_Z[dtype]
+    weights = [rng.standard_normal((n, n)) / np.sqrt(n) for _ in range(depth - 2)]
+    weights.append(rng.standard_normal((1, n)) / np.sqrt(n))
+    # large biases put every neuron deep in the tails
+    biases = [rng.uniform(lo, hi, n) * rng.choice([-1, 1], n) for _ in weights[:-1]]
+    biases.append(np.zeros(1))
+    net = Network(
+        [w.astype(dtype) for w in weights], [b.astype(dtype) for b in biases], "tanh"
+    )
+    X = rng.standard_normal((64, n)).astype(dtype)
+    ref = backprop_log10_norms(net, X)
+    got = backprop_log10_norms(net, X, backend="torch")
+    assert np.all(np.isfinite(ref)) and np.all(np.isfinite(got))
+    assert ref[:, 0].max() < -20  # far below what 1 - tanh^2 resolves
+    assert _rel_diff(got, ref, 1.0) <= backend.TOLERANCE[dtype]
+    g, r = input_gradient(net, X, backend="torch"), input_gradient(net, X)
+    if dtype == "float64":  # float32's gradient underflows to 0 here
+        assert np.all(r != 0) and np.max(np.abs(g / r - 1)) <= 1e-10
+
+
+def test_torch_inputs_with_leading_axes_on_one_network() -> None:
+    """Inputs (K, B, n_1) on one wide network (not the rows kernel's one
+    matrix): the same numbers to rounding, of the same shape."""
+    pytest.importorskip("torch")
+    net = make_net([256, 256, 256, 1], 0)
+    X = np.random.default_rng(0).standard_normal((2, 16, 256))
+    tol = backend.TOLERANCE["float64"]
+    for fn, floor in ((input_gradient, 0.0), (backprop_log10_norms, 1.0)):
+        got, ref = fn(net, X, backend="torch"), fn(net, X)
+        assert got.shape == ref.shape
+        assert _rel_diff(got, ref, floor) <= tol
