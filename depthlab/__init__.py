@@ -22,7 +22,7 @@ _LAZY = {
     "spectra": "depthlab.spectra",
     "theory": "depthlab.theory",
     "backprop_log10_norms": "depthlab.gradient",
-    "cost_gradients": "depthlab.gradient",
+    "cost_gradients": "depthlab.costs",
     "input_gradient": "depthlab.gradient",
     "Network": "depthlab.network",
     "init_network": "depthlab.network",

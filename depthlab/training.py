@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from depthlab.datasets import Dataset, higham_example
-from depthlab.gradient import COSTS, Cost, cost_gradients, cost_value
+from depthlab.costs import COSTS, Cost, cost_gradients, cost_value
 from depthlab.network import Network, init_network
 
 if TYPE_CHECKING:  # pandas is imported lazily, only to build result tables.

@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     import baseline
     import common
     import kernels
+    import spectra_bench
     import sweep
 
     for why in (peers.torch_available(), peers.jax_available()):
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     funcs = {
         "kernel": kernels.kernel,
         "networks": kernels.networks,
-        "spectra": kernels.spectra_section,
+        "spectra": spectra_bench.spectra_section,
         "sweep": sweep.sweep_section,
         "baseline": baseline.baseline_section,
         "scaling": sweep.scaling,
