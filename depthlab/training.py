@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from depthlab.datasets import Dataset, higham_example
 from depthlab.costs import COSTS, Cost, cost_gradients, cost_value
+from depthlab.datasets import Dataset, higham_example
 from depthlab.network import Network, init_network
 
 if TYPE_CHECKING:  # pandas is imported lazily, only to build result tables.
