@@ -289,8 +289,9 @@ def _measure_pairs(chunk: Chunk, spec: ProbeSpec) -> PairSpectra:
     )
     x = chunk.X[part, : int(inputs.max()) + 1]
     local = nets - first - lo
+    pairs_key = (*_hidden_key(spec), tuple(nets.tolist()), tuple(inputs.tolist()))
     keys = {
-        layer: (*_hidden_key(spec, layer), tuple(nets.tolist()), tuple(inputs.tolist()))
+        layer: (*pairs_key, tuple(spec.widths[:layer]), layer)
         for layer in layers
         if layer < spec.depth
     }
@@ -311,11 +312,11 @@ def _measure_pairs(chunk: Chunk, spec: ProbeSpec) -> PairSpectra:
     )
 
 
-def _hidden_key(spec: ProbeSpec, layer: int) -> tuple[Any, ...]:
-    """Everything J^(l) at a hidden layer l < L depends on: layers 2..l (their
-    widths, scheme, activation, architecture and streams) and the inputs."""
+def _hidden_key(spec: ProbeSpec) -> tuple[Any, ...]:
+    """What J^(l) at a hidden layer l < L depends on besides the widths n_1..n_l
+    and l itself: the layers' scheme, activation, architecture and streams, and
+    the inputs (computed once a chunk, not once a layer)."""
     return (
-        tuple(spec.widths[:layer]),
         spec.activation,
         spec.init,
         spec.sigma_w,
@@ -326,7 +327,6 @@ def _hidden_key(spec: ProbeSpec, layer: int) -> tuple[Any, ...]:
         spec.seed,
         spec.inputs,
         spec.input_distribution,
-        layer,
     )
 
 
