@@ -132,17 +132,9 @@ def matmul_for(backend: str = "numpy") -> MatMul:
 
 @functools.cache
 def _torch() -> Any:
-    """torch, imported on first use; the from_numpy warning on read-only
-    arrays (weights may be read-only views) is silenced for this module only:
-    the tensors are only read."""
+    """torch, imported on first use."""
     import torch
 
-    warnings.filterwarnings(
-        "ignore",
-        message="The given NumPy array is not writable",
-        category=UserWarning,
-        module=__name__,
-    )
     return torch
 
 
@@ -151,7 +143,13 @@ def _tensor(torch: Any, a: Array, dtype: np.dtype) -> Any:
     negative strides, which torch cannot view)."""
     if a.dtype != dtype or any(s < 0 for s in a.strides):
         a = np.ascontiguousarray(a, dtype=dtype)
-    return torch.from_numpy(a)
+    if a.flags.writeable:
+        return torch.from_numpy(a)
+    # Read-only (the layer cache's weights): torch warns that writing the
+    # tensor is undefined; these tensors are only read.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.from_numpy(a)
 
 
 def _torch_matmul(a: Array, b: Array, out: Array | None = None) -> Array:

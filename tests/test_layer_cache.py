@@ -49,10 +49,23 @@ def test_layers_from_the_cache_are_the_drawn_ones(
     misses = cache.misses
     again = _chunk(spec)
     # The hidden layers 2..5 come from the cache; the output layer (1 x 12)
-    # was not drawn by the deeper job (its layer 6 is 12 x 12).
-    assert cache.misses - misses == spec.networks
-    assert cache.hits == 4 * spec.networks
+    # was not drawn by the deeper job (its layer 6 is 12 x 12). An entry is
+    # one layer of the chunk's networks, stacked.
+    assert cache.misses - misses == 1
+    assert cache.hits == 4
     _assert_same(again, drawn)
+    with pytest.raises(ValueError, match="read-only"):
+        again.net.weights[0][0, 0, 0] = 1.0  # shared with later jobs
+
+
+def test_a_chunk_of_other_networks_draws_its_own_layers(
+    cache: layer_cache.LayerCache,
+) -> None:
+    whole = _chunk(SPEC)
+    part = engine.make_chunk(SPEC, range(2, 4))  # networks 2 and 3 alone
+    assert cache.hits == 0  # another chunk: nothing taken from the first
+    for w_part, w_whole in zip(part.net.weights, whole.net.weights, strict=True):
+        np.testing.assert_array_equal(w_part, w_whole[2:4])
 
 
 @pytest.mark.parametrize(
@@ -94,15 +107,12 @@ def test_the_cache_stays_within_its_bound() -> None:
     draws = []
 
     def fill(key: int) -> np.ndarray:
-        out = (np.empty((4, 4)), np.empty(4))
-
-        def draw() -> None:
+        found = cache.get(key)
+        if found is None:
             draws.append(key)
-            out[0][:] = key
-            out[1][:] = -key
-
-        cache.fill(key, out, draw)
-        return out[0]
+            found = (np.full((4, 4), key), np.full(4, -key))
+            cache.put(key, found)
+        return found[0]
 
     for key in (1, 2, 3, 1, 4):  # 1 is used again, so 2 goes when 4 comes
         assert (fill(key) == key).all()

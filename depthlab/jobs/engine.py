@@ -30,7 +30,6 @@ worker (see :func:`run_chunks`).
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import os
@@ -186,35 +185,33 @@ def make_chunk(spec: ProbeSpec, networks: Sequence[int]) -> Chunk:
 
     Each network's weights and inputs come from its own streams
     (:func:`network_rng`), drawn straight into preallocated stack arrays
-    (``sample_layer(..., out=)``: no temporary layer, no copy).
+    (``sample_layer(..., out=)``: no temporary layer, no copy). A layer an
+    earlier job of this process drew for the same networks is taken from
+    :data:`depthlab.jobs.layer_cache.CACHE` instead, not copied: cached stacks
+    are read-only (nothing writes a network's parameters in place).
     """
     ids = np.asarray(networks, dtype=np.int64)
     k, dtype = len(ids), DTYPES[spec.dtype]
     layers = list(itertools.pairwise(spec.widths))
-    weights = [np.empty((k, n_out, n_in), dtype=dtype) for n_in, n_out in layers]
-    biases = [np.empty((k, n_out), dtype=dtype) for _, n_out in layers]
     X = np.empty((k, spec.inputs, spec.input_dim), dtype=dtype)
     job_bytes = memory.network_bytes(job_shape(spec)) * spec.networks
     cache = layer_cache.CACHE if job_bytes <= layer_cache.CACHE.max_bytes else None
+    chunk_key = tuple(ids.tolist())
+    weights, biases = [], []
+    for layer, (n_in, n_out) in enumerate(layers, start=2):
+        key = (spec.init, n_out, n_in, spec.sigma_w, spec.sigma_b, spec.dtype)
+        key = (*key, spec.seed, chunk_key, layer)
+        found = None if cache is None else cache.get(key)
+        if found is None:
+            found = (np.empty((k, n_out, n_in), dtype), np.empty((k, n_out), dtype))
+            _draw_layer(spec, ids, layer, found)
+            if cache is not None:
+                for a in found:
+                    a.flags.writeable = False  # shared with later jobs
+                cache.put(key, found)
+        weights.append(found[0])
+        biases.append(found[1])
     for i, network in enumerate(ids.tolist()):
-        for layer, (n_in, n_out) in enumerate(layers, start=2):
-            out = (weights[layer - 2][i], biases[layer - 2][i])
-            draw = functools.partial(
-                sample_layer,
-                spec.init,
-                n_out,
-                n_in,
-                sigma_w=spec.sigma_w,
-                sigma_b=spec.sigma_b,
-                rng=network_rng(spec.seed, network, layer),
-                dtype=dtype,
-                out=out,
-            )
-            if cache is None:
-                draw()
-                continue
-            key = (spec.init, n_out, n_in, spec.sigma_w, spec.sigma_b, spec.dtype)
-            cache.fill((*key, spec.seed, network, layer), out, draw)
         X[i] = sample_inputs(
             spec.input_distribution,
             (spec.inputs, spec.input_dim),
@@ -228,6 +225,29 @@ def make_chunk(spec: ProbeSpec, networks: Sequence[int]) -> Chunk:
         **spec.network_kwargs(),
     )
     return Chunk(ids, net, X)
+
+
+def _draw_layer(
+    spec: ProbeSpec,
+    networks: np.ndarray,
+    layer: int,
+    stack: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Draw layer ``layer`` of each of ``networks`` from its own stream into
+    ``stack`` (``(weights, biases)``, one row per network)."""
+    weights, biases = stack
+    n_out, n_in = weights.shape[1:]
+    for i, network in enumerate(networks.tolist()):
+        sample_layer(
+            spec.init,
+            n_out,
+            n_in,
+            sigma_w=spec.sigma_w,
+            sigma_b=spec.sigma_b,
+            rng=network_rng(spec.seed, network, layer),
+            dtype=weights.dtype,
+            out=(weights[i], biases[i]),
+        )
 
 
 def jacobian_spectra(

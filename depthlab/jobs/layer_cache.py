@@ -9,18 +9,20 @@ drawing them again (drawing is about a third of a default job's time), and the
 spectra of its hidden layers, which depend only on the layers up to them (the
 finishing SVDs are another third).
 
-A layer is found by everything that determines its numbers (scheme, shape,
-sigma_w, sigma_b, dtype, seed, network, layer), so a hit is bitwise the layer a
-draw would give. The cache holds at most :data:`MAX_BYTES` (least recently used
-layers go first) and takes only jobs whose weights fit in it whole: a wide job,
-whose layers could not be reused before they are evicted, bypasses it.
+A layer is kept as the stack of one chunk's networks (one entry per layer and
+chunk, read-only, handed out without a copy) and found by everything that
+determines its numbers (scheme, shape, sigma_w, sigma_b, dtype, seed, the
+chunk's networks, layer), so a hit is bitwise the layer a draw would give. The
+cache holds at most :data:`MAX_BYTES` (least recently used layers go first)
+and takes only jobs whose weights fit in it whole: a wide job, whose layers
+could not be reused before they are evicted, bypasses it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
 import numpy as np
 
@@ -32,14 +34,13 @@ SPECTRA_MAX_BYTES = 32 << 20
 """What the spectra cache of one process may hold (bytes): a default job's
 spectra at every layer are 0.2 MiB."""
 
-Layer = tuple[np.ndarray, np.ndarray]
 
 
 class LayerCache:
     """Tuples of arrays by key, least recently used evicted first.
 
-    Thread-safe: a job's chunks run on several threads. Arrays are stored as
-    given: callers put copies (or arrays they no longer write).
+    Thread-safe: a job's chunks run on several threads. Arrays are stored and
+    handed out as given: callers put arrays nobody writes again (read-only).
 
     Parameters
     ----------
@@ -79,18 +80,6 @@ class LayerCache:
             while self._bytes > self.max_bytes:
                 _, old = self._items.popitem(last=False)
                 self._bytes -= sum(a.nbytes for a in old)
-
-    def fill(self, key: Hashable, out: Layer, draw: Callable[[], object]) -> None:
-        """Write the layer ``key`` into ``out``: a copy of the cached one, or
-        ``draw()`` (which writes into ``out``), then kept for later jobs."""
-        found = self.get(key)
-        if found is not None:
-            np.copyto(out[0], found[0])
-            np.copyto(out[1], found[1])
-            return
-        draw()
-        if out[0].nbytes + out[1].nbytes <= self.max_bytes:
-            self.put(key, (out[0].copy(), out[1].copy()))
 
     def clear(self) -> None:
         """Forget everything."""
