@@ -326,3 +326,26 @@ def test_stop_forkserver_ends_it_at_once() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "gone"
+
+
+@pytest.mark.parametrize(
+    ("argv", "cpus", "expected"),
+    [
+        (["--multirun", "depth=range(2,51,1)"], 2, True),
+        (["--multirun", "depth=2,3", "activation=tanh"], 4, True),
+        (["--multirun", "depth=range(2,51,1)"], 1, False),  # one core
+        (["--multirun", "depth=3"], 2, False),  # one job
+        (["--multirun", "hidden_widths=[2,3]"], 2, False),  # a list, not a sweep
+        (["--multirun", "depth=2,3", "n_jobs=1"], 2, False),
+        (["--multirun", "depth=2,3", "hydra/launcher=joblib"], 2, False),
+        (["--multirun", "depth=2,3", "hydra/launcher=basic"], 2, True),
+        (["--cfg", "job", "depth=2,3"], 2, False),  # no multirun
+    ],
+)
+def test_the_forkserver_starts_early_only_for_parallel_sweeps(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], cpus: int, expected: bool
+) -> None:
+    from depthlab.sweep import cli
+
+    monkeypatch.setattr(workers, "cpu_count", lambda: cpus)
+    assert cli.likely_parallel(argv) is expected

@@ -178,6 +178,42 @@ def _precheck(arg: str, *, options: Callable[[str], list[str]] | None) -> None:
         raise UsageError(str(err)) from None
 
 
+def likely_parallel(argv: list[str]) -> bool:
+    """Whether Hydra's command line ``argv`` (after :func:`rewrite_argv`) runs a
+    sweep on depthlab's workers: a multirun with a sweep override, more than one
+    core, and neither ``n_jobs=1`` nor another ``hydra/launcher``.
+
+    Examples
+    --------
+    >>> likely_parallel(["--multirun", "depth=2,3", "n_jobs=1"])
+    False
+    >>> likely_parallel(["--multirun", "hidden_widths=[2,3]"])
+    False
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from depthlab.sweep.workers import cpu_count
+
+    if "--multirun" not in argv and "-m" not in argv:
+        return False
+    parser = OverridesParser.create()
+    sweeps = False
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        if key == "n_jobs" and value.strip() == "1":
+            return False
+        if key.lstrip("+~") == "hydra/launcher" and value.strip() != "basic":
+            return False
+        try:
+            sweeps = sweeps or parser.parse_override(arg).is_sweep_override()
+        except HydraException:
+            return False
+    return sweeps and cpu_count() > 1
+
+
 def main() -> None:
     """Run depthlab's Hydra app with the rewritten command line."""
     try:
@@ -186,6 +222,13 @@ def main() -> None:
         print(f"depthlab: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     sys.argv = [sys.argv[0], *argv]
+    if likely_parallel(argv):
+        # Its imports (~2 s) then run beside Hydra's composing and the store's
+        # opening instead of after them; a sweep that turns out not to use it
+        # (one job, another launcher set in a config file) ends it at exit.
+        from depthlab.sweep import workers
+
+        workers.warm_up()
     # SIGTERM (a scheduler cancelling the sweep) ends it like Ctrl-C: the runs in
     # flight are marked FAILED / KILLED instead of being left RUNNING.
     from depthlab import interrupts
