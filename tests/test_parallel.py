@@ -331,15 +331,19 @@ def test_stop_forkserver_ends_it_at_once() -> None:
 @pytest.mark.parametrize(
     ("argv", "cpus", "expected"),
     [
-        (["--multirun", "depth=range(2,51,1)"], 2, True),
-        (["--multirun", "depth=2,3", "activation=tanh"], 4, True),
-        (["--multirun", "depth=range(2,51,1)"], 1, False),  # one core
-        (["--multirun", "depth=3"], 2, False),  # one job
-        (["--multirun", "hidden_widths=[2,3]"], 2, False),  # a list, not a sweep
-        (["--multirun", "depth=2,3", "n_jobs=1"], 2, False),
-        (["--multirun", "depth=2,3", "hydra/launcher=joblib"], 2, False),
-        (["--multirun", "depth=2,3", "hydra/launcher=basic"], 2, True),
-        (["--cfg", "job", "depth=2,3"], 2, False),  # no multirun
+        (["depth=2..50"], 2, True),
+        (["depth=range(2,51)"], 2, True),
+        (["-m", "depth=2,3", "activation=tanh"], 4, True),
+        (["depth=choice(2,3)"], 2, True),
+        (["depth=2..50"], 1, False),  # one core
+        (["depth=3", "activation=tanh"], 2, False),  # one job
+        (["hidden_widths=[2,3]"], 2, False),  # a list, not a sweep
+        (["hidden_widths=[2,3],[4,5]"], 2, True),  # a sweep over lists
+        (["tracking.experiment='a,b'"], 2, False),  # a quoted comma
+        (["depth=2,3", "n_jobs=1"], 2, False),
+        (["depth=2,3", "hydra/launcher=joblib"], 2, False),
+        (["depth=2,3", "hydra/launcher=basic"], 2, True),
+        (["--cfg", "job", "depth=2,3"], 2, False),  # runs no job
     ],
 )
 def test_the_forkserver_starts_early_only_for_parallel_sweeps(

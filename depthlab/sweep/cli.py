@@ -178,57 +178,64 @@ def _precheck(arg: str, *, options: Callable[[str], list[str]] | None) -> None:
         raise UsageError(str(err)) from None
 
 
+_SWEEP_FUNCTIONS = re.compile(r"^\s*(range|choice|glob)\(")
+_NESTED = re.compile(r"\[[^\[\]]*\]|\{[^{}]*\}|'[^']*'|\"[^\"]*\"")
+
+
 def likely_parallel(argv: list[str]) -> bool:
-    """Whether Hydra's command line ``argv`` (after :func:`rewrite_argv`) runs a
-    sweep on depthlab's workers: a multirun with a sweep override, more than one
-    core, and neither ``n_jobs=1`` nor another ``hydra/launcher``.
+    """Whether depthlab's command line ``argv`` (as typed) runs a sweep on
+    depthlab's workers: a sweep override (``a..b``, a comma list, ``range()``,
+    ``choice()``, ``glob()``), more than one core, and neither ``n_jobs=1``,
+    another ``hydra/launcher`` nor a flag that runs no jobs (``--cfg``, ...).
+
+    A guess from the text alone, made before anything is imported: a sweep
+    defined in a preset or a config file is not seen (its workers then start
+    after composing, as without the guess), and a wrong yes costs one process
+    that is ended at exit.
 
     Examples
     --------
-    >>> likely_parallel(["--multirun", "depth=2,3", "n_jobs=1"])
+    >>> likely_parallel(["depth=2,3", "n_jobs=1"])
     False
-    >>> likely_parallel(["--multirun", "hidden_widths=[2,3]"])
+    >>> likely_parallel(["hidden_widths=[2,3]"])
     False
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     from depthlab.sweep.workers import cpu_count
 
-    if "--multirun" not in argv and "-m" not in argv:
-        return False
-    parser = OverridesParser.create()
     sweeps = False
     for arg in argv:
+        if arg.split("=", 1)[0] in _NO_MULTIRUN:
+            return False
         if arg.startswith("-") or "=" not in arg:
             continue
         key, value = arg.split("=", 1)
-        if key == "n_jobs" and value.strip() == "1":
+        key, value = key.lstrip("+~"), value.strip()
+        if key == "n_jobs" and value == "1":
             return False
-        if key.lstrip("+~") == "hydra/launcher" and value.strip() != "basic":
+        if key == "hydra/launcher" and value != "basic":
             return False
-        try:
-            sweeps = sweeps or parser.parse_override(arg).is_sweep_override()
-        except HydraException:
-            return False
+        while _NESTED.search(value):  # lists, dicts, quoted strings
+            value = _NESTED.sub("", value)
+        sweeps = sweeps or "," in value or ".." in value
+        sweeps = sweeps or bool(_SWEEP_FUNCTIONS.match(value))
     return sweeps and cpu_count() > 1
 
 
 def main() -> None:
     """Run depthlab's Hydra app with the rewritten command line."""
+    if likely_parallel(sys.argv[1:]):
+        # Its imports (~2 s) then run beside the command line's checks, Hydra's
+        # composing and the store's opening instead of after them; a command
+        # that turns out bad or not to use it ends it at exit.
+        from depthlab.sweep import workers
+
+        workers.warm_up()
     try:
         argv = rewrite_argv(sys.argv[1:])
     except UsageError as err:
         print(f"depthlab: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     sys.argv = [sys.argv[0], *argv]
-    if likely_parallel(argv):
-        # Its imports (~2 s) then run beside Hydra's composing and the store's
-        # opening instead of after them; a sweep that turns out not to use it
-        # (one job, another launcher set in a config file) ends it at exit.
-        from depthlab.sweep import workers
-
-        workers.warm_up()
     # SIGTERM (a scheduler cancelling the sweep) ends it like Ctrl-C: the runs in
     # flight are marked FAILED / KILLED instead of being left RUNNING.
     from depthlab import interrupts
