@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg import lapack, solve_triangular
@@ -55,6 +56,19 @@ from depthlab.gradient import shared_parameters
 from depthlab.network import Network
 
 Array = np.ndarray
+
+
+class GradedFactor(NamedTuple):
+    """J^(l)^T = Q diag(exp(log_scale)) V (Q with orthonormal columns), batched
+    over inputs: the state of :func:`jacobian_log_singular_values` after layer
+    ``layer``, from which a pass can go on (its ``start``)."""
+
+    layer: int
+    log_scale: Array
+    """shape (..., r), r = min(n_1, ..., n_l)"""
+    V: Array
+    """shape (..., r, n_l)"""
+
 
 _LN10 = float(np.log(10.0))
 _WINDOW = 250.0 * _LN10
@@ -340,6 +354,7 @@ def _accumulate(
     apply_transposed: Iterable[Callable[[Array], Array]],
     batch_shape: tuple[int, ...],
     n_in: int,
+    start: GradedFactor | None = None,
 ) -> Iterator[tuple[Array, Array]]:
     """The graded factor of A_k ... A_1 after each factor, batched.
 
@@ -352,6 +367,9 @@ def _accumulate(
     batch_shape : tuple of int
     n_in : int
         n_1, the number of columns of the first factor.
+    start : GradedFactor, optional
+        The graded factor of the factors before the first of
+        ``apply_transposed`` (default: none, the identity).
 
     Yields
     ------
@@ -361,8 +379,11 @@ def _accumulate(
         so the singular values of the product are those of
         diag(exp(log_scale)) V; r = min(n_1, ..., n_{k+1}).
     """
-    log_scale = np.zeros((*batch_shape, n_in))
-    V = np.broadcast_to(np.eye(n_in), (*batch_shape, n_in, n_in))
+    if start is None:
+        log_scale = np.zeros((*batch_shape, n_in))
+        V = np.broadcast_to(np.eye(n_in), (*batch_shape, n_in, n_in))
+    else:
+        log_scale, V = start.log_scale, start.V
     for apply in apply_transposed:
         C = np.asarray(apply(V), dtype=np.float64)
         r, m = C.shape[-2:]
@@ -551,7 +572,12 @@ def layer_singular_values(net: Network, X: Array) -> list[Array]:
 
 @shared_parameters
 def jacobian_log_singular_values(
-    net: Network, X: Array, *, layers: Sequence[int] | None = None
+    net: Network,
+    X: Array,
+    *,
+    layers: Sequence[int] | None = None,
+    start: GradedFactor | None = None,
+    factors: dict[int, GradedFactor] | None = None,
 ) -> list[Array | None]:
     """Natural-log singular values of J^(l) = d a^[l] / dx for l = 2..L.
 
@@ -564,6 +590,14 @@ def jacobian_log_singular_values(
         The graded QR factor still passes through every layer up to the
         largest one asked for; only the finishing Jacobi SVD, most of the cost
         at large widths (about 7x a QR step at n = 1024), is skipped elsewhere.
+    start : GradedFactor, optional
+        The graded factor of J^(m) that ``factors`` gave for a network with
+        the same layers 2..m and the same inputs (a deeper or shallower one):
+        the pass starts after layer m, with the same numbers bitwise. Layers
+        up to m get no spectra (None).
+    factors : dict, optional
+        Filled with the graded factor of J^(l) at every layer the pass goes
+        through (read-only arrays, to be handed to ``start``).
 
     Returns
     -------
@@ -602,33 +636,37 @@ def jacobian_log_singular_values(
     """
     wanted = _check_layers(layers, net.depth)
     single = np.ndim(X) == 1
-    out: list[Array | None] = [None] * (net.depth - 1)
+    first = 2 if start is None else start.layer + 1
+    wanted = {layer for layer in wanted if layer >= first}
     if not wanted:
-        return out
+        return [None] * (net.depth - 1)
     last = max(wanted)
     if not net.plain_mlp:
-        return _layers_jacobian_log_singular_values(net, X, wanted, single)
-    fp = net.forward(X)
-    zs = fp.preactivations
-    batch_shape = zs[0].shape[:-1]
-    n_in = net.widths[0]
-
-    def factor(
-        w: Array, z: Array, sigma_prime: Callable[[Array], Array]
-    ) -> Callable[[Array], Array]:
-        d = sigma_prime(z).astype(np.float64)[..., None, :]
-        wt = np.swapaxes(w, -1, -2).astype(np.float64)[..., None, :, :]
-        return lambda V: (V @ wt) * d
-
-    factors = (
-        factor(w, z, sigma.derivative)
-        for w, z, sigma in zip(
-            net.weights[: last - 1], zs[: last - 1], net.sigmas[: last - 1], strict=True
-        )
-    )
+        fp = blocks.lean_forward(net, X)
+        batch_shape = fp.sigma_args[0].shape[:-1]
+        apply = [
+            lambda V, i=i: blocks.jvp_rows(net, fp, i, V)
+            for i in range(first - 2, last - 1)
+        ]
+    else:
+        zs = net.forward(X).preactivations
+        batch_shape = zs[0].shape[:-1]
+        apply = [
+            _dense_factor(net.weights[i], zs[i], net.sigmas[i].derivative)
+            for i in range(first - 2, last - 1)
+        ]
     with threadpool_limits(limits=1):
-        steps = _accumulate(factors, batch_shape, n_in)
-        return _finish(steps, net.widths, wanted, single)
+        steps = _accumulate(apply, batch_shape, net.widths[0], start)
+        return _finish(steps, first, net.widths, wanted, single, factors)
+
+
+def _dense_factor(
+    w: Array, z: Array, sigma_prime: Callable[[Array], Array]
+) -> Callable[[Array], Array]:
+    """V -> V J^[l]^T for a dense layer, J^[l] = D^[l] W^[l] (D never formed)."""
+    d = sigma_prime(z).astype(np.float64)[..., None, :]
+    wt = np.swapaxes(w, -1, -2).astype(np.float64)[..., None, :, :]
+    return lambda V: (V @ wt) * d
 
 
 def _layers_singular_values(net: Network, X: Array) -> list[Array]:
@@ -646,40 +684,26 @@ def _layers_singular_values(net: Network, X: Array) -> list[Array]:
     return out
 
 
-def _layers_jacobian_log_singular_values(
-    net: Network, X: Array, wanted: set[int], single: bool
-) -> list[Array | None]:
-    """:func:`jacobian_log_singular_values` of any architecture, at the layers
-    ``wanted`` (None elsewhere).
-
-    The graded factor V is pushed through each layer by
-    :func:`depthlab.blocks.jvp_rows` (V <- V J^[l]^T, J^[l] never formed), in
-    float64.
-    """
-    fp = blocks.lean_forward(net, X)
-    batch_shape = fp.sigma_args[0].shape[:-1]
-    n_in = net.widths[0]
-    last = max(wanted)
-    factors = ((lambda V, i=i: blocks.jvp_rows(net, fp, i, V)) for i in range(last - 1))
-    with threadpool_limits(limits=1):
-        steps = _accumulate(factors, batch_shape, n_in)
-        return _finish(steps, net.widths, wanted, single)
-
-
 def _finish(
     steps: Iterator[tuple[Array, Array]],
+    first: int,
     widths: Sequence[int],
     wanted: set[int],
     single: bool,
+    factors: dict[int, GradedFactor] | None = None,
 ) -> list[Array | None]:
     """The log singular values of J^(l) at the layers ``wanted`` (None elsewhere),
-    from the graded factors that :func:`_accumulate` yields for l = 2, 3, ..."""
+    from the graded factors that :func:`_accumulate` yields for l = ``first``,
+    ``first + 1``, ...; each factor also goes into ``factors`` (if given)."""
     out: list[Array | None] = [None] * (len(widths) - 1)
     last = max(wanted)
-    for layer, n_l, state in zip(
-        range(2, last + 1), widths[1:last], steps, strict=False
-    ):
+    for layer, state in zip(range(first, last + 1), steps, strict=False):
+        if factors is not None:
+            for a in state:
+                a.flags.writeable = False
+            factors[layer] = GradedFactor(layer, *state)
         if layer in wanted:
+            n_l = widths[layer - 1]
             log_sv = _pad(_log_singular_values(*state), min(n_l, widths[0]))
             out[layer - 2] = log_sv[..., 0, :] if single else log_sv
     return out

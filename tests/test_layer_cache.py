@@ -95,8 +95,10 @@ def test_a_job_gives_the_same_numbers_after_other_jobs(
     hits = layer_cache.SPECTRA.hits
     again = run_probe(spec)
     # A depth-scaled branch (alpha = c / blocks^p) differs at every depth: its
-    # hidden layers' spectra are not shared; the others reuse layers 2..L-1.
-    shared = 0 if spec.depth_power else spec.depth - 2
+    # hidden layers' spectra are not shared; the others reuse layers 2..L-1,
+    # and the pass to the output layer resumes from the graded factor that the
+    # depth-5 job left at its last hidden layer, 4 (one more hit).
+    shared = 0 if spec.depth_power else spec.depth - 2 + 1
     assert cache.hits > 0 and layer_cache.SPECTRA.hits - hits == shared
     for name, table in first.tables().items():
         pd.testing.assert_frame_equal(table, again.tables()[name], check_exact=True)

@@ -387,3 +387,40 @@ def test_a_single_input_to_a_stack_gives_every_networks_spectra() -> None:
             np.testing.assert_allclose(got[k], want, rtol=1e-12)
         for got, want in zip(jac, jacobian_log_singular_values(net, x), strict=True):
             np.testing.assert_allclose(got[k], want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [{}, {"architecture": "resnet", "branch_scale": 0.5, "norm": "layer"}],
+    ids=["mlp", "resnet-ln"],
+)
+def test_a_pass_resumed_from_a_graded_factor_is_the_whole_pass(arch: dict) -> None:
+    """``start`` = the factor at layer m of a pass gives, at layers m+1..L, the
+    whole pass's numbers bitwise (and no spectra at layers 2..m)."""
+    from depthlab import init_network
+
+    net = init_network(
+        [5, 8, 8, 8, 8, 8, 8, 1],
+        activation="tanh",
+        init="gaussian",
+        sigma_w=1.7,
+        sigma_b=0.3,
+        rng=np.random.default_rng(3),
+        num_networks=3,
+        **arch,
+    )
+    X = np.random.default_rng(4).standard_normal((3, 2, 5))
+    factors: dict = {}
+    whole = spectra.jacobian_log_singular_values(net, X, factors=factors)
+    assert sorted(factors) == list(range(2, net.depth + 1))
+    assert not factors[5].V.flags.writeable  # handed out to later passes: read-only
+    resumed = spectra.jacobian_log_singular_values(net, X, start=factors[5])
+    assert all(r is None for r in resumed[:4])  # layers 2..5
+    for layer in range(6, net.depth + 1):
+        np.testing.assert_array_equal(resumed[layer - 2], whole[layer - 2])
+    # Only the layers asked for, from the same start.
+    some = spectra.jacobian_log_singular_values(
+        net, X, layers=[3, 7], start=factors[5]
+    )
+    assert some[1] is None and some[3] is None
+    np.testing.assert_array_equal(some[5], whole[5])

@@ -251,14 +251,22 @@ def _draw_layer(
 
 
 def jacobian_spectra(
-    net: Network, X: np.ndarray, layers: Sequence[int]
+    net: Network,
+    X: np.ndarray,
+    layers: Sequence[int],
+    *,
+    start: spectra.GradedFactor | None = None,
+    factors: dict[int, spectra.GradedFactor] | None = None,
 ) -> list[np.ndarray | None]:
     """Natural-log singular values of J^(l) at ``layers``; None at the others.
 
     A list of length L - 1 (entry l - 2 for layer l), as
-    ``spectra.jacobian_log_singular_values(net, X, layers=layers)`` returns.
+    ``spectra.jacobian_log_singular_values(net, X, layers=layers)`` returns
+    (``start`` and ``factors`` as it takes them).
     """
-    return spectra.jacobian_log_singular_values(net, X, layers=layers)
+    return spectra.jacobian_log_singular_values(
+        net, X, layers=layers, start=start, factors=factors
+    )
 
 
 def layer_spectra(
@@ -318,7 +326,21 @@ def _measure_pairs(chunk: Chunk, spec: ProbeSpec) -> PairSpectra:
     known = {layer: layer_cache.SPECTRA.get(key) for layer, key in keys.items()}
     todo = [layer for layer in layers if known.get(layer) is None]
     if todo:
-        jac = jacobian_spectra(sub, x, todo)
+        # The pass through the layers resumes after the deepest layer m below
+        # those to do whose graded factor an earlier job of this process left
+        # (its layers 2..m are this job's), instead of starting at layer 2.
+        start = None
+        for m in range(min(todo) - 1, 1, -1):
+            found = layer_cache.SPECTRA.get(_factor_key(pairs_key, spec, m))
+            if found is not None:
+                start = spectra.GradedFactor(m, *found)
+                break
+        factors: dict[int, spectra.GradedFactor] = {}
+        jac = jacobian_spectra(sub, x, todo, start=start, factors=factors)
+        deepest = factors.get(spec.depth - 1)  # the last hidden layer's, kept
+        if deepest is not None:
+            key = _factor_key(pairs_key, spec, deepest.layer)
+            layer_cache.SPECTRA.put(key, (deepest.log_scale, deepest.V))
         for layer, sv in zip(todo, layer_spectra(sub, x, todo), strict=True):
             known[layer] = (sv[local, inputs], jac[layer - 2][local, inputs])
             if layer in keys:
@@ -330,6 +352,11 @@ def _measure_pairs(chunk: Chunk, spec: ProbeSpec) -> PairSpectra:
         [known[layer][0].copy() for layer in layers],  # cached: not to be written
         [known[layer][1] / np.log(10.0) for layer in layers],
     )
+
+
+def _factor_key(pairs_key: tuple[Any, ...], spec: ProbeSpec, layer: int) -> tuple:
+    """The cache key of the pairs' graded factor of J^(l) at a hidden layer."""
+    return (*pairs_key, tuple(spec.widths[:layer]), layer, "graded factor")
 
 
 def _hidden_key(spec: ProbeSpec) -> tuple[Any, ...]:

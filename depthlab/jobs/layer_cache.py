@@ -99,4 +99,7 @@ CACHE = LayerCache()
 SPECTRA = LayerCache(SPECTRA_MAX_BYTES)
 """This process's spectra of hidden layers: J^(l) and J^[l] of a job's spectra
 pairs at a hidden layer l depend only on layers 2..l and the inputs, so a job
-of another depth (the same config otherwise) has computed them already."""
+of another depth (the same config otherwise) has computed them already; and
+the graded factor of J^(l) at each job's last hidden layer
+(:class:`depthlab.spectra.GradedFactor`), from which the next job's pass
+through the layers resumes instead of starting again at layer 2."""
