@@ -404,18 +404,25 @@ def build_result(
 
     n_layers = depth - 1
     flat_norms = log10_norms.reshape(k * b, n_layers)
-    layers = pd.DataFrame(
-        {
-            "net": np.repeat(net_idx.ravel(), depth),
-            "input": np.repeat(input_idx.ravel(), depth),
-            "layer": np.tile(np.arange(1, depth + 1), k * b),
-            "backprop_log10_norm": np.concatenate(
-                [flat_norms, np.full((k * b, 1), np.nan)], axis=1
-            ).ravel(),
-        }
-    )
+    columns = {
+        "net": np.repeat(net_idx.ravel(), depth),
+        "input": np.repeat(input_idx.ravel(), depth),
+        "layer": np.tile(np.arange(1, depth + 1), k * b),
+        "backprop_log10_norm": np.concatenate(
+            [flat_norms, np.full((k * b, 1), np.nan)], axis=1
+        ).ravel(),
+    }
     spectral_rows, spectrum = _spectra_tables(m.pairs)
-    layers = layers.merge(spectral_rows, on=["net", "input", "layer"], how="left")
+    # The spectral rows joined on (net, input, layer), NaN elsewhere: rows are
+    # ordered by net, input, layer, so a pair's row is found by arithmetic.
+    row = (
+        spectral_rows["net"].to_numpy() * b + spectral_rows["input"].to_numpy()
+    ) * depth + (spectral_rows["layer"].to_numpy() - 1)
+    for name in _SPECTRAL_COLUMNS[3:]:
+        values = np.full(k * b * depth, np.nan)
+        values[row] = spectral_rows[name].to_numpy()
+        columns[name] = values
+    layers = pd.DataFrame(columns)
 
     theory_table, theory_summary = _theory_tables(spec, float(np.mean(input_sq)))
 
@@ -426,18 +433,17 @@ def build_result(
     summary["beta"] = float(sum(1.0 / n for n in spec.widths[1:-1]))
     summary["alpha"] = spec.alpha
 
-    tables = [
-        _with_config(t, cfg)
-        for t in (samples, layers, spectrum, theory_table, per_layer)
-    ]
+    tables = _with_config([samples, layers, spectrum, theory_table, per_layer], cfg)
     return ProbeResult(*tables, summary)
 
 
-def _with_config(table: pd.DataFrame, cfg: dict[str, Any]) -> pd.DataFrame:
-    """``table`` with the config columns first, one value each (as
-    ``insert(0, key, value)`` key by key gives them, at a fraction of its cost)."""
-    config = pd.DataFrame(cfg, index=table.index)
-    return pd.concat([config, table], axis=1)
+def _with_config(tables: list[pd.DataFrame], cfg: dict[str, Any]) -> list[pd.DataFrame]:
+    """Each table with the config columns first, one value each (as
+    ``insert(0, key, value)`` key by key gives them, at a fraction of its
+    cost: the config columns are made once, for the longest table)."""
+    rows = max(len(t) for t in tables)
+    config = pd.DataFrame(cfg, index=pd.RangeIndex(rows))
+    return [pd.concat([config.iloc[: len(t)], t], axis=1) for t in tables]
 
 
 _SPECTRAL_COLUMNS = (
@@ -514,23 +520,16 @@ def _per_layer(
 ) -> pd.DataFrame:
     layer = np.arange(1, depth + 1)
     pad = np.full(1, np.nan)
-    table = pd.DataFrame(
-        {
-            "layer": layer,
-            "backprop_log10_norm_median": np.concatenate(
-                [_quantile(flat_norms, 0.5, axis=0), pad]
-            ),
-            "backprop_log10_norm_q25": np.concatenate(
-                [_quantile(flat_norms, 0.25, axis=0), pad]
-            ),
-            "backprop_log10_norm_q75": np.concatenate(
-                [_quantile(flat_norms, 0.75, axis=0), pad]
-            ),
-            "backprop_log10_mean_sq": np.concatenate(
-                [_log10_mean_of_squares(flat_norms, axis=0), pad]
-            ),
-        }
-    )
+    q50, q25, q75 = _quantile(flat_norms, [0.5, 0.25, 0.75], axis=0)
+    columns = {
+        "layer": layer,
+        "backprop_log10_norm_median": np.concatenate([q50, pad]),
+        "backprop_log10_norm_q25": np.concatenate([q25, pad]),
+        "backprop_log10_norm_q75": np.concatenate([q75, pad]),
+        "backprop_log10_mean_sq": np.concatenate(
+            [_log10_mean_of_squares(flat_norms, axis=0), pad]
+        ),
+    }
     if len(spectral_rows):
         stats = spectral_rows.assign(cond=spectral_rows.sv_max / spectral_rows.sv_min)
         med = stats.groupby("layer")[
@@ -544,21 +543,15 @@ def _per_layer(
                 "jac_log10_sv_std",
             ]
         ].median()
-        med.columns = [f"{c}_median" for c in med.columns]
-        table = table.merge(med, left_on="layer", right_index=True, how="left")
-    table = table.merge(
-        theory_table[
-            [
-                "layer",
-                "predicted_log10_mean_sq_backprop",
-                "chi",
-                "predicted_jac_log10_rms_sv",
-            ]
-        ],
-        on="layer",
-        how="left",
-    )
-    return table
+        med = med.reindex(layer)  # the layers without spectra: NaN
+        columns.update({f"{c}_median": med[c].to_numpy() for c in med.columns})
+    theory = theory_table.set_index("layer").reindex(layer)
+    for name in ("predicted_log10_mean_sq_backprop", "chi"):
+        columns[name] = theory[name].to_numpy()
+    columns["predicted_jac_log10_rms_sv"] = theory[
+        "predicted_jac_log10_rms_sv"
+    ].to_numpy()
+    return pd.DataFrame(columns)
 
 
 def _summary(
