@@ -419,8 +419,9 @@ def build_result(
         spectral_rows["net"].to_numpy() * b + spectral_rows["input"].to_numpy()
     ) * depth + (spectral_rows["layer"].to_numpy() - 1)
     for name in _SPECTRAL_COLUMNS[3:]:
-        values = np.full(k * b * depth, np.nan)
-        values[row] = spectral_rows[name].to_numpy()
+        measured = spectral_rows[name].to_numpy()
+        values = np.full(k * b * depth, np.nan, dtype=measured.dtype)
+        values[row] = measured
         columns[name] = values
     layers = pd.DataFrame(columns)
 
