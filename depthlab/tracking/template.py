@@ -54,8 +54,8 @@ def template_path() -> Path:
     import mlflow
     import sqlalchemy
 
-    name = f"store-template-mlflow-{mlflow.__version__}-sqlalchemy-{sqlalchemy.__version__}"
-    return cache_dir() / f"{name}.db"
+    versions = f"mlflow-{mlflow.__version__}-sqlalchemy-{sqlalchemy.__version__}"
+    return cache_dir() / f"store-template-{versions}.db"
 
 
 def is_new(db: Path) -> bool:
