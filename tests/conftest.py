@@ -53,7 +53,7 @@ INTERRUPTIBLE_JOBS = 15
 CACHE_DIR = Path(tempfile.mkdtemp(prefix="depthlab-test-cache-"))
 """depthlab's cache folder for the whole test session (this process and every
 subprocess it starts), so that no test reads or writes the user's real cache;
-removed when the session ends (:func:`_session_cache`)."""
+removed when the session ends (:func:`pytest_unconfigure`)."""
 os.environ["DEPTHLAB_CACHE_DIR"] = str(CACHE_DIR)
 QUIET_ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 """The environment of a subprocess: this one, less Python's warnings."""
@@ -75,10 +75,8 @@ SPEC = ProbeSpec(
 sigma_w = 1.5, sigma_b = 0.2; 3 inputs of dimension 5; 5 spectra."""
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _session_cache() -> Iterator[Path]:
-    """:data:`CACHE_DIR`, removed at the end of the session."""
-    yield CACHE_DIR
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove :data:`CACHE_DIR` (in xdist's controller and in each worker)."""
     shutil.rmtree(CACHE_DIR, ignore_errors=True)
 
 
