@@ -143,7 +143,8 @@ def copy_to(db: Path) -> bool:
         return False
     temp = _temp_beside(db)
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        # 0o644 less the umask: the mode SQLite gives the files it creates.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "wb") as out, open(template, "rb") as src:
             shutil.copyfileobj(src, out)
         if _fault(temp) is not None:
@@ -200,6 +201,6 @@ def save(db: Path) -> bool:
     except (OSError, sqlite3.Error):
         return False
     finally:
-        _unlink(temp)
-        _unlink(temp.with_name(temp.name + "-journal"))
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            _unlink(temp.with_name(temp.name + suffix))
     return True
