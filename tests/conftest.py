@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -48,6 +50,11 @@ INTERRUPTIBLE = [
 """A sweep of short jobs, enough of them to be stopped in the middle."""
 INTERRUPTIBLE_JOBS = 15
 """The jobs of :data:`INTERRUPTIBLE`."""
+CACHE_DIR = Path(tempfile.mkdtemp(prefix="depthlab-test-cache-"))
+"""depthlab's cache folder for the whole test session (this process and every
+subprocess it starts), so that no test reads or writes the user's real cache;
+removed when the session ends (:func:`pytest_unconfigure`)."""
+os.environ["DEPTHLAB_CACHE_DIR"] = str(CACHE_DIR)
 QUIET_ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 """The environment of a subprocess: this one, less Python's warnings."""
 SPEC = ProbeSpec(
@@ -66,6 +73,25 @@ SPEC = ProbeSpec(
 )
 """A probe job of milliseconds: 7 tanh networks of depth 6 and width 12 at
 sigma_w = 1.5, sigma_b = 0.2; 3 inputs of dimension 5; 5 spectra."""
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove :data:`CACHE_DIR` (in xdist's controller and in each worker)."""
+    shutil.rmtree(CACHE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The migrated store template in :data:`CACHE_DIR`, made now if absent, so
+    that new stores of the session's subprocesses are copies of it."""
+    from depthlab import tracking
+    from depthlab.tracking import template
+
+    path = template.template_path()
+    if not path.is_file():
+        tracking._client(tracking.default_uri(tmp_path_factory.mktemp("template")))
+    assert path.is_file()
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -255,7 +255,11 @@ def test_sigkill_leaves_no_run_running_after_resume(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_identical_sweeps_at_once_on_a_fresh_store(tmp_path: Path) -> None:
+def test_identical_sweeps_at_once_on_a_fresh_store(
+    tmp_path: Path, store_template: Path
+) -> None:
+    """Three identical sweeps at once on a new store, which the first copies
+    from the store template (the sweeps' cache folder holds one)."""
     args = ["depth=2..9", *TINY]
     sweeps = [popen_cli(tmp_path, *args) for _ in range(3)]
     outs = [s.communicate(timeout=300) for s in sweeps]

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from depthlab import tracking
-from depthlab.tracking import pending, store
+from depthlab.tracking import pending, store, template
 
 _TRY_LOCK = """
 import fcntl, os, sys
@@ -183,12 +183,19 @@ def test_a_remote_claim_is_ended_when_its_heartbeat_is_stale(
     assert "sent no heartbeat for" in run.data.tags[store.END_REASON_TAG]
 
 
-def test_experiment_is_created_once_by_concurrent_processes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_template", [True, False])
+def test_experiment_is_created_once_by_concurrent_processes(
+    tmp_path: Path, store_template: Path, with_template: bool
+) -> None:
+    """Three processes on a new store at once, with the session's store template
+    (the first copies it) and with an empty cache (the first migrates)."""
     code = (
         "import sys; from depthlab import tracking; "
         "print(tracking.open_store(tracking.default_uri(sys.argv[1]), 'e'))"
     )
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if not with_template:
+        env[template.CACHE_ENV] = str(tmp_path / "cache")
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", code, str(tmp_path)],
@@ -204,6 +211,7 @@ def test_experiment_is_created_once_by_concurrent_processes(tmp_path: Path) -> N
     with sqlite3.connect(tmp_path / "mlflow.db") as con:
         names = con.execute("select name from experiments").fetchall()
     assert sorted(names) == [("Default",), ("e",)]
+    assert (tmp_path / "cache").exists() is not with_template
 
 
 def _sqlite_error(statements: list[str], db: Path, **connect) -> sqlite3.Error:

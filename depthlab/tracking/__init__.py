@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported where used: a sweep's process need not load pandas
 
 from depthlab import __version__
 from depthlab.interrupts import deferred, deferring
+from depthlab.tracking import template
 from depthlab.tracking.store import (
     END_REASON_TAG,
     HEARTBEAT_S,
@@ -39,6 +40,7 @@ from depthlab.tracking.store import (
     Owner,
     StoreFault,
     check_database_file,
+    db_path,
     faults,
     store_lock,
     this_process,
@@ -171,7 +173,9 @@ def _client(uri: str) -> Any:
     The first call checks a SQLite file's header, then creates or migrates the
     store under the store's file lock (:func:`depthlab.tracking.store.store_lock`): two
     processes that open a new store at once otherwise both run MLflow's schema
-    migration and one dies in alembic.
+    migration and one dies in alembic. A new SQLite store is a copy of a migrated
+    template (:mod:`depthlab.tracking.template`); the first one MLflow migrates,
+    and it becomes the template.
     """
     import logging
 
@@ -189,8 +193,13 @@ def _client(uri: str) -> Any:
 
         if uri.startswith("sqlite:"):
             _use_sqlite_wal()
+        db = db_path(uri)
+        new = db is not None and template.is_new(db)
+        copied = new and template.copy_to(db)  # a new store without migrating
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)  # creates or migrates the store
+        if new and not copied:
+            template.save(db)
     return client
 
 

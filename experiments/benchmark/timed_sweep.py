@@ -13,7 +13,8 @@ depthlab``, and writes the seconds spent in each part to ``OUT.json``:
 - ``mlflow_import``: importing mlflow's client and SQLite store (done here
   up front; depthlab imports it lazily at its first tracking call);
 - ``mlflow_first_client``: the first MlflowClient's creation and first use
-  (for a fresh database: creating it, i.e. MLflow's schema migrations);
+  (for a fresh database: creating it, a copy of the store template in
+  depthlab's cache folder, or MLflow's schema migrations the first time);
 - ``start_sweep``: creating the store (if new), the experiment and parent run;
 - ``finished_runs``: the resume query;
 - ``job_total``: depthlab's job function, whole; inside it ``run_probe`` (the
