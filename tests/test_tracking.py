@@ -37,7 +37,9 @@ def test_finished_job_is_found_and_infinite_metrics_come_back(tmp_path: Path) ->
         params={"depth": 2, "output_activation": None},
         config_hash="h1",
         summary={"grad_log10_norm_median": -math.inf, "beta": 0.0, "nan": math.nan},
-        per_layer=pd.DataFrame({"layer": [1, 2], "chi": [0.5, math.nan]}),
+        per_layer=pd.DataFrame(
+            {"layer": [1, 2], "cond_median": [0.5, math.nan], "chi": [1.0, 1.0]}
+        ),
         tables={"samples": pd.DataFrame({"net": [0], "grad_log10_norm": [-1.0]})},
         config_yaml="depth: 2\n",
     )
@@ -53,8 +55,10 @@ def test_finished_job_is_found_and_infinite_metrics_come_back(tmp_path: Path) ->
     assert row["params.output_activation"] == "null"
     assert list(sweep.tables["samples"]["grad_log10_norm"]) == [-1.0]
     assert tracking.latest_sweep_id(uri, "t") == parent
-    history = tracking._client(uri).get_metric_history(run_id, "chi")
+    history = tracking._client(uri).get_metric_history(run_id, "cond_median")
     assert [(m.step, m.value) for m in history] == [(1, 0.5)]
+    # Per-layer columns outside PER_LAYER_METRICS stay in the table only.
+    assert tracking._client(uri).get_metric_history(run_id, "chi") == []
 
 
 def test_default_uri_is_absolute_sqlite(tmp_path: Path) -> None:

@@ -64,14 +64,15 @@ MAX_PARAMS_PER_BATCH = 100
 PER_LAYER_METRICS = (
     "backprop_log10_norm_median",
     "predicted_log10_mean_sq_backprop",
-    "chi",
     "sv_max_median",
     "sv_min_median",
-    "sv_median_median",
     "cond_median",
     "jac_log10_sv_std_median",
 )
-"""Per-layer columns logged as metrics with step = layer index."""
+"""Per-layer columns logged as metrics with step = layer index: the measured
+backprop norm next to its theory, and the Jacobian spectra. Every per-layer
+column (``chi``, ``sv_median_median``, the quartiles, ...) is in the job's
+``per_layer`` table; each metric row is an MLflow write (~0.1 ms), 6 x L a job."""
 
 
 HTTP_LIMITS = {
