@@ -214,7 +214,8 @@ def run_sweep_job(
 
 
 def _run(cfg: Any) -> Any:
-    """Run one job through Hydra's ``run_job``; returns its ``JobReturn``.
+    """Run one job through Hydra's ``run_job``; returns its ``JobReturn``
+    (without its configs, ``cfg`` and ``hydra_cfg``, which stay here).
 
     A :class:`~depthlab.tracking.store.StoreFault` (a BaseException: Hydra's wrapper
     does not catch it) goes back to the sweep's process as the job's exception;
@@ -239,6 +240,11 @@ def _run(cfg: Any) -> Any:
         raise
     finally:
         _worker.in_job = False
+    # Back to the sweep's process go the status, the return value, the
+    # overrides and where the job ran: the job's configs (Hydra's and the task's,
+    # deep copies) are read by no one there, and pickling them both ways took
+    # ~1.5 ms a job.
+    ret.cfg = ret.hydra_cfg = None
     if ret.status == JobStatus.FAILED:
         try:
             pickle.dumps(ret._return_value)
