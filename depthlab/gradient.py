@@ -39,6 +39,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, overload
 
 import numpy as np
@@ -167,6 +168,24 @@ def _in_parts(
     return np.concatenate(results, axis=axis)
 
 
+@dataclass(frozen=True)
+class HiddenForward:
+    """The forward pass of a plain MLP through its layers 2..``layer`` with the
+    inputs as columns: sigma'(z^[l]) for l = 2..``layer`` and a^[layer]
+    (read-only arrays). A network with the same layers 2..``layer`` and the
+    same inputs (one of another depth) can go on from it
+    (:func:`backprop_log10_norms`' ``start``)."""
+
+    layer: int
+    derivatives: tuple[Array, ...]
+    activation: Array
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes its arrays hold."""
+        return self.activation.nbytes + sum(d.nbytes for d in self.derivatives)
+
+
 _SMALL_LAYER = 4096
 """Up to this many numbers per layer (over inputs and networks), sigma' of all
 hidden layers is computed in one call: for small arrays the cost of a call
@@ -180,6 +199,8 @@ def _derivatives(
     *,
     rows: bool = False,
     mm: MatMul = numpy_matmul,
+    start: HiddenForward | None = None,
+    forwards: dict[int, HiddenForward] | None = None,
 ) -> list[Array]:
     """sigma'(z^[l]) for l = 2..L, each of shape ``(..., n_l, B)`` (``(..., B, n_l)``
     with ``rows=True``).
@@ -192,6 +213,10 @@ def _derivatives(
     Only sigma'(z^[l]) is kept; a^[L], shape ``(..., n_L, B)`` (rows:
     ``(..., B, n_L)``), is computed only if a list ``output`` is given, and
     appended to it. ``mm`` does the products (:mod:`depthlab.backend`).
+    The layer-by-layer pass with the inputs as columns goes on from ``start``
+    and records each hidden layer's :class:`HiddenForward` in ``forwards``;
+    the other kernels compute the whole pass and record nothing (the same
+    numbers either way).
     """
     if rows:
         a = np.ascontiguousarray(net.as_input(X))
@@ -213,7 +238,7 @@ def _derivatives(
         if output is not None:
             output.append(sigmas[-1].fn(z))
         return [*sigmas[0].derivative(zs), sigmas[-1].derivative(z)]
-    return _forward(net, a, output, lambda w, a: mm(w, a, None), -1)
+    return _forward(net, a, output, lambda w, a: mm(w, a, None), -1, start, forwards)
 
 
 def _forward(
@@ -222,15 +247,19 @@ def _forward(
     output: list[Array] | None,
     product: Callable[[Array, Array], Array],
     axis: int,
+    start: HiddenForward | None = None,
+    forwards: dict[int, HiddenForward] | None = None,
 ) -> list[Array]:
     """The forward pass of :func:`_derivatives` from a^[1] = ``a``, one layer at a
     time: z^[l] = ``product(W^[l], a^[l-1])`` + b^[l], the bias along the
-    neurons' axis ``axis`` of z (-1: inputs as columns, -2: as rows)."""
+    neurons' axis ``axis`` of z (-1: inputs as columns, -2: as rows); from
+    ``start`` (a^[m] and sigma' of layers 2..m) on, if given. Each hidden
+    layer's :class:`HiddenForward` goes into ``forwards``, if given."""
     hidden = len(net.weights) - 1
-    ds = []
-    for i, (w, b, sigma) in enumerate(
-        zip(net.weights, net.biases, net.sigmas, strict=True)
-    ):
+    ds = [] if start is None else list(start.derivatives)
+    a = a if start is None else start.activation
+    for i in range(len(ds), len(net.weights)):
+        w, b, sigma = net.weights[i], net.biases[i], net.sigmas[i]
         z = product(w, a)
         z += np.expand_dims(b, axis)
         if i < hidden:
@@ -238,6 +267,10 @@ def _forward(
         elif output is not None:
             output.append(sigma.fn(z))
         ds.append(sigma.derivative(z))
+        if forwards is not None and i < hidden:
+            for kept in (a, ds[-1]):
+                kept.flags.writeable = False  # handed to later passes
+            forwards[i + 2] = HiddenForward(i + 2, tuple(ds), a)
     return ds
 
 
@@ -430,6 +463,8 @@ def backprop_log10_norms(
     *,
     return_outputs: Literal[False] = False,
     backend: Backend = "numpy",
+    start: HiddenForward | None = None,
+    forwards: dict[int, HiddenForward] | None = None,
 ) -> Array: ...
 
 
@@ -440,6 +475,8 @@ def backprop_log10_norms(
     *,
     return_outputs: Literal[True],
     backend: Backend = "numpy",
+    start: HiddenForward | None = None,
+    forwards: dict[int, HiddenForward] | None = None,
 ) -> tuple[Array, Array]: ...
 
 
@@ -450,6 +487,8 @@ def backprop_log10_norms(
     *,
     return_outputs: bool = False,
     backend: Backend = "numpy",
+    start: HiddenForward | None = None,
+    forwards: dict[int, HiddenForward] | None = None,
 ) -> Array | tuple[Array, Array]:
     """log10 of the backprop norms || d a^[L] / d a^[l] ||, l = 1..L-1.
 
@@ -459,6 +498,16 @@ def backprop_log10_norms(
     return_outputs : bool, default False
         Also return the outputs a^[L](x), from the same forward pass.
     {backend}
+    start : HiddenForward, optional
+        The forward pass through layers 2..m that ``forwards`` recorded for a
+        network with the same layers 2..m and the same inputs ``X``: the pass
+        goes on from it (bitwise the same numbers, without computing layers
+        2..m again). Only the numpy kernel that runs the whole stack layer by
+        layer with the inputs as columns resumes and records; the others (rows,
+        small stacks, torch, other architectures, a stack run in groups or on
+        threads) compute the whole pass and record nothing.
+    forwards : dict, optional
+        Filled with the :class:`HiddenForward` of every hidden layer.
 
     Returns
     -------
@@ -500,7 +549,17 @@ def backprop_log10_norms(
     else:
         fn = _backprop_log10_norms
     fn = functools.partial(fn, mm=matmul_for(backend))
-    out = _in_parts(lambda net, X: _in_groups(fn, net, X), net, X, -2, backend)
+    if net.plain_mlp and (start is not None or forwards is not None):
+        whole = net.as_input(X).shape
+
+        def resumable(n: Network, x: Array) -> Array:
+            if n is net and x.shape == whole:  # not in groups nor parts
+                return fn(n, x, start=start, forwards=forwards)
+            return fn(n, x)
+
+        out = _in_parts(lambda n, x: _in_groups(resumable, n, x), net, X, -2, backend)
+    else:
+        out = _in_parts(lambda n, x: _in_groups(fn, n, x), net, X, -2, backend)
     if single:
         out = out[..., 0, :]
     if not return_outputs:
@@ -510,11 +569,11 @@ def backprop_log10_norms(
 
 
 def _backprop_log10_norms_and_outputs(
-    net: Network, X: Array, mm: MatMul = numpy_matmul
+    net: Network, X: Array, mm: MatMul = numpy_matmul, **resume: object
 ) -> Array:
     """The norms with a^[L] appended as n_L more columns (float64: exact)."""
     output: list[Array] = []
-    norms = _backprop_log10_norms(net, X, output, mm)
+    norms = _backprop_log10_norms(net, X, output, mm, **resume)
     return np.concatenate([norms, _transpose(output[0]).astype(np.float64)], axis=-1)
 
 
@@ -523,11 +582,13 @@ def _backprop_log10_norms(
     X: Array,
     output: list[Array] | None = None,
     mm: MatMul = numpy_matmul,
+    **resume: object,
 ) -> Array:
-    """:func:`backprop_log10_norms` for inputs of shape ``(..., B, n_1)``."""
+    """:func:`backprop_log10_norms` for inputs of shape ``(..., B, n_1)``;
+    ``resume``: ``start`` and ``forwards`` of :func:`_derivatives`."""
     if net.widths[-1] == 1:
-        return _backprop_log10_norms_vector(net, X, output, mm)
-    ds = _derivatives(net, X, output, mm=mm)
+        return _backprop_log10_norms_vector(net, X, output, mm, **resume)
+    ds = _derivatives(net, X, output, mm=mm, **resume)
     g = _seed(net, ds)
     batch_shape = g.shape[:-2]
     out = np.empty((*batch_shape, net.depth - 1), dtype=np.float64)
@@ -545,6 +606,7 @@ def _backprop_log10_norms_vector(
     X: Array,
     output: list[Array] | None = None,
     mm: MatMul = numpy_matmul,
+    **resume: object,
 ) -> Array:
     """:func:`_backprop_log10_norms` for n_L = 1, in :func:`_input_gradient`'s layout.
 
@@ -558,7 +620,9 @@ def _backprop_log10_norms_vector(
         return _backend.torch_backprop_rows(net.weights, ds, _normalize)
     rows = _use_rows(net, X, mm)
     out_rows: list[Array] = []
-    ds = _derivatives(net, X, None if output is None else out_rows, rows=rows, mm=mm)
+    ds = _derivatives(
+        net, X, None if output is None else out_rows, rows=rows, mm=mm, **resume
+    )
     if output is not None:
         output.append(out_rows[0] if not rows else _transpose(out_rows[0]))
     weights, spare = net.weights, None

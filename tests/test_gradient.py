@@ -597,3 +597,43 @@ def test_inputs_split_over_threads_equal_one_thread(monkeypatch, rng) -> None:
     # 70 inputs in min(3 threads, 70 // 16) = 3 parts of 23, 23 and 24, for
     # each of the 2 calls of every case.
     assert sizes == [23, 23, 24] * 2 * len(cases)
+
+
+def test_backprop_resumed_from_a_hidden_forward_is_the_whole_pass() -> None:
+    """``start`` = the forward pass a deeper network recorded at layer m gives a
+    network with the same layers 2..m bitwise the numbers of the whole pass."""
+    deep = init_network(
+        [6, 64, 64, 64, 64, 64, 1],
+        activation="tanh",
+        init="gaussian",
+        sigma_w=1.4,
+        sigma_b=0.1,
+        rng=np.random.default_rng(5),
+        num_networks=24,
+    )
+    X = np.random.default_rng(6).standard_normal((24, 3, 6))  # 24*64*3 > 4096
+    forwards: dict = {}
+    backprop_log10_norms(deep, X, forwards=forwards)
+    assert sorted(forwards) == [2, 3, 4, 5, 6]
+    assert not forwards[4].activation.flags.writeable
+    # A depth-6 network sharing layers 2..4 with the deep one.
+    rng = np.random.default_rng(7)
+    head = [0.2 * rng.standard_normal((24, 64, 64)), rng.standard_normal((24, 1, 64))]
+    net = Network(
+        [*deep.weights[:3], *head],
+        [*deep.biases[:3], np.zeros((24, 64)), np.zeros((24, 1))],
+        "tanh",
+    )
+    whole, out = backprop_log10_norms(net, X, return_outputs=True)
+    again, out_again = backprop_log10_norms(
+        net, X, return_outputs=True, start=forwards[4]
+    )
+    np.testing.assert_array_equal(again, whole)
+    np.testing.assert_array_equal(out_again, out)
+    # A small stack (another kernel): the same numbers, nothing recorded.
+    small: dict = {}
+    few = net.with_parameters([w[:2] for w in net.weights], [b[:2] for b in net.biases])
+    np.testing.assert_array_equal(
+        backprop_log10_norms(few, X[:2], forwards=small), whole[:2]
+    )
+    assert small == {}

@@ -22,6 +22,7 @@ def cache(monkeypatch: pytest.MonkeyPatch) -> layer_cache.LayerCache:
     fresh = layer_cache.LayerCache()
     monkeypatch.setattr(layer_cache, "CACHE", fresh)
     monkeypatch.setattr(layer_cache, "SPECTRA", layer_cache.LayerCache())
+    monkeypatch.setattr(layer_cache, "FORWARD", layer_cache.LayerCache())
     return fresh
 
 
@@ -88,6 +89,7 @@ def test_a_job_gives_the_same_numbers_after_other_jobs(
     first = run_probe(spec)
     layer_cache.CACHE.clear()
     layer_cache.SPECTRA.clear()
+    layer_cache.FORWARD.clear()
     for depth in (3, 8, 5):
         run_probe(dataclasses.replace(spec, depth=depth))
     run_probe(dataclasses.replace(spec, sigma_w=0.7))  # other numbers, other keys
@@ -132,3 +134,38 @@ def test_a_job_too_large_for_the_cache_bypasses_it(
     _chunk(SPEC)
     assert cache.hits == cache.misses == 0
     assert cache.nbytes == 0
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_a_forward_pass_resumed_from_an_earlier_job_is_the_whole_pass(
+    cache: layer_cache.LayerCache, activation: str
+) -> None:
+    """Jobs of a stack large enough for the layer-by-layer kernel (20 networks
+    x 4 inputs x width 64: more than gradient._SMALL_LAYER numbers a layer)
+    resume their forward pass from the shallower job's last hidden layer; every
+    table is bitwise the fresh job's."""
+    spec = probe_spec(
+        width=64,
+        networks=20,
+        inputs=4,
+        spectra=2,
+        depth=9,
+        activation=activation,
+        threads=1,
+    )
+    fresh = {
+        depth: run_probe(dataclasses.replace(spec, depth=depth)) for depth in (7, 9)
+    }
+    for c in (layer_cache.CACHE, layer_cache.SPECTRA, layer_cache.FORWARD):
+        c.clear()
+    hits = layer_cache.FORWARD.hits
+    run_probe(dataclasses.replace(spec, depth=5))  # leaves layers 2..4
+    resumed = run_probe(dataclasses.replace(spec, depth=7))  # from 4: 5, 6, 7
+    assert layer_cache.FORWARD.hits - hits == 1
+    again = run_probe(spec)  # from 6: layers 7, 8, 9
+    assert layer_cache.FORWARD.hits - hits == 2
+    for depth, result in ((7, resumed), (9, again)):
+        for name, table in fresh[depth].tables().items():
+            pd.testing.assert_frame_equal(
+                table, result.tables()[name], check_exact=True
+            )

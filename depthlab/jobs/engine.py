@@ -42,7 +42,7 @@ import numpy as np
 
 from depthlab import blocks, spectra
 from depthlab.backend import limit_threads
-from depthlab.gradient import backprop_log10_norms
+from depthlab.gradient import HiddenForward, backprop_log10_norms
 from depthlab.initializers import sample_layer
 from depthlab.jobs import THREADS_ENV, layer_cache, memory
 from depthlab.jobs.probe import ProbeResult, ProbeSpec, build_result, sample_inputs
@@ -383,9 +383,27 @@ def measure_chunk(chunk: Chunk, spec: ProbeSpec) -> ChunkMeasurement:
     The backprop norms' matrix products run on ``spec.backend``; the spectra
     always on numpy and LAPACK.
     """
+    # The forward pass goes on from the deepest hidden layer an earlier job of
+    # this process passed through with these networks and inputs.
+    key = (*_hidden_key(spec), tuple(chunk.networks.tolist()), "forward")
+    start = None
+    for m in range(spec.depth - 1, 1, -1):
+        found = layer_cache.FORWARD.get((*key, tuple(spec.widths[:m])))
+        if found is not None:
+            start = found[0]
+            break
+    forwards: dict[int, HiddenForward] = {}
     log10_norms, outputs = backprop_log10_norms(
-        chunk.net, chunk.X, return_outputs=True, backend=spec.backend
+        chunk.net,
+        chunk.X,
+        return_outputs=True,
+        backend=spec.backend,
+        start=start,
+        forwards=forwards,
     )
+    deepest = forwards.get(spec.depth - 1)  # the last hidden layer's, kept
+    if deepest is not None:
+        layer_cache.FORWARD.put((*key, tuple(spec.widths[: deepest.layer])), (deepest,))
     return ChunkMeasurement(
         networks=chunk.networks,
         log10_norms=log10_norms,

@@ -30,6 +30,12 @@ MAX_BYTES = 128 << 20
 """What the cache of one process may hold (bytes): a depth-50 network of width
 64 is 1.6 MiB, the 64 networks of a default job 104 MiB."""
 
+FORWARD_MAX_BYTES = 128 << 20
+"""What the forward-pass cache of one process may hold (bytes): a default job's
+hidden layers at depth 50 are 12.5 MiB (sigma' of 48 layers, 64 networks x 8
+inputs x 64 neurons each; the entries of one sweep share most of them, so the
+cache counts more than it holds)."""
+
 SPECTRA_MAX_BYTES = 32 << 20
 """What the spectra cache of one process may hold (bytes): a default job's
 spectra at every layer are 0.2 MiB."""
@@ -37,7 +43,8 @@ spectra at every layer are 0.2 MiB."""
 
 
 class LayerCache:
-    """Tuples of arrays by key, least recently used evicted first.
+    """Tuples of arrays (or of objects with an ``nbytes``) by key, least
+    recently used evicted first.
 
     Thread-safe: a job's chunks run on several threads. Arrays are stored and
     handed out as given: callers put arrays nobody writes again (read-only).
@@ -103,3 +110,9 @@ of another depth (the same config otherwise) has computed them already; and
 the graded factor of J^(l) at each job's last hidden layer
 (:class:`depthlab.spectra.GradedFactor`), from which the next job's pass
 through the layers resumes instead of starting again at layer 2."""
+
+FORWARD = LayerCache(FORWARD_MAX_BYTES)
+"""This process's forward passes through the hidden layers
+(:class:`depthlab.gradient.HiddenForward`, at each job's last hidden layer):
+a^[l] and sigma'(z^[l]) of a chunk's networks at its inputs depend only on
+layers 2..l, so the next job of a depth sweep computes only its new layers."""
