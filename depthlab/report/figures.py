@@ -636,17 +636,18 @@ def draw_all(data: ReportData, *, workers: int | None = None) -> list[Drawn]:
     data : ReportData
         The sweep's plotting frames (:func:`~depthlab.report.data.prepare`).
     workers : int, optional
-        Processes that draw the figures side by side (default: one per CPU this
-        process may use, where forking is safe: :func:`~depthlab.report.workers.
-        processes`); 1 draws them one after the other in this process. The
-        figures are the same either way, byte for byte.
+        Processes that draw the figures side by side (default: one per CPU
+        this process may use, where forking is safe:
+        :func:`~depthlab.report.parallel.processes`); 1 draws them one after
+        the other in this process. The figures are the same either way, byte
+        for byte.
 
     Returns
     -------
     list of Drawn
         One per figure, in the order of :data:`FIGURES`, rendered to PNG.
     """
-    from depthlab.report.workers import run_tasks
+    from depthlab.report.parallel import run_tasks
 
     def task(index: int) -> Drawn:
         return draw_one(data, index)

@@ -14,7 +14,6 @@ exist, in a daemonic process (which may not have children), and on one core.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-__all__ = ["cores", "processes", "run_tasks"]
+__all__ = ["processes", "run_tasks"]
 
 T = TypeVar("T")
 
@@ -30,18 +29,11 @@ _TASK: Callable[[int], Any] | None = None
 """The task of the pool being run, set before its workers fork (inherited)."""
 
 
-def cores() -> int:
-    """The CPUs this process may run on (its affinity mask), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # no affinity on this platform
-        return max(1, os.cpu_count() or 1)
-
-
 def processes(tasks: int) -> int:
-    """How many processes should run ``tasks`` independent tasks: one per
-    usable CPU (:func:`cores`), at most one per task; 1 (serially, in this
-    process) where forking is not possible or not safe.
+    """How many processes should run ``tasks`` independent tasks: one per CPU
+    this process may use (its affinity mask:
+    :func:`depthlab.sweep.workers.cpu_count`), at most one per task; 1
+    (serially, in this process) where forking is not possible or not safe.
 
     Examples
     --------
@@ -52,7 +44,9 @@ def processes(tasks: int) -> int:
         return 1
     if threading.active_count() > 1 or multiprocessing.current_process().daemon:
         return 1
-    return max(1, min(cores(), tasks))
+    from depthlab.sweep.workers import cpu_count
+
+    return max(1, min(cpu_count(), tasks))
 
 
 def run_tasks(
