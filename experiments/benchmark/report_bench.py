@@ -68,15 +68,29 @@ def child(store: str, calls: int) -> dict[str, Any]:
         for run_id, rows in table.groupby("run_id", sort=False):
             frame = rows.drop(columns="run_id").reset_index(drop=True)
             known.setdefault(str(run_id), {})[name] = frame
-    times = []
+    times, cpu = [], []
     with tempfile.TemporaryDirectory(prefix="depthlab-report-") as out:
         for _ in range(calls + 1):
-            tic = time.perf_counter()
+            tic, cpu0 = time.perf_counter(), _cpu_seconds()
             build_report_from_mlflow(
                 uri, parent, out_dir=out, log_to_parent=True, known_tables=known
             )
             times.append(time.perf_counter() - tic)
-    return {"first": times[0], "later": statistics.median(times[1:])}
+            cpu.append(_cpu_seconds() - cpu0)
+    return {
+        "first": times[0],
+        "later": statistics.median(times[1:]),
+        "first_cpu": cpu[0],
+    }
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its ended children (forked workers)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def run_candidate(tree: Path, cpus: int, store: Path, calls: int) -> dict[str, Any]:
@@ -124,12 +138,21 @@ def main(argv: list[str] | None = None) -> int:
         for (tree, c), results in runs.items():
             first = statistics.median(x["first"] for x in results)
             later = statistics.median(x["later"] for x in results)
-            rows.append((jobs, tree, c, first, later))
+            cpu = statistics.median(x["first_cpu"] for x in results)
+            reference = runs[(next(iter(trees)), c)]
+            ratio = statistics.median(x["first"] for x in reference) / first
+            rows.append((jobs, tree, c, first, later, cpu, ratio))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}\n")
-    print("| jobs | tree | CPUs | first build, s | later builds, s |")
-    print("| ---: | :--- | ---: | ---: | ---: |")
-    for jobs, tree, c, first, later in rows:
-        print(f"| {jobs} | {tree} | {c} | {first:.3f} | {later:.3f} |")
+    print(
+        "| jobs | tree | CPUs | first build, s | its CPU time, s | later builds, s "
+        f"| first build: {next(iter(trees))} / this |"
+    )
+    print("| ---: | :--- | ---: | ---: | ---: | ---: | ---: |")
+    for jobs, tree, c, first, later, cpu, ratio in rows:
+        print(
+            f"| {jobs} | {tree} | {c} | {first:.3f} | {cpu:.3f} | {later:.3f} "
+            f"| {ratio:.2f}x |"
+        )
     return 0
 
 
