@@ -5,10 +5,15 @@ so threads would not help; processes do. They are forked, so that a worker
 starts in milliseconds with everything the parent imported and computed (the
 report's data is inherited, never pickled: only a task's index goes to a
 worker and its result comes back). Forking is safe only while the parent runs
-no other thread (a lock that another thread holds at the fork stays held in
-the child for ever), so :func:`processes` falls back to one process, the
+no other Python thread (a lock that another thread holds at the fork stays
+held in the child for ever; the native threads of OpenBLAS and of pyarrow's
+jemalloc, which a sweep's process has, take their locks around a fork by their
+own fork handlers), so :func:`processes` falls back to one process, the
 caller's own, where this process runs other threads, where ``fork`` does not
 exist, in a daemonic process (which may not have children), and on one core.
+A sweep's process runs no other Python thread when its report is built (its
+jobs ran in worker processes), once the thread that imports the report's
+modules while the jobs run has ended.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ __all__ = ["processes", "run_tasks"]
 
 T = TypeVar("T")
 
+FORK_WARNING = r".*multi-threaded, use of fork\(\) may lead to deadlocks"
+"""What Python >= 3.12 says when a process with native threads forks."""
 _TASK: Callable[[int], Any] | None = None
 """The task of the pool being run, set before its workers fork (inherited)."""
 
@@ -96,7 +103,14 @@ def run_tasks(
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(n, count), mp_context=context) as pool:
-            futures = {i: pool.submit(_run_recorded, i) for i in order}
+            with warnings.catch_warnings():
+                # Python >= 3.12 warns at every fork of a process with native
+                # threads (OpenBLAS's pool, jemalloc's purger: both fork-safe,
+                # by their fork handlers); no Python thread runs here.
+                warnings.filterwarnings(
+                    "ignore", FORK_WARNING, DeprecationWarning, "multiprocessing"
+                )
+                futures = {i: pool.submit(_run_recorded, i) for i in order}
             done = [futures[i].result() for i in range(count)]
     except (BrokenProcessPool, OSError):  # a worker died, or none could start
         return [task(i) for i in range(count)]
