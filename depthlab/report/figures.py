@@ -656,9 +656,21 @@ def draw_all(data: ReportData, *, workers: int | None = None) -> list[Drawn]:
 
 
 def draw_one(data: ReportData, index: int) -> Drawn:
-    """Draw and render figure ``index`` of :data:`FIGURES`; an unexpected error
-    leaves it out (with the error as its reason), a warning raised as an error
-    is raised."""
+    """Draw and render one figure; an unexpected error leaves it out.
+
+    Parameters
+    ----------
+    data : ReportData
+        The sweep's plotting frames.
+    index : int
+        The figure's place in :data:`FIGURES`.
+
+    Returns
+    -------
+    Drawn
+        The figure rendered to PNG, or left out with the reason (the error's
+        type and message); a warning raised as an error is raised.
+    """
     func, name = FIGURES[index], FIGURE_NAMES[index]
     try:
         drawn = func(data)

@@ -42,6 +42,16 @@ def processes(tasks: int) -> int:
     :func:`depthlab.sweep.workers.cpu_count`), at most one per task; 1
     (serially, in this process) where forking is not possible or not safe.
 
+    Parameters
+    ----------
+    tasks : int
+        The number of independent tasks.
+
+    Returns
+    -------
+    int
+        The number of processes, at least 1.
+
     Examples
     --------
     >>> processes(0)
