@@ -141,6 +141,30 @@ def test_rebuilt_from_mlflow_alone_same_figures_names_escaped(
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
+SERIAL_AND_FORKED = """
+import sys
+from depthlab import tracking
+from depthlab.report import FIGURE_NAMES, prepare
+from depthlab.report.figures import draw_all
+
+data = prepare(tracking.load_sweep(sys.argv[1], sys.argv[2]))
+serial, forked = draw_all(data, workers=1), draw_all(data, workers=2)
+assert [d.name for d in serial] == [d.name for d in forked] == list(FIGURE_NAMES)
+for a, b in zip(serial, forked):
+    assert a.png is not None and a.png == b.png, a.name
+    assert (a.title, a.caption, a.reason) == (b.title, b.caption, b.reason), a.name
+print("same")
+"""
+
+
+def test_figures_drawn_by_forked_processes_are_the_same_bytes(
+    uri: str, parent: str, tmp_path: Path
+) -> None:
+    out = run_python(tmp_path, "-c", SERIAL_AND_FORKED, uri, parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "same"
+
+
 def test_a_sweep_with_less_data_lists_what_is_left_out(
     sweep: tracking.Sweep, built: Path, tmp_path: Path
 ) -> None:

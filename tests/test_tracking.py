@@ -135,3 +135,22 @@ def test_exit_now_waits_for_a_live_thread_and_prints_text_status() -> None:
     text = _python("from depthlab.sweep.cli import exit_now\nexit_now('bad news')\n")
     assert text.returncode == 1
     assert text.stderr.strip() == "bad news"
+
+
+def test_tables_with_run_ids_as_one_assign_per_run_gives() -> None:
+    from depthlab.tracking.read import _with_run_ids
+
+    a = pd.DataFrame({"layer": [1, 2], "x": [0.5, 1.5]})
+    b = pd.DataFrame({"layer": [1], "x": [2.5], "extra": ["e"]})
+    c = pd.DataFrame({"layer": pd.Series([], dtype=int), "x": []})
+    parts = [("r1", a), ("r2", b), ("r3", c), ("r4", a)]
+    expected = pd.concat([t.assign(run_id=r) for r, t in parts], ignore_index=True)
+    got = _with_run_ids(parts)
+    pd.testing.assert_frame_equal(got, expected)
+    assert list(got.columns) == ["layer", "x", "run_id", "extra"]
+    # A run_id column already there keeps its place and takes the run's id.
+    d = pd.DataFrame({"run_id": ["old"], "layer": [3]})
+    expected = pd.concat(
+        [t.assign(run_id=r) for r, t in [("r5", d), ("r6", a)]], ignore_index=True
+    )
+    pd.testing.assert_frame_equal(_with_run_ids([("r5", d), ("r6", a)]), expected)

@@ -13,6 +13,9 @@ Modules, one job each:
   function per figure;
 - :mod:`~depthlab.report.plotting`: the style, panels, legends, bin edges and
   PNG rendering of every figure, probe and training alike;
+- :mod:`~depthlab.report.parallel`: the figures drawn side by side by forked
+  processes, one per CPU this process may use (serially where forking is not
+  safe: another thread running, one core);
 - :mod:`~depthlab.report.theory_lines`: mean-field lines over the figures
   (critical sigma_w, xi_c), computed once per config;
 - :mod:`~depthlab.report.training`: the training sweeps' figures and tables

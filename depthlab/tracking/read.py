@@ -147,16 +147,35 @@ def load_sweep(
         else:
             found = _read_tables(client, run, tables)
         for name, table in found.items():
-            frames.setdefault(name, []).append(table.assign(run_id=run.info.run_id))
-    tables = {
-        name: pd.concat(parts, ignore_index=True) for name, parts in frames.items()
-    }
+            frames.setdefault(name, []).append((run_id, table))
+    tables = {name: _with_run_ids(parts) for name, parts in frames.items()}
     return Sweep(
         parent_run_id=parent_run_id,
         parent_name=parent.info.run_name,
         runs=pd.DataFrame(rows),
         tables=tables,
     )
+
+
+def _with_run_ids(parts: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """The runs' tables concatenated, each row with its ``run_id``: the frame
+    that ``concat([table.assign(run_id=run_id) ...])`` gives (the column where
+    the first table has it, else after the first table's columns), with the
+    column built once instead of once per run."""
+    import numpy as np
+    import pandas as pd
+
+    first = parts[0][1].columns
+    where = first.get_loc("run_id") if "run_id" in first else len(first)
+    frame = pd.concat([table for _, table in parts], ignore_index=True)
+    if "run_id" in frame:
+        frame = frame.drop(columns="run_id")
+    # Each run id once, in pandas' default dtype for strings (what assign gives
+    # a scalar), then repeated by a take: no per-row conversion of strings.
+    run_ids = pd.Series([run_id for run_id, _ in parts])
+    rows = np.repeat(np.arange(len(parts)), [len(table) for _, table in parts])
+    frame.insert(where, "run_id", run_ids.take(rows).set_axis(frame.index))
+    return frame
 
 
 def _search_runs(uri: str, experiment_id: str, filter_string: str) -> list[Any]:
