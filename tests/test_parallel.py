@@ -353,3 +353,20 @@ def test_the_forkserver_starts_early_only_for_parallel_sweeps(
 
     monkeypatch.setattr(workers, "cpu_count", lambda: cpus)
     assert cli.likely_parallel(argv) is expected
+
+
+def test_a_prestarted_pool_is_taken_only_for_the_same_plan() -> None:
+    """:func:`workers.prestart` forks the workers ahead of the jobs; a plan of
+    other workers or threads gets a new pool and the prestarted one is shut
+    down, as it is when no sweep takes it."""
+    workers.prestart(2, 1, None)
+    assert workers._take_prestarted(2, 2) is None  # other threads: shut down
+    assert workers._prestarted == []
+    workers.prestart(2, 1, None)
+    pool = workers._take_prestarted(2, 1)
+    assert pool is not None and len(pool._executor._processes) == 2
+    with pool:  # its workers run jobs' functions (here the no-op of start)
+        assert pool._executor.submit(workers._started).result(timeout=60) is None
+    workers.prestart(1, 1, None)
+    workers.discard_prestarted()
+    assert workers._prestarted == [] and workers._starting == []

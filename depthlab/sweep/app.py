@@ -484,6 +484,9 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         fault = err
         status = "FAILED"
     finally:
+        from depthlab.sweep import workers
+
+        workers.discard_prestarted()  # unused: every job was done before
         # Runs on an interrupt too: the sweep run never stays RUNNING.
         metrics = {
             "jobs": total,

@@ -274,6 +274,8 @@ def exit_now(status: object = 0) -> NoReturn:
     import os
     import threading
 
+    if "depthlab.sweep.workers" in sys.modules:  # a bad store: no job was run
+        sys.modules["depthlab.sweep.workers"].discard_prestarted()
     alive = [
         t
         for t in threading.enumerate()

@@ -262,14 +262,18 @@ def _run_in_process(
 
 
 def _warm_up_workers(sweeper: Any, jobs: int) -> None:
-    """Start the workers' forkserver early when the sweep will likely use it."""
+    """Start the workers' forkserver, and the workers, early when the sweep
+    will likely use them."""
     from depthlab.sweep import workers
 
     n_jobs = OmegaConf.select(sweeper.config, "n_jobs", default=None)
     if not isinstance(n_jobs, int | None):
         return
-    if workers.plan(n_jobs, jobs)[0] > 1 and _is_basic_launcher(sweeper.launcher):
+    n_workers, threads = workers.plan(n_jobs, jobs)
+    if n_workers > 1 and _is_basic_launcher(sweeper.launcher):
         workers.warm_up()
+        # The workers fork and set up while this process opens the store.
+        workers.prestart(n_workers, threads, sweeper.launcher.hydra_context)
 
 
 def _n_jobs(configs: Sequence[dict[str, Any]]) -> int | None:

@@ -313,6 +313,7 @@ class Pool:
         from depthlab.tracking.store import process_start
 
         self.workers = workers
+        self.threads = threads
         ctx = _context()
         state = pickle.dumps((hydra_context, Singleton.get_state()["instances"]))
         self._executor = cf.ProcessPoolExecutor(
@@ -324,6 +325,12 @@ class Pool:
 
     def __enter__(self) -> Pool:
         return self
+
+    def start(self) -> None:
+        """Start every worker now (fork, imports inherited, :func:`_initialize`)
+        instead of at the first job: one no-op task per worker."""
+        for _ in range(self.workers):
+            self._executor.submit(_started)
 
     def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
         if kind is None:
@@ -423,6 +430,71 @@ def _signal_all(processes: Sequence[Any], signum: int) -> None:
             pass
 
 
+def _started() -> None:
+    """The no-op task of :meth:`Pool.start`."""
+
+
+_prestarted: list[Pool] = []
+"""The pool :func:`prestart` started, until :func:`run_jobs` takes it."""
+
+_starting: list[Any] = []
+"""The thread that starts it (it waits for the forkserver's imports)."""
+
+
+def prestart(workers: int, threads: int, hydra_context: Any) -> None:
+    """Start a :class:`Pool` now, so that its workers fork and set up while the
+    sweep's process opens the store; :func:`run_jobs` takes it if it needs
+    the same ``workers`` and ``threads`` (else, and at :func:`discard_prestarted`,
+    it is shut down).
+
+    A thread creates it: starting a worker waits for the forkserver to have
+    imported :data:`PRELOAD`, which this process should not.
+    """
+    import threading
+
+    from hydra.core.singleton import Singleton
+
+    discard_prestarted()
+    instances = Singleton.get_state()["instances"]  # as of now, as Pool reads it
+
+    def start() -> None:
+        saved = Singleton._instances
+        try:
+            Singleton._instances = instances
+            pool = Pool(workers, threads, hydra_context)
+        finally:
+            Singleton._instances = saved
+        pool.start()
+        _prestarted.append(pool)
+
+    thread = threading.Thread(target=start, name="depthlab-workers-start", daemon=True)
+    thread.start()
+    _starting.append(thread)
+
+
+def _wait_started() -> None:
+    while _starting:
+        _starting.pop().join()
+
+
+def discard_prestarted() -> None:
+    """Shut down the pool of :func:`prestart` if no sweep took it."""
+    _wait_started()
+    while _prestarted:
+        _prestarted.pop()._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _take_prestarted(workers: int, threads: int) -> Pool | None:
+    _wait_started()
+    if _prestarted and (_prestarted[0].workers, _prestarted[0].threads) == (
+        workers,
+        threads,
+    ):
+        return _prestarted.pop()
+    discard_prestarted()
+    return None
+
+
 def run_jobs(
     configs: Sequence[Any],
     *,
@@ -455,7 +527,8 @@ def run_jobs(
     results: list[Any] = [None] * len(configs)
     interrupted: KeyboardInterrupt | None = None
     fault: StoreFault | None = None
-    with Pool(workers, threads, hydra_context) as pool:
+    pool = _take_prestarted(workers, threads) or Pool(workers, threads, hydra_context)
+    with pool:
         for position, result in pool.run(configs):
             if isinstance(result, KeyboardInterrupt):
                 if str(result) == NOT_STARTED:
