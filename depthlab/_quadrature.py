@@ -39,7 +39,7 @@ from functools import lru_cache
 from typing import Literal
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from depthlab.activations import LEAKY_RELU_SLOPE, Activation, get_activation
 from depthlab.network import LN_EPS
@@ -356,7 +356,9 @@ def _c_star(act: Activation, sigma_w: float, sigma_b: float, q: float) -> float:
         delta /= 8.0
         if delta < 1e-12:
             return 1.0
-    return float(optimize.brentq(excess, 0.0, 1.0 - delta, xtol=1e-13))
+    from scipy.optimize import brentq  # here: a sweep's process needs it not
+
+    return float(brentq(excess, 0.0, 1.0 - delta, xtol=1e-13))
 
 
 def chaotic_chi_c(act: Activation, sigma_w: float, sigma_b: float, q: float) -> float:

@@ -92,7 +92,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize
 
 from depthlab._quadrature import (
     HOMOGENEOUS,
@@ -207,7 +206,9 @@ def _q_star(act: Activation, sigma_w: float, sigma_b: float, q0: float) -> float
         lo = hi
     if r_hi == 0:
         return float(q_hi)
-    root = optimize.brentq(residual, min(lo, hi), max(lo, hi), xtol=_Q_RTOL)
+    from scipy.optimize import brentq  # here: a sweep's process needs it not
+
+    root = brentq(residual, min(lo, hi), max(lo, hi), xtol=_Q_RTOL)
     return float(np.exp(root))
 
 
@@ -381,7 +382,9 @@ def critical_sigma_w(activation: str, sigma_b: float, *, q0: float = 1.0) -> flo
         if cur == 0:
             return float(np.exp(hi))
         if prev < 0 < cur:
-            root = optimize.brentq(excess, lo, hi, xtol=1e-13)
+            from scipy.optimize import brentq
+
+            root = brentq(excess, lo, hi, xtol=1e-13)
             err = abs(excess(root))
             if err > 1e-6:
                 raise ValueError(

@@ -41,7 +41,6 @@ SPECTRA_MAX_BYTES = 32 << 20
 spectra at every layer are 0.2 MiB."""
 
 
-
 class LayerCache:
     """Tuples of arrays (or of objects with an ``nbytes``) by key, least
     recently used evicted first.

@@ -50,6 +50,7 @@ PRELOAD = (
     "mlflow.tracking",
     "mlflow.entities",
     "mlflow.store.tracking.sqlalchemy_store",
+    "scipy.optimize",  # the theory's root finding (imported where used)
 )
 """Modules the forkserver imports once, before it forks the workers."""
 
