@@ -83,3 +83,35 @@ def test_a_resumed_sweep_reports_its_reused_and_new_jobs(tmp_path: Path) -> None
     uri = tracking.default_uri(tmp_path)
     sweep = tracking.load_sweep(uri, tracking.latest_sweep_id(uri, "depthlab"))
     assert sorted(sweep.tables["per_layer"]["depth"].unique()) == [2, 3, 4]
+
+
+def test_a_worker_hands_its_tables_over_in_a_file(tmp_path: Path) -> None:
+    """A worker puts a job's returned tables into a file of the sweep's folder
+    (a ~1 MB result waited in the pipe for the sweep's process); the sweep
+    reads the same frames back, and the file is gone after."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from depthlab.sweep import workers
+
+    tables = {"samples": pd.DataFrame({"net": [0, 1], "x": [0.5, -1.0]})}
+    ret = JobReturn()
+    ret.working_dir = str(tmp_path)
+    ret.status = JobStatus.COMPLETED
+    ret.return_value = {"run_id": "r1", "tables": tables}
+    workers._spill_tables(ret)
+    assert "tables" not in ret.return_value
+    path = Path(ret.return_value["tables_file"])
+    assert path.parent == tmp_path / workers.SPILL_DIR and path.exists()
+    back = workers.returned_tables(ret.return_value)
+    pd.testing.assert_frame_equal(back["samples"], tables["samples"], check_exact=True)
+    assert not path.exists()
+    assert workers.returned_tables({"run_id": "r2"}) is None
+
+
+def test_a_parallel_sweep_reports_from_its_workers_tables(tmp_path: Path) -> None:
+    out = run_cli(tmp_path, "depth=2..5", "n_jobs=2", *TINY_JOB)
+    assert out.returncode == 0, out.stderr
+    assert "on 2 workers" in out.stdout and "report failed" not in out.stderr
+    (sweep_dir,) = (tmp_path / "multirun").glob("*/*")
+    assert (sweep_dir / "report.html").exists()
+    assert not (sweep_dir / ".depthlab-tables").exists()

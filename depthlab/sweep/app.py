@@ -23,6 +23,7 @@ end). At the end it prints a summary and builds the report.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
@@ -516,11 +517,15 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     ]
     _print_summary(summaries, total, len(reused), failed, recovered=len(recovered))
     if first_bool(configs, "report"):
-        known = {
-            r.return_value["run_id"]: r.return_value["tables"]
-            for r in results
-            if r.status == JobStatus.COMPLETED and "tables" in r.return_value
-        }
+        from depthlab.sweep.workers import SPILL_DIR, returned_tables
+
+        known = {}
+        for r in results:
+            if r.status == JobStatus.COMPLETED:
+                tables = returned_tables(r.return_value)
+                if tables is not None:
+                    known[r.return_value["run_id"]] = tables
+        shutil.rmtree(sweep_dir / SPILL_DIR, ignore_errors=True)
         _report(uri, parent, sweep_dir, known)
     print(f"depthlab: {_dashboard_line(uri, experiment)}", flush=True)
     if failed:
