@@ -214,7 +214,8 @@ def _derivatives(
     ``(..., B, n_L)``), is computed only if a list ``output`` is given, and
     appended to it. ``mm`` does the products (:mod:`depthlab.backend`).
     The layer-by-layer pass with the inputs as columns goes on from ``start``
-    and records each hidden layer's :class:`HiddenForward` in ``forwards``;
+    and records the :class:`HiddenForward` of the hidden layers that are keys
+    of ``forwards``;
     the other kernels compute the whole pass and record nothing (the same
     numbers either way).
     """
@@ -253,8 +254,9 @@ def _forward(
     """The forward pass of :func:`_derivatives` from a^[1] = ``a``, one layer at a
     time: z^[l] = ``product(W^[l], a^[l-1])`` + b^[l], the bias along the
     neurons' axis ``axis`` of z (-1: inputs as columns, -2: as rows); from
-    ``start`` (a^[m] and sigma' of layers 2..m) on, if given. Each hidden
-    layer's :class:`HiddenForward` goes into ``forwards``, if given."""
+    ``start`` (a^[m] and sigma' of layers 2..m) on, if given. The
+    :class:`HiddenForward` of each hidden layer that is a key of ``forwards``
+    goes into it."""
     hidden = len(net.weights) - 1
     ds = [] if start is None else list(start.derivatives)
     a = a if start is None else start.activation
@@ -267,7 +269,7 @@ def _forward(
         elif output is not None:
             output.append(sigma.fn(z))
         ds.append(sigma.derivative(z))
-        if forwards is not None and i < hidden:
+        if forwards is not None and i < hidden and i + 2 in forwards:
             for kept in (a, ds[-1]):
                 kept.flags.writeable = False  # handed to later passes
             forwards[i + 2] = HiddenForward(i + 2, tuple(ds), a)
@@ -507,7 +509,8 @@ def backprop_log10_norms(
         small stacks, torch, other architectures, a stack run in groups or on
         threads) compute the whole pass and record nothing.
     forwards : dict, optional
-        Filled with the :class:`HiddenForward` of every hidden layer.
+        The hidden layers (its keys) whose :class:`HiddenForward` to keep:
+        each key the pass goes through gets it; the others keep their value.
 
     Returns
     -------

@@ -596,8 +596,10 @@ def jacobian_log_singular_values(
         the pass starts after layer m, with the same numbers bitwise. Layers
         up to m get no spectra (None).
     factors : dict, optional
-        Filled with the graded factor of J^(l) at every layer the pass goes
-        through (read-only arrays, to be handed to ``start``).
+        The layers (its keys) whose graded factor of J^(l) to keep: each key
+        the pass goes through gets it (read-only arrays, to be handed to
+        ``start``); the others keep their value. Only the factors asked for
+        are kept (one is a batch of n_l x n_l matrices).
 
     Returns
     -------
@@ -694,11 +696,12 @@ def _finish(
 ) -> list[Array | None]:
     """The log singular values of J^(l) at the layers ``wanted`` (None elsewhere),
     from the graded factors that :func:`_accumulate` yields for l = ``first``,
-    ``first + 1``, ...; each factor also goes into ``factors`` (if given)."""
+    ``first + 1``, ...; the factor of each layer that is a key of ``factors``
+    (if given) goes into it."""
     out: list[Array | None] = [None] * (len(widths) - 1)
     last = max(wanted)
     for layer, state in zip(range(first, last + 1), steps, strict=False):
-        if factors is not None:
+        if factors is not None and layer in factors:
             for a in state:
                 a.flags.writeable = False
             factors[layer] = GradedFactor(layer, *state)

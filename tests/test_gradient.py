@@ -612,9 +612,10 @@ def test_backprop_resumed_from_a_hidden_forward_is_the_whole_pass() -> None:
         num_networks=24,
     )
     X = np.random.default_rng(6).standard_normal((24, 3, 6))  # 24*64*3 > 4096
-    forwards: dict = {}
+    forwards: dict = {4: None}  # the hidden layer whose forward pass to keep
     backprop_log10_norms(deep, X, forwards=forwards)
-    assert sorted(forwards) == [2, 3, 4, 5, 6]
+    assert list(forwards) == [4] and forwards[4].layer == 4
+    assert len(forwards[4].derivatives) == 3  # sigma' of layers 2, 3, 4
     assert not forwards[4].activation.flags.writeable
     # A depth-6 network sharing layers 2..4 with the deep one.
     rng = np.random.default_rng(7)
@@ -631,9 +632,9 @@ def test_backprop_resumed_from_a_hidden_forward_is_the_whole_pass() -> None:
     np.testing.assert_array_equal(again, whole)
     np.testing.assert_array_equal(out_again, out)
     # A small stack (another kernel): the same numbers, nothing recorded.
-    small: dict = {}
+    small: dict = {4: None}
     few = net.with_parameters([w[:2] for w in net.weights], [b[:2] for b in net.biases])
     np.testing.assert_array_equal(
         backprop_log10_norms(few, X[:2], forwards=small), whole[:2]
     )
-    assert small == {}
+    assert small == {4: None}

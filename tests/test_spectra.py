@@ -410,17 +410,16 @@ def test_a_pass_resumed_from_a_graded_factor_is_the_whole_pass(arch: dict) -> No
         **arch,
     )
     X = np.random.default_rng(4).standard_normal((3, 2, 5))
-    factors: dict = {}
+    factors: dict = {5: None, 99: "untouched"}  # the layers whose factor to keep
     whole = spectra.jacobian_log_singular_values(net, X, factors=factors)
-    assert sorted(factors) == list(range(2, net.depth + 1))
+    assert sorted(factors) == [5, 99] and factors[99] == "untouched"
+    assert factors[5].layer == 5
     assert not factors[5].V.flags.writeable  # handed out to later passes: read-only
     resumed = spectra.jacobian_log_singular_values(net, X, start=factors[5])
     assert all(r is None for r in resumed[:4])  # layers 2..5
     for layer in range(6, net.depth + 1):
         np.testing.assert_array_equal(resumed[layer - 2], whole[layer - 2])
     # Only the layers asked for, from the same start.
-    some = spectra.jacobian_log_singular_values(
-        net, X, layers=[3, 7], start=factors[5]
-    )
+    some = spectra.jacobian_log_singular_values(net, X, layers=[3, 7], start=factors[5])
     assert some[1] is None and some[3] is None
     np.testing.assert_array_equal(some[5], whole[5])

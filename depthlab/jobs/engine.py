@@ -335,9 +335,16 @@ def _measure_pairs(chunk: Chunk, spec: ProbeSpec) -> PairSpectra:
             if found is not None:
                 start = spectra.GradedFactor(m, *found)
                 break
-        factors: dict[int, spectra.GradedFactor] = {}
+        # The last hidden layer's factor, kept for the next job where the
+        # cache can hold it (a batch of n_{L-1} x n_{L-1} matrices at most).
+        n_last = spec.widths[spec.depth - 2]
+        factor_bytes = sub.weights[0].shape[0] * x.shape[-2] * n_last * n_last * 8
+        wanted = factor_bytes <= layer_cache.SPECTRA.max_bytes
+        factors: dict[int, spectra.GradedFactor | None] = (
+            {spec.depth - 1: None} if wanted else {}
+        )
         jac = jacobian_spectra(sub, x, todo, start=start, factors=factors)
-        deepest = factors.get(spec.depth - 1)  # the last hidden layer's, kept
+        deepest = factors.get(spec.depth - 1)
         if deepest is not None:
             key = _factor_key(pairs_key, spec, deepest.layer)
             layer_cache.SPECTRA.put(key, (deepest.log_scale, deepest.V))
@@ -392,7 +399,11 @@ def measure_chunk(chunk: Chunk, spec: ProbeSpec) -> ChunkMeasurement:
         if found is not None:
             start = found[0]
             break
-    forwards: dict[int, HiddenForward] = {}
+    # The last hidden layer's, kept for the next job (if the cache can hold it).
+    item = np.dtype(DTYPES[spec.dtype]).itemsize
+    state_bytes = len(chunk.networks) * spec.inputs * sum(spec.widths[1:-1]) * item
+    small = state_bytes <= layer_cache.FORWARD.max_bytes
+    forwards: dict[int, HiddenForward | None] = {spec.depth - 1: None} if small else {}
     log10_norms, outputs = backprop_log10_norms(
         chunk.net,
         chunk.X,
@@ -401,7 +412,7 @@ def measure_chunk(chunk: Chunk, spec: ProbeSpec) -> ChunkMeasurement:
         start=start,
         forwards=forwards,
     )
-    deepest = forwards.get(spec.depth - 1)  # the last hidden layer's, kept
+    deepest = forwards.get(spec.depth - 1)
     if deepest is not None:
         layer_cache.FORWARD.put((*key, tuple(spec.widths[: deepest.layer])), (deepest,))
     return ChunkMeasurement(

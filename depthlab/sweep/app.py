@@ -488,6 +488,9 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         from depthlab.sweep import workers
 
         workers.discard_prestarted()  # unused: every job was done before
+        # The workers' table files were read as their jobs ended (or are of
+        # jobs whose results never came: interrupted).
+        shutil.rmtree(sweep_dir / workers.SPILL_DIR, ignore_errors=True)
         # Runs on an interrupt too: the sweep run never stays RUNNING.
         metrics = {
             "jobs": total,
@@ -517,15 +520,11 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     ]
     _print_summary(summaries, total, len(reused), failed, recovered=len(recovered))
     if first_bool(configs, "report"):
-        from depthlab.sweep.workers import SPILL_DIR, returned_tables
-
-        known = {}
-        for r in results:
-            if r.status == JobStatus.COMPLETED:
-                tables = returned_tables(r.return_value)
-                if tables is not None:
-                    known[r.return_value["run_id"]] = tables
-        shutil.rmtree(sweep_dir / SPILL_DIR, ignore_errors=True)
+        known = {
+            r.return_value["run_id"]: r.return_value["tables"]
+            for r in results
+            if r.status == JobStatus.COMPLETED and "tables" in r.return_value
+        }
         _report(uri, parent, sweep_dir, known)
     print(f"depthlab: {_dashboard_line(uri, experiment)}", flush=True)
     if failed:

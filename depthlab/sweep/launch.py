@@ -231,6 +231,11 @@ def _run_in_process(
             cfg.tracking.job_index = index
 
     def report(progress: Progress, index: int, ret: Any) -> None:
+        if ret.status == JobStatus.COMPLETED and "tables_file" in ret.return_value:
+            # Read now, while the other jobs run, rather than all after them.
+            ret.return_value["tables"] = pool.returned_tables(
+                ret.return_value.pop("tables_file")
+            )
         if ret.status == JobStatus.COMPLETED:
             if "taken" not in ret.return_value:
                 app._finished_here.append(index)

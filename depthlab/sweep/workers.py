@@ -280,16 +280,11 @@ def _spill_tables(ret: Any) -> None:
     value["tables_file"] = str(path)
 
 
-def returned_tables(value: dict[str, Any]) -> dict[str, Any] | None:
-    """The tables a job's return value holds or names (a worker's file, read
-    and deleted); None if it has none."""
-    if "tables" in value:
-        return value["tables"]
-    if "tables_file" not in value:
-        return None
-    path = Path(value["tables_file"])
-    tables = pickle.loads(path.read_bytes())
-    path.unlink(missing_ok=True)
+def returned_tables(path: str) -> dict[str, Any]:
+    """The tables a worker put into the file ``path`` (read, then deleted)."""
+    file = Path(path)
+    tables = pickle.loads(file.read_bytes())
+    file.unlink(missing_ok=True)
     return tables
 
 
