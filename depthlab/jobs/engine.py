@@ -328,21 +328,20 @@ def _measure_pairs(chunk: Chunk, spec: ProbeSpec) -> PairSpectra:
     if todo:
         # The pass through the layers resumes after the deepest layer m below
         # those to do whose graded factor an earlier job of this process left
-        # (its layers 2..m are this job's), instead of starting at layer 2.
-        start = None
-        for m in range(min(todo) - 1, 1, -1):
-            found = layer_cache.SPECTRA.get(_factor_key(pairs_key, spec, m))
-            if found is not None:
-                start = spectra.GradedFactor(m, *found)
-                break
-        # The last hidden layer's factor, kept for the next job where the
-        # cache can hold it (a batch of n_{L-1} x n_{L-1} matrices at most).
+        # (its layers 2..m are this job's), instead of starting at layer 2; the
+        # last hidden layer's factor is kept for the next job where the cache
+        # can hold it (a batch of n_{L-1} x n_{L-1} matrices at most).
         n_last = spec.widths[spec.depth - 2]
         factor_bytes = sub.weights[0].shape[0] * x.shape[-2] * n_last * n_last * 8
-        wanted = factor_bytes <= layer_cache.SPECTRA.max_bytes
-        factors: dict[int, spectra.GradedFactor | None] = (
-            {spec.depth - 1: None} if wanted else {}
-        )
+        start = None
+        factors: dict[int, spectra.GradedFactor | None] = {}
+        if factor_bytes <= layer_cache.SPECTRA.max_bytes:
+            factors[spec.depth - 1] = None
+            for m in range(min(todo) - 1, 1, -1):
+                found = layer_cache.SPECTRA.get(_factor_key(pairs_key, spec, m))
+                if found is not None:
+                    start = spectra.GradedFactor(m, *found)
+                    break
         jac = jacobian_spectra(sub, x, todo, start=start, factors=factors)
         deepest = factors.get(spec.depth - 1)
         if deepest is not None:
@@ -391,19 +390,20 @@ def measure_chunk(chunk: Chunk, spec: ProbeSpec) -> ChunkMeasurement:
     always on numpy and LAPACK.
     """
     # The forward pass goes on from the deepest hidden layer an earlier job of
-    # this process passed through with these networks and inputs.
-    key = (*_hidden_key(spec), tuple(chunk.networks.tolist()), "forward")
-    start = None
-    for m in range(spec.depth - 1, 1, -1):
-        found = layer_cache.FORWARD.get((*key, tuple(spec.widths[:m])))
-        if found is not None:
-            start = found[0]
-            break
-    # The last hidden layer's, kept for the next job (if the cache can hold it).
+    # this process passed through with these networks and inputs, and this
+    # job's last hidden layer is kept for the next (where the cache holds it).
     item = np.dtype(DTYPES[spec.dtype]).itemsize
     state_bytes = len(chunk.networks) * spec.inputs * sum(spec.widths[1:-1]) * item
-    small = state_bytes <= layer_cache.FORWARD.max_bytes
-    forwards: dict[int, HiddenForward | None] = {spec.depth - 1: None} if small else {}
+    key = (*_hidden_key(spec), tuple(chunk.networks.tolist()), "forward")
+    start = None
+    forwards: dict[int, HiddenForward | None] = {}
+    if state_bytes <= layer_cache.FORWARD.max_bytes:
+        forwards[spec.depth - 1] = None
+        for m in range(spec.depth - 1, 1, -1):
+            found = layer_cache.FORWARD.get((*key, tuple(spec.widths[:m])))
+            if found is not None:
+                start = found[0]
+                break
     log10_norms, outputs = backprop_log10_norms(
         chunk.net,
         chunk.X,
