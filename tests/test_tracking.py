@@ -154,3 +154,47 @@ def test_tables_with_run_ids_as_one_assign_per_run_gives() -> None:
         [t.assign(run_id=r) for r, t in [("r5", d), ("r6", a)]], ignore_index=True
     )
     pd.testing.assert_frame_equal(_with_run_ids([("r5", d), ("r6", a)]), expected)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("file:///tmp/a%20b/run/artifacts", "/tmp/a b/run/artifacts"),
+        ("/tmp/run/artifacts", "/tmp/run/artifacts"),
+        ("mlflow-artifacts:/0/abc/artifacts", None),  # a server's proxied store
+        ("s3://bucket/run/artifacts", None),
+        ("", None),
+    ],
+)
+def test_only_a_local_artifact_store_is_written_in_place(
+    uri: str, expected: str | None
+) -> None:
+    found = tracking.local_artifact_dir(uri)
+    assert (None if found is None else str(found)) == expected
+
+
+def test_a_job_run_s_artifacts_are_written_in_the_store_s_folder(
+    tmp_path: Path,
+) -> None:
+    """A job's tables go straight into its run's artifact folder (no copy
+    through a temporary folder), where MLflow lists and reads them."""
+    uri = tracking.default_uri(tmp_path)
+    parent = tracking.start_sweep(uri, "t", run_name="sweep", params={})
+    record = tracking.JobRecord(
+        run_name="L=2",
+        params={"depth": 2},
+        config_hash="h9",
+        summary={"beta": 0.0},
+        per_layer=None,
+        tables={"samples": pd.DataFrame({"net": [0], "grad_log10_norm": [-1.0]})},
+        config_yaml="depth: 2\n",
+    )
+    with tracking.job_run(uri, "t", parent, "L=2", "h9") as run_id:
+        tracking.log_job(uri, run_id, record)
+    client = tracking._client(uri)
+    folder = tracking.local_artifact_dir(client.get_run(run_id).info.artifact_uri)
+    assert folder is not None and (folder / "tables" / "samples.parquet").is_file()
+    listed = {a.path for a in client.list_artifacts(run_id, "tables")}
+    assert listed == {"tables/samples.parquet"}
+    assert (folder / "config.yaml").read_text() == "depth: 2\n"
+    assert tracking._artifact_uris == {}  # forgotten once logged

@@ -626,8 +626,9 @@ def claim_job(
         if state.state != "free":
             raise taken(state)
         with faults(uri):
-            run_id = client.create_run(exp_id, run_name=run_name, tags=tags)
-            run_id = run_id.info.run_id
+            run = client.create_run(exp_id, run_name=run_name, tags=tags)
+            run_id = run.info.run_id
+            _artifact_uris[run_id] = run.info.artifact_uri
         if store_lock_is_file(uri):
             return run_id
         state = job_state(uri, exp_id, config_hash, force=force)
@@ -684,17 +685,20 @@ def job_run(
         with heartbeat(uri, run_id):
             yield run_id
     except StoreFault as fault:
+        _artifact_uris.pop(run_id, None)
         # The store failed under the job: one try to mark it; if that fails
         # too, the next depthlab process on the store ends it.
         end_run_quietly(uri, run_id, "FAILED", f"StoreFault: {fault}")
         raise
     except BaseException as err:
+        _artifact_uris.pop(run_id, None)
         message = f"{type(err).__name__}: {err}"[:4000]
         with deferred(), faults(uri):
             with contextlib.suppress(Exception):
                 client.set_tag(run_id, ERROR_TAG, message)
             client.set_terminated(run_id, status="FAILED")
         raise
+    _artifact_uris.pop(run_id, None)  # a body that logged nothing
     # Under the store's lock: another process that finds this run RUNNING and
     # this process gone reads it again under the lock (_end_if_dead).
     with deferred(), faults(uri), store_lock(uri):
@@ -739,14 +743,38 @@ def _log_job(uri: str, run_id: str, record: JobRecord) -> None:
             params=param_chunks[i] if i < len(param_chunks) else [],
             metrics=metric_chunks[i] if i < len(metric_chunks) else [],
         )
+    local = local_artifact_dir(_artifact_uris.pop(run_id, ""))
+    if local is not None:  # the store's own folder: written in place, no copy
+        _write_artifacts(local, record)
+        return
     with tempfile.TemporaryDirectory(prefix="depthlab-") as tmp:
-        out = Path(tmp)
-        (out / "config.yaml").write_text(record.config_yaml)
-        tables = out / TABLES_DIR
-        tables.mkdir()
-        for name, table in record.tables.items():
-            table.to_parquet(tables / f"{name}.parquet", index=False)
-        client.log_artifacts(run_id, str(out))
+        _write_artifacts(Path(tmp), record)
+        client.log_artifacts(run_id, tmp)
+
+
+def _write_artifacts(out: Path, record: JobRecord) -> None:
+    """A job's ``config.yaml`` and ``tables/<name>.parquet`` under ``out``."""
+    tables = out / TABLES_DIR
+    tables.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(record.config_yaml)
+    for name, table in record.tables.items():
+        table.to_parquet(tables / f"{name}.parquet", index=False)
+
+
+_artifact_uris: dict[str, str] = {}
+"""The artifact URI of each job run this process created and has not logged."""
+
+
+def local_artifact_dir(artifact_uri: str) -> Path | None:
+    """The folder of a run's artifacts when the artifact store is a local
+    folder (``file://`` or a plain path: MLflow's local artifact repository
+    keeps files there as they are), else None (a server, S3, ...)."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri)
+    if not artifact_uri or parsed.scheme not in ("", "file"):
+        return None  # e.g. mlflow-artifacts:/..., s3://..., http://...
+    return Path(unquote(parsed.path) if parsed.scheme else artifact_uri)
 
 
 @deferring

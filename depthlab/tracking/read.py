@@ -22,6 +22,7 @@ from depthlab.tracking import (
     TABLES_DIR,
     TrackingError,
     _client,
+    local_artifact_dir,
 )
 
 REPORT_TABLES = ("samples", "spectrum", "theory", "per_layer", "curves", "final")
@@ -237,13 +238,9 @@ def _read_tables(
             if names is None or p.stem in names
         }
 
-    uri = run.info.artifact_uri
-    if uri.startswith("file://") or "://" not in uri:
-        from urllib.parse import unquote, urlparse
-
-        local = Path(unquote(urlparse(uri).path) if "://" in uri else uri) / TABLES_DIR
-        if local.is_dir():
-            return read(local)
+    local = local_artifact_dir(run.info.artifact_uri)
+    if local is not None and (local / TABLES_DIR).is_dir():
+        return read(local / TABLES_DIR)
     with tempfile.TemporaryDirectory(prefix="depthlab-") as tmp:
         path = client.download_artifacts(run.info.run_id, TABLES_DIR, tmp)
         return read(Path(path))
