@@ -472,7 +472,7 @@ _prestarted: list[Pool] = []
 """The pool :func:`prestart` started, until :func:`run_jobs` takes it."""
 
 _starting: list[Any] = []
-"""The thread that starts it (it waits for the forkserver's imports)."""
+"""The thread that starts its workers (it waits for the forkserver's imports)."""
 
 
 def prestart(workers: int, threads: int, hydra_context: Any) -> None:
@@ -481,29 +481,19 @@ def prestart(workers: int, threads: int, hydra_context: Any) -> None:
     the same ``workers`` and ``threads`` (else, and at :func:`discard_prestarted`,
     it is shut down).
 
-    A thread creates it: starting a worker waits for the forkserver to have
-    imported :data:`PRELOAD`, which this process should not.
+    A thread starts its workers: starting one waits for the forkserver to
+    have imported :data:`PRELOAD`, which this process should not wait for.
     """
     import threading
 
-    from hydra.core.singleton import Singleton
-
     discard_prestarted()
-    instances = Singleton.get_state()["instances"]  # as of now, as Pool reads it
-
-    def start() -> None:
-        saved = Singleton._instances
-        try:
-            Singleton._instances = instances
-            pool = Pool(workers, threads, hydra_context)
-        finally:
-            Singleton._instances = saved
-        pool.start()
-        _prestarted.append(pool)
-
-    thread = threading.Thread(target=start, name="depthlab-workers-start", daemon=True)
+    pool = Pool(workers, threads, hydra_context)  # Hydra's singletons as of now
+    thread = threading.Thread(
+        target=pool.start, name="depthlab-workers-start", daemon=True
+    )
     thread.start()
     _starting.append(thread)
+    _prestarted.append(pool)
 
 
 def _wait_started() -> None:
