@@ -5,9 +5,10 @@ Network k of a job draws layer l from its own stream (seed, k, l)
 depth draw the same numbers for every layer they share: the common random
 numbers of a sweep. A sweep's worker runs many such jobs one after another; this
 cache hands a job the layers an earlier job of the same process drew, instead of
-drawing them again (drawing is about a third of a default job's time), and the
-spectra of its hidden layers, which depend only on the layers up to them (the
-finishing SVDs are another third).
+drawing them again, the spectra of its hidden layers, which depend only on the
+layers up to them, and the states from which its forward pass and its J^(l)
+factor chain go on (``python experiments/benchmark/timed_sweep.py`` shows what
+they save).
 
 A layer is kept as the stack of one chunk's networks (one entry per layer and
 chunk, read-only, handed out without a copy) and found by everything that
