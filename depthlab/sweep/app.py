@@ -369,11 +369,10 @@ def check_override(
 
 def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     """Validate, resume and launch a sweep; summarize and report at the end."""
-    from hydra.core.utils import JobStatus
     from hydra.errors import HydraException
 
-    from depthlab import interrupts, tracking
-    from depthlab.tracking.store import END_REASON_TAG, StoreFault
+    from depthlab import interrupts
+    from depthlab.sweep import tracker
 
     if threading.current_thread() is threading.main_thread():
         interrupts.install()
@@ -416,12 +415,36 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         )
     # Valid: the workers' imports may start, beside the store's checks.
     _warm_up_workers(sweeper, len(jobs))
+    try:
+        return _run_sweep(sweeper, arguments, jobs, composed, configs, sweep_dir, tic)
+    finally:
+        tracker.close()
+
+
+def _run_sweep(
+    sweeper: Any,
+    arguments: list[str],
+    jobs: list[list[str]],
+    composed: list[DictConfig],
+    configs: list[dict[str, Any]],
+    sweep_dir: Path,
+    tic: float,
+) -> list[Any]:
+    """The valid sweep: open the store, resume, launch, end, report."""
+    from hydra.core.utils import JobStatus
+
+    from depthlab import tracking
+    from depthlab.sweep import tracker
+    from depthlab.tracking.store import END_REASON_TAG, StoreFault
+
+    first = configs[0]["tracking"]
+    store = tracker.store()  # its calls run in the tracker process, if any
     uri = tracking.resolve_uri(first["uri"])
     experiment = first["experiment"]
     total = len(jobs)
     try:
-        tracking.check_store(uri)
-        ended = tracking.open_store(uri, experiment)
+        store.check_store(uri)
+        ended = store.open_store(uri, experiment)
     except tracking.TrackingError as err:
         fail(str(err))
     except StoreFault as err:
@@ -437,8 +460,8 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     force = any(d["force"] for d in configs)
     hashes = [config_hash(d) for d in configs]
     try:
-        done = {} if force else tracking.finished_runs(uri, experiment)
-        parent = tracking.start_sweep(
+        done = {} if force else store.finished_runs(uri, experiment)
+        parent = store.start_sweep(
             uri,
             experiment,
             run_name=sweep_title(configs),
@@ -460,10 +483,12 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     status = "KILLED"
     fault: StoreFault | None = None
     try:
-        recovered = _recover(uri, experiment, parent, configs, todo, sweep_dir, force)
+        recovered = tracker.run(
+            _recover, uri, experiment, parent, configs, todo, sweep_dir, force
+        )
         todo = [i for i in todo if i not in recovered]
         if first_bool(configs, "report") and todo:
-            _import_report_meanwhile()
+            _import_report_meanwhile(tracker.current())
         results, failed = _launch(
             sweeper, jobs, composed, todo, reused, parent, uri, experiment, n_jobs
         )
@@ -501,7 +526,7 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         }
         if fault is None:
             try:
-                tracking.end_sweep(
+                store.end_sweep(
                     uri,
                     parent,
                     status=status,
@@ -510,7 +535,7 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
             except StoreFault as err:
                 fault = err
         else:
-            tracking.end_run_quietly(uri, parent, "FAILED", f"StoreFault: {fault}")
+            store.end_run_quietly(uri, parent, "FAILED", f"StoreFault: {fault}")
     if fault is not None:
         fail(_fault_line(fault, total, len(reused) + len(recovered)))
     summaries = [
@@ -521,9 +546,11 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
     _print_summary(summaries, total, len(reused), failed, recovered=len(recovered))
     if first_bool(configs, "report"):
         known = {
-            r.return_value["run_id"]: r.return_value["tables"]
+            r.return_value["run_id"]: r.return_value.get("tables")
+            or r.return_value["tables_file"]
             for r in results
-            if r.status == JobStatus.COMPLETED and "tables" in r.return_value
+            if r.status == JobStatus.COMPLETED
+            and ("tables" in r.return_value or "tables_file" in r.return_value)
         }
         _report(uri, parent, sweep_dir, known)
     print(f"depthlab: {_dashboard_line(uri, experiment)}", flush=True)
@@ -540,10 +567,11 @@ def _dashboard_line(uri: str, experiment: str) -> str:
     (:func:`depthlab.tracking.dashboard_url`: the runs, not MLflow's GenAI
     overview)."""
     from depthlab import tracking
+    from depthlab.sweep.tracker import store
     from depthlab.tracking.store import StoreFault
 
     try:
-        exp_id = tracking._job_experiment_id(uri, experiment)
+        exp_id = store()._job_experiment_id(uri, experiment)
     except (Exception, StoreFault):
         exp_id = None
     where = f"runs in {uri}, experiment {experiment!r}"
@@ -674,40 +702,54 @@ def _print_summary(
         print(f"  {s['run_name']:<{width}}  {s['line']}  {s['seconds']:5.2f} s")
 
 
-def _import_report_meanwhile() -> None:
-    """Import the report's stack (matplotlib, seaborn: ~1 s) in a background
-    thread while the jobs run, instead of after them."""
+def _import_report_meanwhile(tracker: Any = None) -> None:
+    """Import the report's stack (matplotlib, seaborn: ~1 s) while the jobs
+    run, instead of after them: in the tracker process that builds the report
+    (:mod:`depthlab.sweep.tracker`), else in a background thread here (what
+    fails is left for :func:`_report` to say, on the main thread)."""
+    from depthlab.sweep.tracker import import_report_stack
 
-    def target() -> None:
-        try:
-            import matplotlib.figure  # noqa: F401
-            import seaborn  # noqa: F401
-
-            import depthlab.report  # noqa: F401
-        except Exception:  # _report says what is wrong, on the main thread
-            pass
-
-    threading.Thread(target=target, name="depthlab-report-import", daemon=True).start()
+    if tracker is not None:
+        tracker.call_soon(import_report_stack)
+        return
+    threading.Thread(
+        target=import_report_stack, name="depthlab-report-import", daemon=True
+    ).start()
 
 
 def _report(
     uri: str, parent: str, sweep_dir: Path, known_tables: dict[str, Any]
 ) -> None:
-    try:
-        from depthlab.report import build_report_from_mlflow
-    except ImportError:
-        return
+    """Build the sweep's report and say where it is (or why it is not): in the
+    tracker process if the sweep has one, from the tables the jobs left in
+    files (``known_tables`` values are then file names), else here."""
+    from depthlab.sweep import tracker as tracking_process
     from depthlab.tracking.store import StoreFault
 
+    tracker = tracking_process.current()
     tic = time.perf_counter()
     try:
-        path = build_report_from_mlflow(
-            uri,
-            parent,
-            out_dir=sweep_dir,
-            log_to_parent=True,
-            known_tables=known_tables,
-        )
+        if tracker is not None:
+            path = tracker.call_now(
+                tracking_process.build_report, uri, parent, sweep_dir, known_tables
+            )
+        else:
+            from depthlab.report import build_report_from_mlflow
+            from depthlab.sweep.workers import returned_tables
+
+            known_tables = {  # files, if the tracker is gone
+                k: returned_tables(v) if isinstance(v, str) else v
+                for k, v in known_tables.items()
+            }
+            path = build_report_from_mlflow(
+                uri,
+                parent,
+                out_dir=sweep_dir,
+                log_to_parent=True,
+                known_tables=known_tables,
+            )
+    except ImportError:  # the report's extras are not installed
+        return
     except OSError as err:  # the sweep folder is read-only, full, gone
         where = err.filename or sweep_dir
         print(

@@ -36,7 +36,9 @@ def _wait_for_claimed(
     """
     from hydra.core.utils import JobStatus
 
-    from depthlab import tracking
+    from depthlab.sweep.tracker import store
+
+    tracking = store()  # in the tracker process, if the sweep has one
 
     def claimed_in(rs: list[Any]) -> dict[int, str]:
         out = {}
@@ -123,12 +125,12 @@ def _launch(
     """
     from hydra.core.utils import JobStatus
 
-    from depthlab import tracking
     from depthlab.sweep import workers
+    from depthlab.sweep.tracker import store
 
     total = len(jobs)
     if reused:
-        tracking.record_reused_runs(uri, parent, reused)
+        store().record_reused_runs(uri, parent, reused)
         print(
             f"depthlab: skipping {len(reused)} of {total} jobs that already "
             f"FINISHED in experiment {experiment!r} (force=true recomputes)",
@@ -214,6 +216,7 @@ def _run_in_process(
     """
     from hydra.core.utils import JobStatus, setup_globals
 
+    from depthlab.sweep import tracker
     from depthlab.sweep import workers as pool
     from depthlab.sweep.progress import Progress
 
@@ -230,12 +233,17 @@ def _run_in_process(
             cfg.tracking.jobs_total = sweep_info["jobs_total"]
             cfg.tracking.job_index = index
 
+    in_tracker = tracker.current()  # which builds the report, if there is one
+
     def report(progress: Progress, index: int, ret: Any) -> None:
         if ret.status == JobStatus.COMPLETED and "tables_file" in ret.return_value:
-            # Read now, while the other jobs run, rather than all after them.
-            ret.return_value["tables"] = pool.returned_tables(
-                ret.return_value.pop("tables_file")
-            )
+            # Read now, while the other jobs run, rather than all after them:
+            # by the tracker, or here.
+            value = ret.return_value
+            if in_tracker is None or not in_tracker.call_soon(
+                tracker.keep_tables, value["run_id"], value["tables_file"]
+            ):
+                value["tables"] = pool.returned_tables(value.pop("tables_file"))
         if ret.status == JobStatus.COMPLETED:
             if "taken" not in ret.return_value:
                 app._finished_here.append(index)
@@ -276,9 +284,12 @@ def _warm_up_workers(sweeper: Any, jobs: int) -> None:
         return
     n_workers, threads = workers.plan(n_jobs, jobs)
     if n_workers > 1 and _is_basic_launcher(sweeper.launcher):
+        from depthlab.sweep import tracker
+
         workers.warm_up()
-        # The workers fork and set up while this process opens the store.
+        # The workers fork and set up while the tracker opens the store.
         workers.prestart(n_workers, threads, sweeper.launcher.hydra_context)
+        tracker.start()
 
 
 def _n_jobs(configs: Sequence[dict[str, Any]]) -> int | None:
