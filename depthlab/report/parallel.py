@@ -11,8 +11,9 @@ jemalloc, which a sweep's process has, take their locks around a fork by their
 own fork handlers), so :func:`processes` falls back to one process, the
 caller's own, where this process runs other threads, where ``fork`` does not
 exist, in a daemonic process (which may not have children), and on one core.
-A sweep's process runs no other Python thread when its report is built (its
-jobs ran in worker processes), once the thread that imports the report's
+A sweep on workers builds its report in its tracker process
+(:mod:`depthlab.sweep.tracker`, not a daemon), which runs no other Python
+thread; a sweep in one process, once the thread that imports the report's
 modules while the jobs run has ended.
 """
 

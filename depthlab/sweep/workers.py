@@ -11,7 +11,8 @@ runs them through Hydra's own ``run_job`` (the job's output directory, the
 in-process path does.
 
 The CPU budget is shared, not multiplied: with ``w`` workers on ``c`` cores a
-job may use ``max(1, c // w)`` threads. Each worker pins BLAS to one thread
+job may use ``max(1, c // w)`` threads, and workers that cover every core are
+pinned, each to its own (:func:`core_sets`). Each worker pins BLAS to one thread
 (threadpoolctl: oversubscribed OpenBLAS threads were 11x slower on these
 machines) and exports the job's thread budget as the environment variable
 :data:`THREADS_ENV`, which a job that threads over chunks of networks reads
