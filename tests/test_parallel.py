@@ -370,3 +370,24 @@ def test_a_prestarted_pool_is_taken_only_for_the_same_plan() -> None:
     workers.prestart(1, 1, None)
     workers.discard_prestarted()
     assert workers._prestarted == [] and workers._starting == []
+
+
+def frozen_objects(_: int) -> int:
+    """How many objects the garbage collector leaves alone here (a worker's task)."""
+    import gc
+
+    return gc.get_freeze_count()
+
+
+def test_long_lived_objects_are_frozen_while_jobs_run() -> None:
+    """A worker leaves what the forkserver imported to no collection; one
+    process freezes what it holds while its jobs run, and unfreezes it after."""
+    import gc
+
+    before = gc.get_freeze_count()
+    with workers.long_lived_frozen():
+        assert gc.get_freeze_count() > before
+    assert gc.get_freeze_count() == before
+    pool = workers.Pool(1, 1, None)
+    with pool:
+        assert pool._executor.submit(frozen_objects, 0).result(timeout=60) > 10_000

@@ -263,12 +263,13 @@ def _run_in_process(
         results = []
         saved, app.PRINT_JOB_LINES = app.PRINT_JOB_LINES, False
         try:
-            for index, cfg in jobs:
-                ret = pool.run_sweep_job(
-                    launcher.hydra_context, launcher.task_function, cfg
-                )
-                report(progress, index, ret)
-                results.append(ret)
+            with pool.long_lived_frozen():
+                for index, cfg in jobs:
+                    ret = pool.run_sweep_job(
+                        launcher.hydra_context, launcher.task_function, cfg
+                    )
+                    report(progress, index, ret)
+                    results.append(ret)
         finally:
             app.PRINT_JOB_LINES = saved
         return results

@@ -46,8 +46,13 @@ def _serve(conn: Any) -> None:
     received and, if ``reply``, send back ``(True, result)`` or
     ``(False, exception)``; end on ``None`` or when the sweep's process is
     gone."""
+    import gc
+
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
+    # What the forkserver imported is never garbage: no collection walks it
+    # (depthlab.sweep.workers.long_lived_frozen).
+    gc.freeze()
     while True:
         try:
             message = conn.recv()
