@@ -276,6 +276,8 @@ def exit_now(status: object = 0) -> NoReturn:
 
     if "depthlab.sweep.workers" in sys.modules:  # a bad store: no job was run
         sys.modules["depthlab.sweep.workers"].discard_prestarted()
+    if "depthlab.sweep.tracker" in sys.modules:  # multiprocessing joins it at exit
+        sys.modules["depthlab.sweep.tracker"].close()
     alive = [
         t
         for t in threading.enumerate()
