@@ -159,6 +159,7 @@ def test_workers_that_cover_the_cores_are_pinned_each_to_its_own() -> None:
         pytest.skip("needs two cores and sched_setaffinity")
     n, threads = (2, len(cpus) // 2) if len(cpus) % 2 == 0 else (len(cpus), 1)
     pool = workers.Pool(n, threads, None)
+    pool.start()
     with pool:
         seen = dict(pool._executor.map(affinity_of_this_worker, range(8 * n)))
     assert len(seen) == n
@@ -172,3 +173,17 @@ def test_workers_that_leave_cores_free_are_not_pinned() -> None:
     assert workers.core_sets(1, 4, [0, 1, 2, 3]) is None
     assert workers.core_sets(3, 1, [0, 1]) is None  # more workers than cores
     assert workers.core_sets(2, 2, [5, 1, 3, 7]) == [[1, 3], [5, 7]]
+
+
+def test_a_sweep_on_workers_says_nothing_on_stderr(tmp_path: Path) -> None:
+    """Nor when it resumes, every job skipped and the report read back from
+    the store: no progress bar
+    of MLflow's downloads, no warning of multiprocessing's resource tracker."""
+    args = ["depth=2..3", *TINY_JOB, "n_jobs=2"]
+    first = run_python(tmp_path, "-m", "depthlab", *args)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr == ""
+    again = run_python(tmp_path, "-m", "depthlab", *args)
+    assert again.returncode == 0, again.stderr
+    assert "skipping 2 of 2" in again.stdout and "depthlab: report " in again.stdout
+    assert again.stderr == ""

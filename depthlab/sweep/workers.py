@@ -149,18 +149,6 @@ def core_sets(
     return [cpus[i * threads : (i + 1) * threads] for i in range(workers)]
 
 
-def _pin(cores: list[list[int]] | None, counter: Any) -> None:
-    """Pin this worker to the next of ``cores`` (``counter`` numbers the
-    workers as they start)."""
-    if cores is None or not hasattr(os, "sched_setaffinity"):
-        return
-    with counter.get_lock():
-        index = counter.value
-        counter.value += 1
-    with contextlib.suppress(OSError):  # a core taken away meanwhile
-        os.sched_setaffinity(0, cores[index % len(cores)])
-
-
 @contextlib.contextmanager
 def long_lived_frozen() -> Iterator[None]:
     """Keep the objects alive now out of the garbage collector's passes for
@@ -221,20 +209,16 @@ def _initialize(
     threads: int,
     sweep_pid: int,
     sweep_start: str | None,
-    cores: list[list[int]] | None = None,
-    counter: Any = None,
 ) -> None:
-    """Set a worker up: its cores (:func:`core_sets`), Hydra's singletons, BLAS
-    threads, signal handlers."""
+    """Set a worker up: Hydra's singletons, BLAS threads, signal handlers."""
+    import gc
+
     from hydra.core.plugins import Plugins
     from hydra.core.singleton import Singleton
     from hydra.core.utils import setup_globals
     from threadpoolctl import threadpool_limits
 
     import depthlab.sweep.app as app
-
-    _pin(cores, counter)
-    import gc
 
     gc.freeze()  # what the forkserver imported (see long_lived_frozen)
     hydra_context, instances = pickle.loads(state)
@@ -433,18 +417,12 @@ class Pool:
         ctx = _context()
         state = pickle.dumps((hydra_context, Singleton.get_state()["instances"]))
         self.cores = core_sets(workers, threads, _affinity())
+        self._pinned: set[int] = set()
         self._executor = cf.ProcessPoolExecutor(
             max_workers=workers,
             mp_context=ctx,
             initializer=_initialize,
-            initargs=(
-                state,
-                threads,
-                os.getpid(),
-                process_start(os.getpid()),
-                self.cores,
-                ctx.Value("i", 0),
-            ),
+            initargs=(state, threads, os.getpid(), process_start(os.getpid())),
         )
 
     def __enter__(self) -> Pool:
@@ -455,6 +433,20 @@ class Pool:
         instead of at the first job: one no-op task per worker."""
         for _ in range(self.workers):
             self._executor.submit(_started)
+        self._pin()
+
+    def _pin(self) -> None:
+        """Pin each started worker not pinned yet to the next of
+        :attr:`cores` (nothing if they are None)."""
+        if self.cores is None or not hasattr(os, "sched_setaffinity"):
+            return
+        for pid in list(self._executor._processes or {}):
+            if pid in self._pinned:
+                continue
+            cores = self.cores[len(self._pinned) % len(self.cores)]
+            self._pinned.add(pid)
+            with contextlib.suppress(OSError):  # it ended, or a core went away
+                os.sched_setaffinity(pid, cores)
 
     def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
         if kind is None:
@@ -470,6 +462,7 @@ class Pool:
             futures = {
                 self._executor.submit(_run, cfg): i for i, cfg in enumerate(configs)
             }
+        self._pin()  # the workers started by these submissions, if not before
         self._futures = futures
         self._seen: set[cf.Future] = set()
         for future in _as_completed(futures):

@@ -209,6 +209,11 @@ def dashboard_url(base: str, experiment_id: str) -> str:
 
 def _reused_run_ids(client: Any, parent: Any) -> list[str]:
     try:
+        local = local_artifact_dir(parent.info.artifact_uri)
+        if local is not None:  # read in place: no download, no progress bar
+            path = local / REUSED_FILE
+            text = path.read_text() if path.is_file() else ""
+            return [line for line in text.split() if line]
         names = {a.path for a in client.list_artifacts(parent.info.run_id)}
         if REUSED_FILE not in names:
             return []
