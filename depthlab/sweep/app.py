@@ -721,33 +721,20 @@ def _report(
     uri: str, parent: str, sweep_dir: Path, known_tables: dict[str, Any]
 ) -> None:
     """Build the sweep's report and say where it is (or why it is not): in the
-    tracker process if the sweep has one, from the tables the jobs left in
-    files (``known_tables`` values are then file names), else here."""
+    tracker process if the sweep has one, else here
+    (:func:`depthlab.sweep.tracker.build_report`; ``known_tables``: run id ->
+    its tables, or the file a worker left them in)."""
     from depthlab.sweep import tracker as tracking_process
     from depthlab.tracking.store import StoreFault
 
     tracker = tracking_process.current()
+    args = (uri, parent, sweep_dir, known_tables)
     tic = time.perf_counter()
     try:
         if tracker is not None:
-            path = tracker.call_now(
-                tracking_process.build_report, uri, parent, sweep_dir, known_tables
-            )
+            path = tracker.call_now(tracking_process.build_report, *args)
         else:
-            from depthlab.report import build_report_from_mlflow
-            from depthlab.sweep.workers import returned_tables
-
-            known_tables = {  # files, if the tracker is gone
-                k: returned_tables(v) if isinstance(v, str) else v
-                for k, v in known_tables.items()
-            }
-            path = build_report_from_mlflow(
-                uri,
-                parent,
-                out_dir=sweep_dir,
-                log_to_parent=True,
-                known_tables=known_tables,
-            )
+            path = tracking_process.build_report(*args)
     except ImportError:  # the report's extras are not installed
         return
     except OSError as err:  # the sweep folder is read-only, full, gone

@@ -138,14 +138,9 @@ class Tracker:
         with interrupts.deferred():
             if self._ready():
                 try:
-                    self._conn.send((function, args, kwargs, True))
-                    ok, value = self._conn.recv()
+                    return self._ask(function, args, kwargs)
                 except (EOFError, OSError):
                     self.alive = False
-                else:
-                    if ok:
-                        return value
-                    raise value
         return function(*args, **kwargs)
 
     def call_now(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -154,14 +149,19 @@ class Tracker:
         if not self._ready():
             return function(*args, **kwargs)
         try:
-            self._conn.send((function, args, kwargs, True))
-            ok, value = self._conn.recv()
+            return self._ask(function, args, kwargs)
         except (EOFError, OSError):
             self.alive = False
             return function(*args, **kwargs)
         except KeyboardInterrupt:
             self.kill()
             raise
+
+    def _ask(self, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """Send one call, return its answer or raise what it raised (EOFError
+        or OSError: the tracker is gone)."""
+        self._conn.send((function, args, kwargs, True))
+        ok, value = self._conn.recv()
         if ok:
             return value
         raise value
@@ -275,18 +275,22 @@ def keep_tables(run_id: str, path: str) -> None:
 
 
 def build_report(
-    uri: str, parent: str, sweep_dir: Path, tables_files: Mapping[str, str]
+    uri: str, parent: str, sweep_dir: Path, known_tables: Mapping[str, Any]
 ) -> Path:
     """The sweep's report (:func:`depthlab.report.build_report_from_mlflow`),
-    logged to its parent run, from the tables the jobs left in files
-    (``tables_files``: run id -> file, read by
-    :func:`depthlab.sweep.workers.returned_tables`)."""
+    logged to its parent run, from the tables its jobs returned
+    (``known_tables``: run id -> its tables, or the file a worker left them in,
+    read by :func:`depthlab.sweep.workers.returned_tables` unless
+    :func:`keep_tables` read it already). Runs in the tracker, or in the
+    sweep's process when it has none."""
     from depthlab.report import build_report_from_mlflow
     from depthlab.sweep.workers import returned_tables
 
     known = {
-        run_id: _tables.pop(run_id, None) or returned_tables(path)
-        for run_id, path in tables_files.items()
+        run_id: tables
+        if not isinstance(tables, str)
+        else _tables.pop(run_id, None) or returned_tables(tables)
+        for run_id, tables in known_tables.items()
     }
     _tables.clear()
     return build_report_from_mlflow(
