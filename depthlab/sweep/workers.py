@@ -127,10 +127,10 @@ def core_sets(
     Workers are pinned only when they cover every core this process may use
     (``workers * threads == len(cpus)``, as :func:`plan` gives for
     ``n_jobs=null``): worker ``i`` gets the ``threads`` cores after those of
-    worker ``i - 1``. Pinned, a worker's caches stay on its core; left to the
-    OS, the workers moved between the two cores of these machines while the
-    sweep's process ran, and a 196-job sweep's jobs took 9% longer
-    (``python experiments/benchmark/run.py --sections baseline``). A sweep
+    worker ``i - 1``. Pinned, a worker's caches stay on its cores instead of
+    following it wherever the OS moves it
+    (``python experiments/benchmark/sweep_processes.py`` shows the workers'
+    CPU). A sweep
     that leaves cores free (``n_jobs`` below the core count) is not pinned, so
     that two such sweeps on one machine do not share the same cores.
 
@@ -159,10 +159,10 @@ def long_lived_frozen() -> Iterator[None]:
     new ones to trigger full collections, each of which walks them all; in a
     worker forked from the forkserver, walking them also copies the pages the
     forkserver's imports left shared. Frozen, a collection walks only what the
-    jobs made. Measured on the 196-job sweep of
-    ``python experiments/benchmark/run.py --sections baseline``: 0.3-0.6 s
-    less on 2 workers (where :func:`_initialize` freezes what the forkserver
-    imported), up to 0.3 s in one process.
+    jobs made. On the 196-job sweep of the benchmark's ``baseline`` section,
+    a worker's collections (where :func:`_initialize` freezes what the
+    forkserver imported) take 0.24-0.25 s instead of 0.64 s
+    (``python experiments/benchmark/sweep_processes.py``).
     """
     import gc
 
