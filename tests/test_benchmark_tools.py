@@ -50,3 +50,27 @@ def test_update_of_some_sections_keeps_the_others() -> None:
     added = run.replace_sections(block, {"Scaling": "fits"}, "*alone*")
     assert added.index("old sweep") < added.index("### Scaling") < added.index("fits")
     assert added.rstrip().endswith("Whole run: 9 s.")
+
+
+def test_sweep_processes_times_every_process_of_a_parallel_sweep(
+    tmp_path: Path,
+) -> None:
+    """Each worker's jobs, the tracker and the sweep's process are seen, and
+    the job spans add up to the sweep's jobs."""
+    script = str(BENCHMARK / "sweep_processes.py")
+    done = run_python(tmp_path, script, "depth=2..5", *TINY, "n_jobs=2", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith("; exit 0")
+    assert "first job at" in lines[1] and "last job ended at" in lines[1]
+    roles = {
+        line.split("|")[1].strip(): line for line in lines if line.startswith("| ")
+    }
+    assert {"sweep", "tracker", "worker", "forkserver"} <= set(roles)
+    assert roles["worker"].split("|")[2].strip() == "2"  # two worker processes
+    jobs = [
+        int(line.split(": ")[1].split()[0])
+        for line in lines
+        if line.startswith("worker ")
+    ]
+    assert sum(jobs) == 4

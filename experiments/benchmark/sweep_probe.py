@@ -46,6 +46,13 @@ def timed_run(cfg: Any) -> Any:
         write("worker")
 
 
+def marked_initialize(*args: Any) -> None:
+    """A worker's set-up (``depthlab.sweep.workers._initialize``), marked, so
+    that a worker that gets no job is seen too."""
+    _originals["initialize"](*args)
+    write("worker")
+
+
 def timed_build(*args: Any) -> Any:
     """The tracker's report (``depthlab.sweep.tracker.build_report``)."""
     try:
@@ -67,8 +74,9 @@ def install() -> None:
     import depthlab.sweep.workers as workers
 
     gc.callbacks.append(_on_gc)
-    _originals["run"] = workers._run
+    _originals.update(run=workers._run, initialize=workers._initialize)
     workers._run = timed_run
+    workers._initialize = marked_initialize
     try:  # commits before 2f2c153 have no tracker
         import depthlab.sweep.tracker as tracker
     except ImportError:
