@@ -110,8 +110,9 @@ def main(argv: list[str]) -> int:
     report_at = None
     while True:
         for pid, (cmd, cpu) in _tree(child.pid).items():
-            # The first command line seen (an ending process's reads empty).
-            seen[pid] = (seen[pid][0] if pid in seen else cmd, cpu)
+            # The last command line that is not empty: an ending process's
+            # reads empty, and a new one's is its parent's until it execs.
+            seen[pid] = (cmd or seen.get(pid, ("", 0.0))[0], cpu)
         chunk = child.stdout.read() or b""
         if b"depthlab: report " in chunk and report_at is None:
             report_at = time.time() - start
