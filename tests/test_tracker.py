@@ -63,6 +63,19 @@ def test_what_a_call_raises_is_raised_here(tracker: Tracker, tmp_path: Path) -> 
     assert tracker.call(os.getpid) != os.getpid()  # it still serves
 
 
+def test_an_oserror_of_the_call_is_not_taken_for_a_gone_tracker(
+    tracker: Tracker, tmp_path: Path
+) -> None:
+    """The call raised it: raised here, not run again here, the tracker kept."""
+    missing = str(tmp_path / "missing")
+    for call in (tracker.call, tracker.call_now):
+        with pytest.raises(FileNotFoundError) as caught:
+            call(os.stat, missing)
+        assert caught.value.filename == missing
+        assert tracker.alive
+    assert tracker.call(os.getpid) != os.getpid()
+
+
 def test_calls_without_an_answer_keep_their_order(tracker: Tracker) -> None:
     for value in ("a", "b", "c"):
         assert tracker.call_soon(remember, value)

@@ -138,9 +138,11 @@ class Tracker:
         with interrupts.deferred():
             if self._ready():
                 try:
-                    return self._ask(function, args, kwargs)
-                except (EOFError, OSError):
+                    ok, value = self._ask(function, args, kwargs)
+                except (EOFError, OSError):  # the tracker is gone
                     self.alive = False
+                else:
+                    return _answered(ok, value)
         return function(*args, **kwargs)
 
     def call_now(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -149,22 +151,24 @@ class Tracker:
         if not self._ready():
             return function(*args, **kwargs)
         try:
-            return self._ask(function, args, kwargs)
-        except (EOFError, OSError):
+            ok, value = self._ask(function, args, kwargs)
+        except (EOFError, OSError):  # the tracker is gone
             self.alive = False
             return function(*args, **kwargs)
         except KeyboardInterrupt:
             self.kill()
             raise
+        return _answered(ok, value)
 
-    def _ask(self, function: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        """Send one call, return its answer or raise what it raised (EOFError
-        or OSError: the tracker is gone)."""
+    def _ask(
+        self, function: Callable[..., Any], args: Any, kwargs: Any
+    ) -> tuple[bool, Any]:
+        """Send one call and return its answer, ``(True, result)`` or
+        ``(False, what it raised)``; EOFError or OSError: the tracker is gone
+        (what the call raised is not raised here, so that it is not taken for
+        that)."""
         self._conn.send((function, args, kwargs, True))
-        ok, value = self._conn.recv()
-        if ok:
-            return value
-        raise value
+        return self._conn.recv()
 
     def call_soon(self, function: Callable[..., Any], *args: Any) -> bool:
         """Have the tracker run ``function(*args)`` without waiting for it and
@@ -193,6 +197,13 @@ class Tracker:
         with contextlib.suppress(Exception):
             self._process.kill()
         self._conn.close()
+
+
+def _answered(ok: bool, value: Any) -> Any:
+    """The result of a call the tracker answered, or what it raised, raised."""
+    if ok:
+        return value
+    raise value
 
 
 class _Remote:
