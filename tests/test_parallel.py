@@ -379,15 +379,9 @@ def frozen_objects(_: int) -> int:
     return gc.get_freeze_count()
 
 
-def test_long_lived_objects_are_frozen_while_jobs_run() -> None:
-    """A worker leaves what the forkserver imported to no collection; one
-    process freezes what it holds while its jobs run, and unfreezes it after."""
-    import gc
-
-    before = gc.get_freeze_count()
-    with workers.long_lived_frozen():
-        assert gc.get_freeze_count() > before
-    assert gc.get_freeze_count() == before
+def test_a_worker_leaves_what_the_forkserver_imported_to_no_collection() -> None:
+    """(depthlab.garbage: the forkserver's preload freezes it, and so does a
+    worker's set-up.)"""
     pool = workers.Pool(1, 1, None)
     with pool:
         assert pool._executor.submit(frozen_objects, 0).result(timeout=60) > 10_000

@@ -197,4 +197,4 @@ def test_a_job_run_s_artifacts_are_written_in_the_store_s_folder(
     listed = {a.path for a in client.list_artifacts(run_id, "tables")}
     assert listed == {"tables/samples.parquet"}
     assert (folder / "config.yaml").read_text() == "depth: 2\n"
-    assert tracking._artifact_uris == {}  # forgotten once logged
+    assert run_id not in tracking._artifact_uris  # forgotten once logged

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from depthlab import garbage
 from depthlab.report.data import ReportData, prepare
 from depthlab.report.figures import FIGURE_NAMES, Drawn, draw_all
 from depthlab.tracking import Sweep
@@ -208,7 +209,8 @@ def build_report_from_mlflow(
             f"run {parent_run_id} in {uri} has no child runs: not the parent run "
             "of a sweep"
         )
-    report = build_report(sweep, out_dir)
+    with garbage.long_lived_frozen():  # the sweep read, and what it came with
+        report = build_report(sweep, out_dir)
     if log_to_parent:
         tracking.log_files(
             uri, parent_run_id, [report, *figure_files(report)], ARTIFACT_PATH

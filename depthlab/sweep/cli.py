@@ -242,7 +242,10 @@ def main() -> None:
 
     interrupts.install()
     try:
-        from depthlab.sweep.app import main as app_main
+        from depthlab import garbage
+
+        with garbage.paused():  # modules: they live as long as the process
+            from depthlab.sweep.app import main as app_main
 
         app_main()
     except KeyboardInterrupt:

@@ -216,6 +216,7 @@ def _run_in_process(
     """
     from hydra.core.utils import JobStatus, setup_globals
 
+    from depthlab import garbage
     from depthlab.sweep import tracker
     from depthlab.sweep import workers as pool
     from depthlab.sweep.progress import Progress
@@ -263,13 +264,17 @@ def _run_in_process(
         results = []
         saved, app.PRINT_JOB_LINES = app.PRINT_JOB_LINES, False
         try:
-            with pool.long_lived_frozen():
+            with garbage.long_lived_frozen():
                 for index, cfg in jobs:
                     ret = pool.run_sweep_job(
                         launcher.hydra_context, launcher.task_function, cfg
                     )
+                    # Read by no one (as on the workers): a deep copy of
+                    # Hydra's config and the job's, ~10,000 objects a job.
+                    ret.cfg = ret.hydra_cfg = None
                     report(progress, index, ret)
                     results.append(ret)
+                    garbage.keep()  # its results, kept to the end
         finally:
             app.PRINT_JOB_LINES = saved
         return results

@@ -40,6 +40,9 @@ from typing import Any
 
 from depthlab import interrupts
 
+_in_tracker = False
+"""True in the tracker process (set by :func:`_serve`)."""
+
 
 def _serve(conn: Any) -> None:
     """The tracker's loop: run each ``(function, args, kwargs, reply)``
@@ -48,6 +51,8 @@ def _serve(conn: Any) -> None:
     gone."""
     import gc
 
+    global _in_tracker
+    _in_tracker = True
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     # What the forkserver imported is never garbage: no collection walks it
@@ -75,11 +80,11 @@ def _serve(conn: Any) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    # The report's process pool is garbage in a reference cycle: collected, it
-    # gives its semaphores back (else multiprocessing's resource tracker warns
-    # of them at the sweep's end). No teardown of the modules the forkserver
-    # loaded (~0.6 s).
-    gc.collect()
+    # No teardown of the modules the forkserver loaded (~0.6 s), and no last
+    # collection (0.2 s at the end of the benchmark's 196-job sweep, which the
+    # sweep's process waits for): the report's process pool, garbage in a
+    # reference cycle, holds only semaphores of the fork context, unlinked
+    # when they were made (nothing for multiprocessing's resource tracker).
     os._exit(0)
 
 
@@ -263,13 +268,18 @@ def close() -> None:
 def import_report_stack() -> None:
     """Import what the report draws with (matplotlib, seaborn: ~1 s), ahead of
     the report; what fails is left for the report to say."""
-    try:
-        import matplotlib.figure  # noqa: F401
-        import seaborn  # noqa: F401
+    from depthlab import garbage
 
-        import depthlab.report  # noqa: F401
+    try:
+        with garbage.paused():
+            import matplotlib.figure  # noqa: F401
+            import seaborn  # noqa: F401
+
+            import depthlab.report  # noqa: F401
     except Exception:
         pass
+    if _in_tracker:  # which never unfreezes: the modules live as long as it
+        garbage.keep()
 
 
 _tables: dict[str, Any] = {}
@@ -280,9 +290,12 @@ def keep_tables(run_id: str, path: str) -> None:
     """Read the tables a job left in the file ``path``, for the report: sent
     by the sweep's process as each job ends, so that they are read while the
     other jobs run rather than all after them."""
+    from depthlab import garbage
     from depthlab.sweep.workers import returned_tables
 
     _tables[run_id] = returned_tables(path)
+    if _in_tracker:  # which never unfreezes: they are kept to the report
+        garbage.keep()
 
 
 def build_report(

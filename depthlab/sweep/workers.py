@@ -54,7 +54,8 @@ PRELOAD = (
     "mlflow.store.tracking.sqlalchemy_store",
     "scipy.optimize",  # the theory's root finding (imported where used)
 )
-"""Modules the forkserver imports once, before it forks the workers."""
+"""Modules the forkserver imports once, before it forks the workers (through
+:mod:`depthlab.sweep.preload`, with the garbage collector paused)."""
 
 STOP_TIMEOUT_S = 60.0
 """How long a stopped sweep waits for its workers to mark their runs FAILED."""
@@ -149,30 +150,6 @@ def core_sets(
     return [cpus[i * threads : (i + 1) * threads] for i in range(workers)]
 
 
-@contextlib.contextmanager
-def long_lived_frozen() -> Iterator[None]:
-    """Keep the objects alive now out of the garbage collector's passes for
-    the block (:func:`gc.freeze`, then :func:`gc.unfreeze`).
-
-    A process that runs jobs holds millions of objects that live as long as it
-    does (mlflow's, SQLAlchemy's, pandas' modules), and each job makes enough
-    new ones to trigger full collections, each of which walks them all; in a
-    worker forked from the forkserver, walking them also copies the pages the
-    forkserver's imports left shared. Frozen, a collection walks only what the
-    jobs made. On the 196-job sweep of the benchmark's ``baseline`` section,
-    a worker's collections (where :func:`_initialize` freezes what the
-    forkserver imported) take 0.24-0.25 s instead of 0.64 s
-    (``python experiments/benchmark/sweep_processes.py``).
-    """
-    import gc
-
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def job_threads() -> int:
     """The threads a job may use: its worker's budget, or every core when the
     job runs alone (in the sweep's process, or under another Hydra launcher)."""
@@ -220,7 +197,7 @@ def _initialize(
 
     import depthlab.sweep.app as app
 
-    gc.freeze()  # what the forkserver imported (see long_lived_frozen)
+    gc.freeze()  # what the forkserver imported (depthlab.garbage)
     hydra_context, instances = pickle.loads(state)
     # Singleton.set_state without OmegaConf's resolvers (local functions, which
     # pickle cannot send): setup_globals registers Hydra's own again.
@@ -360,7 +337,9 @@ def returned_tables(path: str) -> dict[str, Any]:
 
 def _context() -> Any:
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(PRELOAD))
+    # depthlab.sweep.preload imports PRELOAD as it should be; then any module
+    # added to PRELOAD here (a benchmark's probe) is imported too.
+    ctx.set_forkserver_preload(["depthlab.sweep.preload", *PRELOAD])
     return ctx
 
 

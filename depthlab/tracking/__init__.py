@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # imported where used: a sweep's process need not load pandas
     import pandas as pd
 
-from depthlab import __version__
+from depthlab import __version__, garbage
 from depthlab.interrupts import deferred, deferring
 from depthlab.tracking import template
 from depthlab.tracking.store import (
@@ -188,7 +188,8 @@ def _client(uri: str) -> Any:
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     if uri.startswith(("http://", "https://")):
         limit_http_retries()
-    with store_lock(uri), faults(uri):
+    # What it imports (mlflow: ~1 s, the first time) and opens lives on.
+    with store_lock(uri), faults(uri), garbage.paused():
         check_database_file(uri)
         from mlflow.tracking import MlflowClient
 

@@ -113,8 +113,19 @@ def load_sweep(
         same frames (a parquet round trip keeps them exactly), without the
         reads, which are most of the load time of a large sweep.
     """
+    from depthlab import garbage
+
+    with garbage.paused():  # ~14,000 ORM rows for 200 runs, pandas' pieces
+        return _load_sweep(uri, parent_run_id, tables, known_tables or {})
+
+
+def _load_sweep(
+    uri: str,
+    parent_run_id: str,
+    tables: Collection[str] | None,
+    known: KnownTables,
+) -> Sweep:
     client = _client(uri)
-    known = known_tables or {}
     try:
         parent = client.get_run(parent_run_id)
     except Exception as err:
