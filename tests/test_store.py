@@ -386,3 +386,30 @@ def test_an_exited_unreaped_process_is_gone() -> None:
     assert Path(f"/proc/{child.pid}/stat").exists()
     assert owner.alive() is False
     child.wait()
+
+
+def test_a_store_opened_by_another_process_is_opened_without_the_lock(
+    tmp_path: Path,
+) -> None:
+    """(tracking.opened_before.) A new store, or one whose write-ahead log is
+    gone (no process has it open), is opened under the lock; one open in WAL
+    mode with its Default experiment is not, and the check creates no file."""
+    db = tmp_path / "mlflow.db"
+    assert not tracking.opened_before(db)  # no file
+    uri = f"sqlite:///{db}"
+    tracking.open_store(uri, "t")  # this process keeps it open
+    assert tracking.opened_before(db)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    other = tmp_path / "copy.db"
+    other.write_bytes(db.read_bytes())  # no -wal, no -shm beside it
+    assert not tracking.opened_before(other)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*files, "copy.db"])
+    # A damaged file beside a log is not taken for an opened store.
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(db.read_bytes()[:100] + b"\0" * 4000)
+    for ext in ("-wal", "-shm"):
+        (tmp_path / f"bad.db{ext}").write_bytes(b"")
+    assert not tracking.opened_before(bad)

@@ -188,14 +188,18 @@ def _client(uri: str) -> Any:
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     if uri.startswith(("http://", "https://")):
         limit_http_retries()
+    # A store that another process has opened already needs no lock: MLflow
+    # writes nothing when it opens it. (The sweep's workers open their clients
+    # while the tracker and each other run: under the lock they waited ~0.1 s.)
+    db = db_path(uri)
+    lock = contextlib.nullcontext() if db and opened_before(db) else store_lock(uri)
     # What it imports (mlflow: ~1 s, the first time) and opens lives on.
-    with store_lock(uri), faults(uri), garbage.paused():
+    with lock, faults(uri), garbage.paused():
         check_database_file(uri)
         from mlflow.tracking import MlflowClient
 
         if uri.startswith("sqlite:"):
             _use_sqlite_wal()
-        db = db_path(uri)
         new = db is not None and template.is_new(db)
         copied = new and template.copy_to(db)  # a new store without migrating
         client = MlflowClient(tracking_uri=uri)
@@ -203,6 +207,39 @@ def _client(uri: str) -> Any:
         if new and not copied:
             template.save(db)
     return client
+
+
+def opened_before(db: Path) -> bool:
+    """Whether MLflow has opened the SQLite store ``db`` before (in WAL mode,
+    migrated, with its Default experiment), so that opening it again writes
+    nothing: no migration, no experiment 0, no change of journal mode.
+
+    Read without the store's lock, in one read transaction: a store being
+    created is a new file (:mod:`depthlab.tracking.template` moves a complete
+    copy into place) or one that MLflow is migrating, which has no Default
+    experiment until it is done. Only while the store's write-ahead log and
+    its index exist (a process has it open: a sweep's tracker, while its
+    workers start), so that this read creates no file beside it.
+    """
+    import sqlite3
+
+    if not all(db.with_name(db.name + ext).is_file() for ext in ("-wal", "-shm")):
+        return False
+    try:
+        with open(db, "rb") as f:
+            header = f.read(20)
+        if len(header) < 20 or header[18:20] != b"\x02\x02":  # not WAL yet
+            return False
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
+        try:
+            row = con.execute(
+                "SELECT count(*) FROM experiments WHERE experiment_id = 0"
+            ).fetchone()
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error):
+        return False
+    return row == (1,)
 
 
 @cache
