@@ -74,3 +74,23 @@ def test_sweep_processes_times_every_process_of_a_parallel_sweep(
         if line.startswith("worker ")
     ]
     assert sum(jobs) == 4
+
+
+def test_compare_trees_runs_each_tree_s_own_depthlab(tmp_path: Path) -> None:
+    """Each tree's sweep imports that tree's depthlab (PYTHONPATH first): a
+    tree whose depthlab says so in its version is seen by its runs."""
+    import shutil
+
+    repo = BENCHMARK.parents[1]
+    other = tmp_path / "other"
+    shutil.copytree(repo / "depthlab", other / "depthlab")
+    init = other / "depthlab" / "__init__.py"
+    init.write_text(init.read_text() + "\nraise SystemExit('tree B ran')\n")
+    script = str(BENCHMARK / "compare_trees.py")
+    args = ["--rounds", "1", "--cores", "1", str(repo), str(other), "depth=2,3"]
+    done = run_python(tmp_path, script, *args, *TINY, timeout=300)
+    assert done.returncode != 0 and "tree B ran" in done.stderr
+    same = run_python(tmp_path, script, *args[:-2], str(repo), "depth=2,3", *TINY)
+    assert same.returncode == 0, same.stderr
+    assert "1 core(s): B / A = " in same.stdout
+    assert same.stdout.count(" on 1 core(s): ") == 2
