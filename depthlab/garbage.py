@@ -6,9 +6,9 @@ that makes many objects that live on (imports: modules, classes, functions;
 a sweep's results; a sweep read back from MLflow) therefore triggers full
 passes again and again, each longer than the last, and finds nothing to free.
 On the 196-job sweep of the benchmark's ``baseline`` section in one process,
-its collections took 1.7 s of 24 s (``python
-experiments/benchmark/sweep_processes.py --cpus 0 ...``); reading that sweep
-back for its report, 0.4 of 0.6 s.
+its collections took 2.04 s of 27.2 s, 0.81 s of 25.7 s with the remedies
+below (``python experiments/benchmark/sweep_processes.py --cpus 0 ...`` on
+each code tree, the same hour).
 
 Two remedies, each for a block of such work:
 

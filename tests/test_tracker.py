@@ -117,6 +117,35 @@ def test_keep_tables_reads_a_jobs_file_and_removes_it(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(tracker_module._tables.pop("r1")["per_layer"], table)
 
 
+def frozen_after_keeping(path: str) -> tuple[bool, bool]:
+    """In the tracker: whether it knows it is the tracker, and whether keeping
+    a job's tables froze more objects (it never unfreezes)."""
+    import gc
+
+    before = gc.get_freeze_count()
+    tracker_module.keep_tables("r2", path)
+    tracker_module._tables.clear()
+    return tracker_module._in_tracker(), gc.get_freeze_count() > before
+
+
+def test_only_the_tracker_freezes_the_tables_it_keeps(
+    tracker: Tracker, tmp_path: Path
+) -> None:
+    import gc
+
+    import pandas as pd
+
+    tables = pickle.dumps({"per_layer": pd.DataFrame({"layer": [2]})})
+    there = tmp_path / "there.pickle"
+    there.write_bytes(tables)
+    assert tracker.call(frozen_after_keeping, str(there)) == (True, True)
+    here = tmp_path / "here.pickle"
+    here.write_bytes(tables)
+    before = gc.get_freeze_count()
+    assert frozen_after_keeping(str(here))[0] is False
+    assert gc.get_freeze_count() == before  # this process: nothing frozen
+
+
 def test_a_sweep_on_workers_imports_neither_mlflow_nor_matplotlib(
     tmp_path: Path,
 ) -> None:

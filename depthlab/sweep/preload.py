@@ -5,10 +5,9 @@ frozen (:mod:`depthlab.garbage`).
 Imports make objects that live as long as the process (modules, classes,
 functions), and the collector's full passes during them walk everything loaded
 so far and free nothing. Frozen in the forkserver, all of it stays out of the
-passes of the processes forked from it (the workers, the tracker): a worker's
-collections over the benchmark's 196-job sweep take 0.23 s instead of 0.46 s
-(``python experiments/benchmark/sweep_processes.py``). Imported anywhere else
-(a test's collection), it only imports.
+passes of the processes forked from it (the workers, the tracker), which
+therefore never touch (and copy) the pages it shares with them. Imported
+anywhere else (a test's collection), it only imports.
 """
 
 import gc

@@ -40,9 +40,6 @@ from typing import Any
 
 from depthlab import interrupts
 
-_in_tracker = False
-"""True in the tracker process (set by :func:`_serve`)."""
-
 
 def _serve(conn: Any) -> None:
     """The tracker's loop: run each ``(function, args, kwargs, reply)``
@@ -51,8 +48,6 @@ def _serve(conn: Any) -> None:
     gone."""
     import gc
 
-    global _in_tracker
-    _in_tracker = True
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     # What the forkserver imported is never garbage: no collection walks it
@@ -97,6 +92,18 @@ def _sendable(err: BaseException) -> BaseException:
     return err
 
 
+PROCESS_NAME = "depthlab-tracker"
+"""The tracker's name as multiprocessing knows it."""
+
+
+def _in_tracker() -> bool:
+    """Whether this is the tracker process (which never unfreezes what it
+    freezes, and exits without a teardown)."""
+    import multiprocessing
+
+    return multiprocessing.current_process().name == PROCESS_NAME
+
+
 class Tracker:
     """The tracker process (see the module); :meth:`call` runs a function there.
 
@@ -113,7 +120,7 @@ class Tracker:
         # Not a daemon: a daemon may not start processes, and the report's
         # figures are drawn in processes forked from this one.
         self._process = ctx.Process(
-            target=_serve, args=(child,), name="depthlab-tracker", daemon=False
+            target=_serve, args=(child,), name=PROCESS_NAME, daemon=False
         )
         self._child = child
         self.alive = True
@@ -278,7 +285,7 @@ def import_report_stack() -> None:
             import depthlab.report  # noqa: F401
     except Exception:
         pass
-    if _in_tracker:  # which never unfreezes: the modules live as long as it
+    if _in_tracker():  # the modules live as long as it
         garbage.keep()
 
 
@@ -294,7 +301,7 @@ def keep_tables(run_id: str, path: str) -> None:
     from depthlab.sweep.workers import returned_tables
 
     _tables[run_id] = returned_tables(path)
-    if _in_tracker:  # which never unfreezes: they are kept to the report
+    if _in_tracker():  # they are kept to the report
         garbage.keep()
 
 

@@ -42,6 +42,7 @@ from depthlab.tracking.store import (
     check_database_file,
     db_path,
     faults,
+    journal_mode,
     store_lock,
     this_process,
     why_dead,
@@ -190,7 +191,7 @@ def _client(uri: str) -> Any:
         limit_http_retries()
     # A store that another process has opened already needs no lock: MLflow
     # writes nothing when it opens it. (The sweep's workers open their clients
-    # while the tracker and each other run: under the lock they waited ~0.1 s.)
+    # while the tracker and each other do: under the lock they waited.)
     db = db_path(uri)
     lock = contextlib.nullcontext() if db and opened_before(db) else store_lock(uri)
     # What it imports (mlflow: ~1 s, the first time) and opens lives on.
@@ -226,9 +227,7 @@ def opened_before(db: Path) -> bool:
     if not all(db.with_name(db.name + ext).is_file() for ext in ("-wal", "-shm")):
         return False
     try:
-        with open(db, "rb") as f:
-            header = f.read(20)
-        if len(header) < 20 or header[18:20] != b"\x02\x02":  # not WAL yet
+        if journal_mode(db) != "wal":
             return False
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
         try:

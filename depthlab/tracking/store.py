@@ -382,6 +382,20 @@ def faults(uri: str) -> Iterator[None]:
         raise fault from None
 
 
+def journal_mode(db: Path) -> str | None:
+    """The journal mode an SQLite file's header records: ``"wal"``,
+    ``"rollback"``, or None (too short, or neither).
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read.
+    """
+    with open(db, "rb") as f:
+        header = f.read(20)
+    return {b"\x01\x01": "rollback", b"\x02\x02": "wal"}.get(header[18:20])
+
+
 def check_database_file(uri: str) -> None:
     """Fail fast on a SQLite file that is not a database, before SQLAlchemy
     opens it (SQLite answers a truncated file only on its first read, deep in

@@ -32,7 +32,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from depthlab.tracking.store import StoreFault, check_database_file
+from depthlab.tracking.store import StoreFault, check_database_file, journal_mode
 
 CACHE_ENV = "DEPTHLAB_CACHE_DIR"
 """The environment variable that names depthlab's cache folder."""
@@ -87,9 +87,7 @@ def _fault(db: Path) -> str | None:
         if db.stat().st_size == 0:
             return "empty"
         check_database_file(f"sqlite:///{db}")
-        with open(db, "rb") as f:
-            header = f.read(20)
-        if header[18:20] != b"\x01\x01":
+        if journal_mode(db) != "rollback":
             return "not in rollback-journal mode"
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
