@@ -49,9 +49,9 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.linalg import lapack, solve_triangular
-from threadpoolctl import threadpool_limits
 
 from depthlab import blocks
+from depthlab.backend import blas_controller
 from depthlab.gradient import shared_parameters
 from depthlab.network import Network
 
@@ -512,7 +512,7 @@ def log_singular_values_of_product(matrices: Sequence[Array]) -> Array:
         log_total = log_total + exponent[..., 0, 0] * np.log(2.0)
         scaled.append(np.ldexp(a, -exponent))
     n_in, n_out = mats[0].shape[-1], mats[-1].shape[-2]
-    with threadpool_limits(limits=1):
+    with blas_controller().limit(limits=1):
         steps = _accumulate(
             (lambda V, a=a: V @ np.swapaxes(a, -1, -2) for a in scaled),
             batch_shape,
@@ -563,7 +563,7 @@ def layer_singular_values(net: Network, X: Array) -> list[Array]:
         return [s[..., 0, :] for s in out] if single else out
     fp = net.forward(X)
     out = []
-    with threadpool_limits(limits=1):
+    with blas_controller().limit(limits=1):
         for w, z, sigma in zip(net.weights, fp.preactivations, net.sigmas, strict=True):
             J = sigma.derivative(z)[..., :, None] * w[..., None, :, :]
             out.append(np.linalg.svd(J, compute_uv=False))
@@ -657,7 +657,7 @@ def jacobian_log_singular_values(
             _dense_factor(net.weights[i], zs[i], net.sigmas[i].derivative)
             for i in range(first - 2, last - 1)
         ]
-    with threadpool_limits(limits=1):
+    with blas_controller().limit(limits=1):
         steps = _accumulate(apply, batch_shape, net.widths[0], start)
         return _finish(steps, first, net.widths, wanted, single, factors)
 
@@ -679,7 +679,7 @@ def _layers_singular_values(net: Network, X: Array) -> list[Array]:
     """
     fp = blocks.lean_forward(net, X)
     out = []
-    with threadpool_limits(limits=1):
+    with blas_controller().limit(limits=1):
         for i in range(len(net.weights)):
             J = blocks.jacobian(net, fp, i)
             out.append(np.linalg.svd(J, compute_uv=False))

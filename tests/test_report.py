@@ -242,3 +242,42 @@ def test_one_colour_per_config_in_every_figure(sweep: tracking.Sweep) -> None:
     assert data.hue_keys == ["sigma_w"] and data.facet_keys == []
     assert list(data.colors) == data.hue_order == ["sigma_w=0.8", "sigma_w=1.5"]
     assert len(set(data.colors.values())) == 2
+
+
+WARM_UP = """
+import json
+import matplotlib as mpl
+from matplotlib.mathtext import MathTextParser
+
+from depthlab.report import plotting
+
+before = dict(mpl.rcParams)
+built_before = MathTextParser._parser is not None
+plotting.warm_up()
+print(json.dumps({
+    "built_before": built_before,
+    "built": MathTextParser._parser is not None,
+    "cached": plotting._mathtext()._parse_cached.cache_info().currsize,
+    "rc_kept": dict(mpl.rcParams) == before,
+}))
+"""
+
+
+def test_the_warm_up_builds_the_mathtext_parser_and_changes_no_setting(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    done = run_python(tmp_path, "-c", WARM_UP)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.splitlines()[-1])
+    # What a process's first log axis pays (the grammar) is paid, the log
+    # tick labels are in the shared parser's cache, and the report's style
+    # was only borrowed.
+    assert out == {
+        "built_before": False,
+        "built": True,
+        "cached": out["cached"],
+        "rc_kept": True,
+    }
+    assert out["cached"] >= 2

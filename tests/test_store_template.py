@@ -106,7 +106,7 @@ def test_a_store_from_the_template_is_what_mlflow_makes(
     assert copy_schema == schema
     assert len(schema) > 40
     assert copy_rows == rows  # alembic_version and every table's rows
-    assert rows["alembic_version"] == [[("version_num", template._head_revision())]]
+    assert rows["alembic_version"] == [[("version_num", template.head_revision())]]
     for name, ((_, _, default), expected, before, after) in made.items():
         assert default["artifact_location"] == expected
         assert expected.endswith(f"{name}/mlruns/0")
@@ -193,3 +193,61 @@ def test_a_sweep_on_a_copied_store_finishes_its_jobs(
     jobs = job_runs(tracking.default_uri(sweep))
     assert sorted(jobs["params.depth"]) == ["2", "3"]
     assert list(jobs["status"]) == ["FINISHED"] * 2
+
+
+HEAD_REVISION_SCAN = """
+import json
+import mlflow.store.db.utils as utils
+from alembic.script import ScriptDirectory
+
+from depthlab.tracking import template
+
+scans = []
+real = ScriptDirectory.from_config
+
+def counted(config):
+    scans.append(1)
+    return real(config)
+
+ScriptDirectory.from_config = staticmethod(counted)
+first = utils._get_latest_schema_revision()
+template.remember_head_revision()
+template.remember_head_revision()  # a second call keeps the first cache
+found = [utils._get_latest_schema_revision() for _ in range(3)]
+print(json.dumps({"first": first, "found": found, "scans": len(scans),
+                  "head": template.head_revision(), "after": len(scans)}))
+"""
+
+
+def test_mlflow_s_newest_schema_revision_is_found_once_per_process(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from conftest import run_python
+
+    done = run_python(tmp_path, "-c", HEAD_REVISION_SCAN)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.splitlines()[-1])
+    # Uncached, MLflow scanned its migrations for its own call; cached, the
+    # first of the next calls scans once and the others (and head_revision)
+    # read the cache: the same revision every time.
+    assert out["found"] == [out["first"]] * 3 == [out["head"]] * 3
+    assert out["scans"] == 2 and out["after"] == 2
+
+
+def head_revision_cached() -> int:
+    """A forkserver process's target: how many revisions MLflow has cached."""
+    import mlflow.store.db.utils as utils
+
+    found = utils._get_latest_schema_revision
+    return found.cache_info().currsize if hasattr(found, "cache_info") else -1
+
+
+def test_the_workers_inherit_the_schema_revision_from_their_forkserver() -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from depthlab.sweep import workers
+
+    with ProcessPoolExecutor(1, mp_context=workers._context()) as pool:
+        assert pool.submit(head_revision_cached).result(timeout=120) == 1

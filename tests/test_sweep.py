@@ -222,3 +222,36 @@ def test_a_bad_value_in_a_users_preset_sweep_fails_fast(tmp_path: Path) -> None:
         "pass and the theory overflow)"
     ]
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_number_jobs_gives_each_config_its_number_folder_and_totals() -> None:
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    import depthlab.sweep.app  # noqa: F401  (launch is imported through it)
+    from depthlab.sweep.launch import number_jobs
+
+    sweeper = SimpleNamespace(
+        config=OmegaConf.create({"hydra": {"sweep": {"dir": "multirun/a"}}})
+    )
+    composed = []
+    for _ in range(3):
+        cfg = OmegaConf.create(
+            {
+                "hydra": {"job": {}, "sweep": {"dir": "${oc.env:NOWHERE,x}"}},
+                "tracking": {},
+            }
+        )
+        OmegaConf.set_struct(cfg, True)  # as Hydra composes them
+        composed.append(cfg)
+    number_jobs(sweeper, composed)
+    assert [
+        (c.hydra.job.id, c.hydra.job.num, c.tracking.job_index, c.tracking.jobs_total)
+        for c in composed
+    ] == [(0, 0, 0, 3), (1, 1, 1, 3), (2, 2, 2, 3)]
+    # The sweep's folder as the sweep's process resolved it, not an
+    # interpolation a worker would resolve again.
+    assert {OmegaConf.to_container(c.hydra.sweep)["dir"] for c in composed} == {
+        "multirun/a"
+    }

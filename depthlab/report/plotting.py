@@ -175,6 +175,27 @@ def render(drawn: Drawn) -> Drawn:
     return drawn
 
 
+def warm_up() -> None:
+    """Draw and render one small figure in the report's style, then throw it
+    away, so that what a process pays for its first figure (the mathtext
+    parser's grammar, built for the first log axis's tick labels; the fonts)
+    is paid ahead of the report, while the sweep's jobs run. The report's
+    figure processes are forked after it and inherit it
+    (:mod:`depthlab.report.parallel`); else each paid it at its first figure.
+    """
+    from matplotlib.figure import Figure
+
+    with style():
+        fig = Figure(figsize=PANEL, layout="constrained")
+        ax = fig.subplots()
+        ax.plot([2, 3, 4], [1e-2, 1.0, 1e2], label="a")
+        ax.set_yscale("log")
+        ax.set_title("a")
+        ax.set_xlabel("a")
+        fig.legend(title="a", loc="outside right upper")
+        render(Drawn("warm-up", "warm-up", figure=fig))
+
+
 @functools.cache
 def _mathtext() -> Any:
     """The mathtext parser that every figure's Agg renderer uses (the one each

@@ -41,7 +41,13 @@ from depthlab.jobs.config import Config
 from depthlab.jobs.schema import ConfigError, config_hash
 from depthlab.jobs.validate import validate
 from depthlab.sweep.compose import compose_job_configs
-from depthlab.sweep.launch import _launch, _n_jobs, _wait_for_claimed, _warm_up_workers
+from depthlab.sweep.launch import (
+    _launch,
+    _n_jobs,
+    _wait_for_claimed,
+    _warm_up_workers,
+    number_jobs,
+)
 from depthlab.sweep.names import run_name, sweep_run_names, sweep_title
 
 
@@ -415,6 +421,7 @@ def sweep(sweeper: Any, arguments: list[str]) -> list[Any]:
         )
     # Valid: the workers' imports may start, beside the store's checks.
     _warm_up_workers(sweeper, len(jobs))
+    number_jobs(sweeper, composed)
     try:
         return _run_sweep(sweeper, arguments, jobs, composed, configs, sweep_dir, tic)
     finally:

@@ -179,6 +179,28 @@ def _launch(
     return results, failed
 
 
+def number_jobs(sweeper: Any, composed: Sequence[DictConfig]) -> None:
+    """Give each composed job config what a launcher gives it, but its
+    parent run: its number (``hydra.job.id`` and ``hydra.job.num``), the
+    sweep's folder (``hydra.sweep.dir``, resolved here: a worker's
+    ``${now:...}`` would be its own time), ``tracking.jobs_total`` and
+    ``tracking.job_index``.
+
+    Called once the configs are valid, before the store is opened: a sweep
+    on workers numbers them while its tracker process starts and opens the
+    store. :func:`_run_in_process` adds ``tracking.parent_run_id``.
+    """
+    sweep_dir = str(sweeper.config.hydra.sweep.dir)
+    total = len(composed)
+    for index, cfg in enumerate(composed):
+        with open_dict(cfg):
+            cfg.hydra.job.id = index
+            cfg.hydra.job.num = index
+            cfg.hydra.sweep.dir = sweep_dir
+            cfg.tracking.jobs_total = total
+            cfg.tracking.job_index = index
+
+
 def _quoted(text: str) -> str:
     """``text`` as a quoted value of a Hydra override."""
     escaped = text.replace("\\", "\\\\").replace("'", "\\'")
@@ -223,16 +245,9 @@ def _run_in_process(
 
     setup_globals()
     launcher = sweeper.launcher
-    sweep_dir = str(sweeper.config.hydra.sweep.dir)
-    for index, cfg in jobs:
+    for _, cfg in jobs:  # numbered before (number_jobs): only the parent is new
         with open_dict(cfg):
-            cfg.hydra.job.id = index
-            cfg.hydra.job.num = index
-            # Resolved here: a worker's ${now:...} would be its own time.
-            cfg.hydra.sweep.dir = sweep_dir
             cfg.tracking.parent_run_id = sweep_info["parent_run_id"]
-            cfg.tracking.jobs_total = sweep_info["jobs_total"]
-            cfg.tracking.job_index = index
 
     in_tracker = tracker.current()  # which builds the report, if there is one
 

@@ -20,6 +20,9 @@ from depthlab.sweep.workers import PRELOAD
 with garbage.paused():
     for _name in PRELOAD:
         importlib.import_module(_name)
+    # Found once here, MLflow's newest schema revision is inherited by the
+    # tracker and the workers, which check every store they open against it.
+    importlib.import_module("depthlab.tracking.template").head_revision()
 # multiprocessing starts the forkserver as `python -c "from
 # multiprocessing.forkserver import main; main(...)"`.
 if sys.argv[:1] == ["-c"] and "multiprocessing.forkserver" in sys.modules:

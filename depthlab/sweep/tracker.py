@@ -273,8 +273,9 @@ def close() -> None:
 
 
 def import_report_stack() -> None:
-    """Import what the report draws with (matplotlib, seaborn: ~1 s), ahead of
-    the report; what fails is left for the report to say."""
+    """Import what the report draws with (matplotlib, seaborn: ~1 s) and draw
+    a first figure (:func:`depthlab.report.plotting.warm_up`), ahead of the
+    report; what fails is left for the report to say."""
     from depthlab import garbage
 
     try:
@@ -283,6 +284,9 @@ def import_report_stack() -> None:
             import seaborn  # noqa: F401
 
             import depthlab.report  # noqa: F401
+            from depthlab.report import plotting
+
+            plotting.warm_up()
     except Exception:
         pass
     if _in_tracker():  # the modules live as long as it

@@ -201,6 +201,7 @@ def _client(uri: str) -> Any:
 
         if uri.startswith("sqlite:"):
             _use_sqlite_wal()
+        template.remember_head_revision()
         new = db is not None and template.is_new(db)
         copied = new and template.copy_to(db)  # a new store without migrating
         client = MlflowClient(tracking_uri=uri)

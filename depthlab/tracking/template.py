@@ -26,6 +26,7 @@ new store replaces it). The caller holds the store's lock
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -71,11 +72,31 @@ def is_new(db: Path) -> bool:
         return False
 
 
-def _head_revision() -> str:
+def head_revision() -> str:
     """MLflow's newest schema revision (what it checks every store against)."""
-    from mlflow.store.db.utils import _get_latest_schema_revision
+    remember_head_revision()
+    from mlflow.store.db import utils
 
-    return _get_latest_schema_revision()
+    return utils._get_latest_schema_revision()
+
+
+def remember_head_revision() -> None:
+    """Have MLflow find its newest schema revision once per process.
+
+    MLflow's ``_get_latest_schema_revision`` loads all of its alembic
+    migration scripts (over a hundred) each time it is called, twice for
+    every store a process opens (its engine and its read engine): on the
+    tracker's way to a sweep's first job, and in each worker's first job.
+    The answer depends only on the installed MLflow, so it is cached
+    (``functools.cache``); found in the workers' forkserver
+    (:mod:`depthlab.sweep.preload`), it is inherited by every process forked
+    from it. Safe to call more than once.
+    """
+    from mlflow.store.db import utils
+
+    found = utils._get_latest_schema_revision
+    if not hasattr(found, "cache_info"):
+        utils._get_latest_schema_revision = functools.cache(found)
 
 
 def _fault(db: Path) -> str | None:
@@ -103,7 +124,7 @@ def _fault(db: Path) -> str | None:
         return err.cause
     except (OSError, sqlite3.Error) as err:
         return str(err)
-    if versions != [(_head_revision(),)]:
+    if versions != [(head_revision(),)]:
         return f"schema {versions}"
     if default != (0,):
         return "holds a Default experiment"
