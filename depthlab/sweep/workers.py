@@ -52,6 +52,9 @@ PRELOAD = (
     "mlflow.tracking",
     "mlflow.entities",
     "mlflow.store.tracking.sqlalchemy_store",
+    "sqlalchemy.dialects.sqlite",  # imported when a process opens its store
+    "pyarrow.parquet",  # a job's tables (pandas imports it at the first write)
+    "depthlab.jobs.engine",  # a probe job's engine (imported where used)
     "scipy.optimize",  # the theory's root finding (imported where used)
 )
 """Modules the forkserver imports once, before it forks the workers (through
