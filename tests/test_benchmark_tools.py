@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from conftest import TINY, run_python
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "experiments" / "benchmark"
@@ -94,3 +95,33 @@ def test_compare_trees_runs_each_tree_s_own_depthlab(tmp_path: Path) -> None:
     assert same.returncode == 0, same.stderr
     assert "1 core(s): B / A = " in same.stdout
     assert same.stdout.count(" on 1 core(s): ") == 2
+
+
+def test_machine_share_runs_one_sweep_alone_then_one_per_core(tmp_path: Path) -> None:
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPUs")
+    script = str(BENCHMARK / "machine_share.py")
+    args = ["--rounds", "1", "depth=2,3", *TINY]
+    done = run_python(tmp_path, script, *args, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("round 1:")]
+    # "round 1: alone A s; together B s and C s"
+    words = line.removeprefix("round 1:").replace(";", " ").split()
+    numbers = [float(w) for w in words if w[0].isdigit()]
+    assert len(numbers) == 3 and min(numbers) > 0
+    alone, together = numbers[0], numbers[1:]
+    share = float(done.stdout.split("share = 2 * alone / together = ")[1].split()[0])
+    # The printed walls are rounded to 10 ms.
+    assert share == pytest.approx(2 * alone / max(together), rel=0.02)
+
+
+def test_machine_share_says_a_failed_sweep_s_error(tmp_path: Path) -> None:
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPUs")
+    script = str(BENCHMARK / "machine_share.py")
+    done = run_python(tmp_path, script, "--rounds", "1", "deptth=3", timeout=300)
+    assert done.returncode != 0 and "deptth" in done.stderr
