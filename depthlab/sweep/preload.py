@@ -10,6 +10,7 @@ therefore never touch (and copy) the pages it shares with them. Imported
 anywhere else (a test's collection), it only imports.
 """
 
+import contextlib
 import gc
 import importlib
 import sys
@@ -21,8 +22,10 @@ with garbage.paused():
     for _name in PRELOAD:
         importlib.import_module(_name)
     # Found once here, MLflow's newest schema revision is inherited by the
-    # tracker and the workers, which check every store they open against it.
-    importlib.import_module("depthlab.tracking.template").head_revision()
+    # tracker and the workers, which check every store they open against it
+    # (an error is left for the first store call to say).
+    with contextlib.suppress(Exception):
+        importlib.import_module("depthlab.tracking.template").head_revision()
 # multiprocessing starts the forkserver as `python -c "from
 # multiprocessing.forkserver import main; main(...)"`.
 if sys.argv[:1] == ["-c"] and "multiprocessing.forkserver" in sys.modules:
