@@ -165,6 +165,31 @@ def test_figures_drawn_by_forked_processes_are_the_same_bytes(
     assert out.stdout.strip() == "same"
 
 
+DIGESTS = """
+import hashlib, sys
+from depthlab import tracking
+from depthlab.report import prepare, plotting
+from depthlab.report.figures import draw_all
+
+data = prepare(tracking.load_sweep(sys.argv[1], sys.argv[2]))
+if sys.argv[3] == "warm":
+    plotting.warm_up()
+for d in draw_all(data, workers=1):
+    print(d.name, hashlib.sha256(d.png or b"").hexdigest())
+"""
+
+
+def test_the_warm_up_changes_no_figure(uri: str, parent: str, tmp_path: Path) -> None:
+    # Each in a fresh process: its first figure drawn cold, or after the
+    # warm-up that the tracker draws while the jobs run.
+    cold, warm = (
+        run_python(tmp_path, "-c", DIGESTS, uri, parent, how)
+        for how in ("cold", "warm")
+    )
+    assert cold.returncode == 0 and warm.returncode == 0, cold.stderr + warm.stderr
+    assert cold.stdout == warm.stdout and len(cold.stdout.splitlines()) >= 5
+
+
 def test_a_sweep_with_less_data_lists_what_is_left_out(
     sweep: tracking.Sweep, built: Path, tmp_path: Path
 ) -> None:
