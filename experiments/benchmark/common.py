@@ -11,13 +11,67 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+SWEEP_196 = ["depth=2..50", "activation=tanh,relu,sigmoid,erf"]
+"""The arguments of the baseline section's 196-job sweep (``2 cores against 1``)."""
+
+
+def start_depthlab(
+    args: Sequence[str], cpus: Sequence[int], env: Mapping[str, str] | None = None
+) -> tuple[subprocess.Popen, Path]:
+    """Start ``python -m depthlab ARGS`` pinned to ``cpus`` (its CPU affinity)
+    in a fresh temporary folder (a fresh store); ``env``: its environment
+    (default: this process's). Returns the process and the folder, for
+    :func:`end_depthlab`. Start from one thread only (``preexec_fn``)."""
+    work = Path(tempfile.mkdtemp(prefix="depthlab-bench-"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "depthlab", *args],
+        cwd=work,
+        env=dict(env) if env is not None else None,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, list(cpus)),
+    )
+    return proc, work
+
+
+def end_depthlab(proc: subprocess.Popen, work: Path) -> None:
+    """End a process of :func:`start_depthlab` (killed if it still runs: the
+    caller stopped early) and remove its folder; raises RuntimeError with the
+    end of its standard error if it failed."""
+    try:
+        if proc.poll() is None:
+            proc.kill()
+        stderr = proc.communicate()[1]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"exit {proc.returncode}\n{stderr[-2000:]}")
+
+
+def depthlab_wall(
+    args: Sequence[str], cpus: Sequence[int], env: Mapping[str, str] | None = None
+) -> float:
+    """Wall seconds of ``python -m depthlab ARGS`` pinned to ``cpus``, in a
+    fresh folder (:func:`start_depthlab`); raises if it fails."""
+    tic = time.perf_counter()
+    proc, work = start_depthlab(args, cpus, env)
+    try:
+        proc.wait()
+        return time.perf_counter() - tic
+    finally:
+        end_depthlab(proc, work)
 
 
 @dataclass

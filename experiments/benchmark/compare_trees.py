@@ -25,42 +25,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-DEFAULT_ARGS = ["depth=2..50", "activation=tanh,relu,sigmoid,erf"]
+from common import SWEEP_196, depthlab_wall
 
 
 def run_once(tree: Path, cores: int, args: list[str]) -> float:
     """Wall seconds of ``python -m depthlab ARGS`` from ``tree`` on ``cores``
     CPUs, in a fresh folder; raises if it fails."""
     cpus = sorted(os.sched_getaffinity(0))[:cores]
-    work = Path(tempfile.mkdtemp(prefix="depthlab-trees-"))
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")]),
     }
     try:
-        tic = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-m", "depthlab", *args],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-            preexec_fn=lambda: os.sched_setaffinity(0, cpus),
-        )
-        wall = time.perf_counter() - tic
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{tree}: exit {done.returncode}\n{done.stderr[-2000:]}")
-    return wall
+        return depthlab_wall(args, cpus, env)
+    except RuntimeError as err:
+        raise RuntimeError(f"{tree}: {err}") from None
 
 
 def main(argv: list[str]) -> int:
@@ -73,7 +56,7 @@ def main(argv: list[str]) -> int:
     ns = p.parse_args(argv)
     trees = [ns.tree_a.resolve(), ns.tree_b.resolve()]
     cores = [int(c) for c in ns.cores.split(",")]
-    args = ns.args or DEFAULT_ARGS
+    args = ns.args or SWEEP_196
     walls: dict[tuple[Path, int], list[float]] = {}
     for r in range(ns.rounds):
         for c in cores:

@@ -26,52 +26,30 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-DEFAULT_ARGS = ["depth=2..50", "activation=tanh,relu,sigmoid,erf"]
-
-
-def start(cpu: int, args: list[str]) -> tuple[subprocess.Popen, Path]:
-    """``python -m depthlab ARGS n_jobs=1`` pinned to ``cpu``, in a new folder."""
-    work = Path(tempfile.mkdtemp(prefix="depthlab-share-"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "depthlab", *args, "n_jobs=1"],
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, [cpu]),
-    )
-    return proc, work
+from common import SWEEP_196, end_depthlab, start_depthlab
 
 
 def walls(cpus: list[int], args: list[str]) -> list[float]:
-    """Wall seconds of one sweep per CPU in ``cpus``, all started at once."""
+    """Wall seconds of ``python -m depthlab ARGS n_jobs=1``, one per CPU in
+    ``cpus``, each pinned to its CPU, all started at once."""
     tic = time.perf_counter()
-    started = [start(cpu, args) for cpu in cpus]
+    started = [start_depthlab([*args, "n_jobs=1"], [cpu]) for cpu in cpus]
     out = [0.0] * len(started)
     try:
-        pending = dict(enumerate(started))
+        pending = set(range(len(started)))
         while pending:
-            for i, (proc, _) in list(pending.items()):
-                if proc.poll() is not None:
+            for i in list(pending):
+                if started[i][0].poll() is not None:
                     out[i] = time.perf_counter() - tic
-                    del pending[i]
+                    pending.discard(i)
             time.sleep(0.01)
     finally:
         for proc, work in started:
-            if proc.poll() is None:
-                proc.kill()
-            stderr = proc.communicate()[1]
-            shutil.rmtree(work, ignore_errors=True)
-            if proc.returncode != 0:
-                raise RuntimeError(f"exit {proc.returncode}\n{stderr[-2000:]}")
+            end_depthlab(proc, work)
     return out
 
 
@@ -80,7 +58,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("args", nargs="*", help="depthlab's arguments")
     ns = p.parse_args(argv)
-    args = ns.args or DEFAULT_ARGS
+    args = ns.args or SWEEP_196
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         p.error("needs 2 CPUs")
