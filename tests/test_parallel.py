@@ -13,6 +13,7 @@ import pytest
 from conftest import TINY, job_runs, run_cli, sqlite_uri
 
 from depthlab.sweep import progress, workers
+from depthlab.tracking.store import PID_TAG
 
 _LINE = re.compile(r"^\[\s*(\d+)/(\d+)\] L=(\d+) ")
 
@@ -77,6 +78,13 @@ def test_parallel_sweep_matches_one_process(tmp_path: Path) -> None:
     right = rb.set_index(key)[metrics].sort_index()
     # Same seeds on other processes: the same numbers, bit for bit.
     assert left.equals(right)
+    # Each worker runs one chain (depth 2, 3, ... of one sigma_w): its first
+    # two jobs are handed to it together; the last may be taken by the other.
+    pid = {
+        (row["params.depth"], row["params.sigma_w"]): row[f"tags.{PID_TAG}"]
+        for _, row in rb.iterrows()
+    }
+    assert pid["2", "1.0"] == pid["3", "1.0"] != pid["2", "1.5"] == pid["3", "1.5"]
     # n_jobs does not change what a job computes: the second sweep resumes.
     again = run_cli(two, *args, "n_jobs=1")
     assert again.returncode == 0, again.stderr
@@ -364,9 +372,9 @@ def test_a_prestarted_pool_is_taken_only_for_the_same_plan() -> None:
     assert workers._prestarted == []
     workers.prestart(2, 1, None)
     pool = workers._take_prestarted(2, 1)
-    assert pool is not None and len(pool._executor._processes) == 2
+    assert pool is not None and len(pool.processes()) == 2
     with pool:  # its workers run jobs' functions (here the no-op of start)
-        assert pool._executor.submit(workers._started).result(timeout=60) is None
+        assert pool.submit(1, workers._started).result(timeout=60) is None
     workers.prestart(1, 1, None)
     workers.discard_prestarted()
     assert workers._prestarted == [] and workers._starting == []
@@ -384,4 +392,4 @@ def test_a_worker_leaves_what_the_forkserver_imported_to_no_collection() -> None
     worker's set-up.)"""
     pool = workers.Pool(1, 1, None)
     with pool:
-        assert pool._executor.submit(frozen_objects, 0).result(timeout=60) > 10_000
+        assert pool.submit(0, frozen_objects, 0).result(timeout=60) > 10_000

@@ -8,7 +8,9 @@ MLflow's client once (:data:`PRELOAD`), so a worker starts in milliseconds and
 imports nothing; each receives the job configs the sweeper already composed and
 runs them through Hydra's own ``run_job`` (the job's output directory, the
 ``HydraConfig`` singleton, its return value and status), exactly as the
-in-process path does.
+in-process path does. Each worker gets a contiguous run of the sweep's chains
+of jobs (those that differ only in depth, deepening job by job), so that it
+reuses the layers its previous job drew (:mod:`depthlab.sweep.schedule`).
 
 The CPU budget is shared, not multiplied: with ``w`` workers on ``c`` cores a
 job may use ``max(1, c // w)`` threads, and workers that cover every core are
@@ -44,6 +46,7 @@ from typing import Any
 
 from depthlab import interrupts
 from depthlab.jobs import THREADS_ENV
+from depthlab.sweep.schedule import Schedule, chain_key, chain_order
 
 PRELOAD = (
     "depthlab.sweep.app",
@@ -379,14 +382,22 @@ def stop_forkserver() -> None:
     server._forkserver_pid = None
 
 
+AHEAD = 2
+"""Jobs handed to each worker at a time: the one it runs and the next, so that
+it never waits for the sweep's process between two jobs."""
+
+
 class Pool:
     """``workers`` processes that run composed job configs (see the module).
 
-    Use as a context manager; :meth:`run` yields ``(position, JobReturn)`` as
-    jobs finish. Leaving the block with an exception (an interrupt) stops the
-    workers: each is sent SIGTERM, jobs not started are cancelled, and the
-    block waits up to :data:`STOP_TIMEOUT_S` for the jobs in flight to mark
-    their runs FAILED before it kills what is left.
+    Each worker is the one process of its own executor, so that the sweep's
+    process decides which worker runs which job (:mod:`depthlab.sweep.schedule`:
+    contiguous runs of the sweep's order, for the layers a worker keeps
+    between jobs). Use as a context manager; :meth:`run` yields
+    ``(position, JobReturn)`` as jobs finish. Leaving the block with an
+    exception (an interrupt) stops the workers: each is sent SIGTERM, jobs not
+    started are cancelled, and the block waits up to :data:`STOP_TIMEOUT_S` for
+    the jobs in flight to mark their runs FAILED before it kills what is left.
     """
 
     def __init__(self, workers: int, threads: int, hydra_context: Any) -> None:
@@ -400,61 +411,111 @@ class Pool:
         state = pickle.dumps((hydra_context, Singleton.get_state()["instances"]))
         self.cores = core_sets(workers, threads, _affinity())
         self._pinned: set[int] = set()
-        self._executor = cf.ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=ctx,
-            initializer=_initialize,
-            initargs=(state, threads, os.getpid(), process_start(os.getpid())),
-        )
+        initargs = (state, threads, os.getpid(), process_start(os.getpid()))
+        self._executors = [
+            cf.ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=ctx,
+                initializer=_initialize,
+                initargs=initargs,
+            )
+            for _ in range(workers)
+        ]
+        self._futures: dict[cf.Future, int] = {}
+        self._seen: set[cf.Future] = set()
 
     def __enter__(self) -> Pool:
         return self
 
+    def processes(self) -> list[Any]:
+        """The worker processes started so far, worker by worker."""
+        return [
+            p
+            for executor in self._executors
+            for p in (executor._processes or {}).values()
+        ]
+
     def start(self) -> None:
         """Start every worker now (fork, imports inherited, :func:`_initialize`)
         instead of at the first job: one no-op task per worker."""
-        for _ in range(self.workers):
-            self._executor.submit(_started)
+        for executor in self._executors:
+            executor.submit(_started)
         self._pin()
 
+    def submit(self, worker: int, fn: Callable[..., Any], *args: Any) -> cf.Future:
+        """Run ``fn(*args)`` on worker ``worker``."""
+        future = self._executors[worker].submit(fn, *args)
+        self._pin()
+        return future
+
     def _pin(self) -> None:
-        """Pin each started worker not pinned yet to the next of
+        """Pin each started worker not pinned yet to its cores in
         :attr:`cores` (nothing if they are None)."""
         if self.cores is None or not hasattr(os, "sched_setaffinity"):
             return
-        for pid in list(self._executor._processes or {}):
-            if pid in self._pinned:
-                continue
-            cores = self.cores[len(self._pinned) % len(self.cores)]
-            self._pinned.add(pid)
-            with contextlib.suppress(OSError):  # it ended, or a core went away
-                os.sched_setaffinity(pid, cores)
+        for worker, executor in enumerate(self._executors):
+            for pid in list(executor._processes or {}):
+                if pid in self._pinned:
+                    continue
+                self._pinned.add(pid)
+                with contextlib.suppress(OSError):  # it ended, or a core went away
+                    os.sched_setaffinity(pid, self.cores[worker % len(self.cores)])
 
     def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
         if kind is None:
-            self._executor.shutdown(wait=True)
+            self.shutdown()
         else:
             self.stop()
 
-    def run(self, configs: Sequence[Any]) -> Iterator[tuple[int, Any]]:
-        """Submit every config; yield ``(position in configs, result)`` as each
-        job ends. A worker that stopped on a signal yields its
+    def shutdown(self) -> None:
+        """End the workers (jobs not started are cancelled)."""
+        for executor in self._executors:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def run(
+        self, configs: Sequence[Any], order: Sequence[int] | None = None
+    ) -> Iterator[tuple[int, Any]]:
+        """Run every config, contiguous runs of ``order`` (default: the
+        configs' order) on each worker; yield ``(position in configs, result)``
+        as each job ends. A worker that stopped on a signal yields its
         :class:`KeyboardInterrupt` as the result."""
+        order = range(len(configs)) if order is None else order
+        self._schedule = schedule = Schedule(order, self.workers)
+        futures = self._futures
+        worker_of: dict[cf.Future, int] = {}
+        pending: set[cf.Future] = set()
+
+        def hand_out(worker: int) -> None:
+            position = schedule.next_for(worker)
+            if position is not None:
+                future = self._executors[worker].submit(_run, configs[position])
+                futures[future] = position
+                worker_of[future] = worker
+                pending.add(future)
+
         with interrupts.deferred():
-            futures = {
-                self._executor.submit(_run, cfg): i for i, cfg in enumerate(configs)
-            }
+            for worker in range(self.workers):
+                for _ in range(AHEAD):
+                    hand_out(worker)
         self._pin()  # the workers started by these submissions, if not before
-        self._futures = futures
-        self._seen: set[cf.Future] = set()
-        for future in _as_completed(futures):
-            self._seen.add(future)
-            yield futures[future], _outcome(future)
+        while pending:
+            with interrupts.deferred():
+                done, _ = cf.wait(
+                    pending, timeout=POLL_S, return_when=cf.FIRST_COMPLETED
+                )
+                for future in done:  # the worker's next job, before anything else
+                    pending.discard(future)
+                    self._seen.add(future)
+                    hand_out(worker_of[future])
+            for future in sorted(done, key=futures.__getitem__):
+                yield futures[future], _outcome(future)
 
     def drain(self, timeout: float) -> Iterator[tuple[int, Any]]:
         """After :meth:`run` stopped early: cancel the jobs not started and yield
         ``(position, result)`` of those that end within ``timeout`` seconds."""
-        futures = getattr(self, "_futures", {})
+        futures = self._futures
+        if hasattr(self, "_schedule"):
+            self._schedule.clear()
         left = [f for f in futures if f not in self._seen and not f.cancel()]
         for future in _as_completed(left, timeout=timeout):
             self._seen.add(future)
@@ -462,10 +523,12 @@ class Pool:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop the workers: SIGTERM, wait for the jobs in flight, then kill."""
-        futures = getattr(self, "_futures", {})
+        futures = self._futures
+        if hasattr(self, "_schedule"):
+            self._schedule.clear()
         for future in futures:
             future.cancel()
-        processes = list((self._executor._processes or {}).values())
+        processes = self.processes()
         _signal_all(processes, signal.SIGTERM)
         running = [f for f in futures if not f.done()]
         try:
@@ -473,7 +536,8 @@ class Pool:
         except KeyboardInterrupt:  # pressed again: do not wait
             pass
         # Idle workers exit on the pool's shutdown; kill any that do not.
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for executor in self._executors:
+            executor.shutdown(wait=False, cancel_futures=True)
         deadline = time.monotonic() + EXIT_TIMEOUT_S
         for p in processes:
             p.join(max(0.0, deadline - time.monotonic()))
@@ -570,7 +634,7 @@ def discard_prestarted() -> None:
     """Shut down the pool of :func:`prestart` if no sweep took it."""
     _wait_started()
     while _prestarted:
-        _prestarted.pop()._executor.shutdown(wait=True, cancel_futures=True)
+        _prestarted.pop().shutdown()
 
 
 def _take_prestarted(workers: int, threads: int) -> Pool | None:
@@ -592,8 +656,9 @@ def run_jobs(
     hydra_context: Any,
     on_result: Callable[[int, Any], None],
 ) -> list[Any]:
-    """Run ``configs`` on a :class:`Pool`; ``on_result(position, result)`` is
-    called as each job ends (in the order they end).
+    """Run ``configs`` on a :class:`Pool`, each worker a contiguous run of
+    their chains (:mod:`depthlab.sweep.schedule`); ``on_result(position,
+    result)`` is called as each job ends (in the order they end).
 
     Returns
     -------
@@ -618,7 +683,8 @@ def run_jobs(
     fault: StoreFault | None = None
     pool = _take_prestarted(workers, threads) or Pool(workers, threads, hydra_context)
     with pool:
-        for position, result in pool.run(configs):
+        order = chain_order([chain_key(cfg) for cfg in configs])
+        for position, result in pool.run(configs, order):
             if isinstance(result, KeyboardInterrupt):
                 if str(result) == NOT_STARTED:
                     continue  # its worker's fault comes (or came) too
