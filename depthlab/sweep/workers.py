@@ -384,7 +384,10 @@ def stop_forkserver() -> None:
 
 AHEAD = 2
 """Jobs handed to each worker at a time: the one it runs and the next, so that
-it never waits for the sweep's process between two jobs."""
+it never waits for the sweep's process between two jobs. Once no more than
+``AHEAD`` jobs a worker are left to hand out, each worker gets one at a time,
+so that the last ones go to whichever worker is free first (a job handed to a
+worker stays there)."""
 
 
 class Pool:
@@ -484,19 +487,23 @@ class Pool:
         futures = self._futures
         worker_of: dict[cf.Future, int] = {}
         pending: set[cf.Future] = set()
+        in_flight = [0] * self.workers
 
         def hand_out(worker: int) -> None:
-            position = schedule.next_for(worker)
-            if position is not None:
+            ahead = AHEAD if schedule.left() > self.workers * AHEAD else 1
+            while in_flight[worker] < ahead:
+                position = schedule.next_for(worker)
+                if position is None:
+                    return
                 future = self._executors[worker].submit(_run, configs[position])
                 futures[future] = position
                 worker_of[future] = worker
                 pending.add(future)
+                in_flight[worker] += 1
 
         with interrupts.deferred():
             for worker in range(self.workers):
-                for _ in range(AHEAD):
-                    hand_out(worker)
+                hand_out(worker)
         self._pin()  # the workers started by these submissions, if not before
         while pending:
             with interrupts.deferred():
@@ -506,6 +513,7 @@ class Pool:
                 for future in done:  # the worker's next job, before anything else
                     pending.discard(future)
                     self._seen.add(future)
+                    in_flight[worker_of[future]] -= 1
                     hand_out(worker_of[future])
             for future in sorted(done, key=futures.__getitem__):
                 yield futures[future], _outcome(future)
