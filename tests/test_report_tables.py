@@ -114,3 +114,37 @@ def test_a_parallel_sweep_reports_from_its_workers_tables(tmp_path: Path) -> Non
     (sweep_dir,) = (tmp_path / "multirun").glob("*/*")
     assert (sweep_dir / "report.html").exists()
     assert not (sweep_dir / ".depthlab-tables").exists()
+
+
+def test_the_report_reads_the_spectra_of_the_deepest_runs_alone(
+    tmp_path: Path,
+) -> None:
+    """A job returns no spectra (DEEPEST_TABLES): the report reads those of
+    the deepest run of each config from the store, the same rows a full read
+    has for those runs, and draws the same figure as from a full read."""
+    from depthlab.report import build_report, prepare
+    from depthlab.tracking.read import DEEPEST_TABLES
+
+    out = run_cli(tmp_path, "depth=2..4", "init.sigma_w=1.0,1.5", "n_jobs=1", *TINY)
+    assert out.returncode == 0, out.stderr
+    uri = tracking.default_uri(tmp_path)
+    parent = tracking.latest_sweep_id(uri, "depthlab")
+    full = tracking.load_sweep(uri, parent)
+    some = tracking.load_sweep(uri, parent, tables=REPORT_TABLES)
+    assert "spectrum" in DEEPEST_TABLES and "spectrum" not in some.tables
+    deepest = prepare(some).deepest()
+    assert sorted(deepest["depth"]) == [4, 4]
+    spectrum = full.tables["spectrum"]
+    expected = spectrum[spectrum["run_id"].isin(deepest["run_id"])]
+    assert 0 < len(expected) < len(spectrum)
+    for sweep in (some, full):  # read from the store, or from what was loaded
+        got = sweep.read_table("spectrum", deepest["run_id"])
+        pd.testing.assert_frame_equal(
+            got, expected.reset_index(drop=True), check_exact=True
+        )
+    assert some.read_table("spectrum", []) is None
+    figures = {}
+    for name, sweep in (("some", some), ("full", full)):
+        report = build_report(sweep, tmp_path / name)
+        figures[name] = (report.parent / "jacobian_spectrum.png").read_bytes()
+    assert figures["some"] == figures["full"]

@@ -38,7 +38,7 @@ from depthlab import garbage
 from depthlab.report.data import ReportData, prepare
 from depthlab.report.figures import FIGURE_NAMES, Drawn, draw_all
 from depthlab.tracking import Sweep
-from depthlab.tracking.read import REPORT_TABLES, KnownTables
+from depthlab.tracking.read import DEEPEST_TABLES, REPORT_TABLES, KnownTables
 
 if TYPE_CHECKING:
     from depthlab.report.training_data import TrainingData
@@ -93,6 +93,8 @@ def build_report(sweep: Sweep, out_dir: str | os.PathLike[str]) -> Path:
     has_training = task is not None and bool((task == "train").any())
     has_probes = task is None or bool((task != "train").any())
     data = prepare(sweep)
+    if has_probes:
+        _read_deepest_tables(sweep, data)
     drawn = draw_all(data) if has_probes else []
     training_table = None
     if has_training:
@@ -125,6 +127,20 @@ def build_report(sweep: Sweep, out_dir: str | os.PathLike[str]) -> Path:
     report = out.resolve() / REPORT_FILE
     report.write_text(html.render(page), encoding="utf-8")
     return report
+
+
+def _read_deepest_tables(sweep: Sweep, data: ReportData) -> None:
+    """Put the :data:`~depthlab.tracking.read.DEEPEST_TABLES` of the deepest
+    run of each config into ``data`` (read now, before the figures' processes
+    fork, for those runs only)."""
+    summary = data.summary
+    if summary.empty or "depth" not in summary or "run_id" not in summary:
+        return
+    deepest = data.deepest()["run_id"]
+    for name in DEEPEST_TABLES:
+        table = sweep.read_table(name, deepest)
+        if table is not None:
+            data.tables[name] = table
 
 
 def _empty() -> Any:

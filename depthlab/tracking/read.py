@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +25,17 @@ from depthlab.tracking import (
     local_artifact_dir,
 )
 
-REPORT_TABLES = ("samples", "spectrum", "theory", "per_layer", "curves", "final")
-"""The tables a report reads: every table but the per-(network, input, layer)
-``layers`` table, which the figures do not need (``per_layer`` holds its
-quantiles) and which dominates the load time and memory of a large sweep."""
+REPORT_TABLES = ("samples", "theory", "per_layer", "curves", "final")
+"""The tables a report reads for every run: neither the per-(network, input,
+layer) ``layers`` table, which the figures do not need (``per_layer`` holds its
+quantiles) and which dominates the load time and memory of a large sweep, nor
+the :data:`DEEPEST_TABLES`."""
+
+DEEPEST_TABLES = ("spectrum",)
+"""The tables a report draws for the deepest run of each config alone
+(:meth:`depthlab.report.ReportData.deepest`), read for those runs only
+(:meth:`Sweep.read_table`): the spectra of a 196-job depth sweep are 80% of its
+tables' rows, and its report draws 4 of them."""
 
 
 KnownTables = Mapping[str, Mapping[str, "pd.DataFrame"]]
@@ -45,6 +52,30 @@ class Sweep:
     """One row per child run: run_id, run_name, status, params, summary metrics."""
     tables: dict[str, pd.DataFrame]
     """Each tidy table, concatenated over the FINISHED child runs (with run_id)."""
+    uri: str = ""
+    """The tracking URI it was read from."""
+    artifact_uris: dict[str, str] = field(default_factory=dict)
+    """Run id -> artifact URI, of the FINISHED child runs."""
+
+    def read_table(self, name: str, run_ids: Collection[str]) -> pd.DataFrame | None:
+        """The table ``name`` of the FINISHED runs ``run_ids`` (with run_id, in
+        the order of :attr:`runs`), as :func:`load_sweep` reads it: from
+        :attr:`tables` where it was loaded, else from the runs' artifacts.
+        None where none of those runs has it."""
+        wanted = set(run_ids)
+        if name in self.tables:
+            table = self.tables[name]
+            return table[table["run_id"].isin(wanted)].reset_index(drop=True)
+        if not self.uri:
+            return None
+        client = _client(self.uri)
+        parts = []
+        for run_id, artifact_uri in self.artifact_uris.items():
+            if run_id in wanted:
+                found = _read_tables(client, run_id, artifact_uri, (name,))
+                if name in found:
+                    parts.append((run_id, found[name]))
+        return _with_run_ids(parts) if parts else None
 
 
 def sweep_runs(
@@ -138,6 +169,7 @@ def _load_sweep(
 
     rows = []
     frames: dict[str, list[pd.DataFrame]] = {}
+    artifact_uris: dict[str, str] = {}
     for run in children:
         row = {
             "run_id": run.info.run_id,
@@ -150,6 +182,7 @@ def _load_sweep(
         if run.info.status != "FINISHED":
             continue
         run_id = run.info.run_id
+        artifact_uris[run_id] = run.info.artifact_uri
         if run_id in known:
             found = {
                 name: table
@@ -157,7 +190,7 @@ def _load_sweep(
                 if tables is None or name in tables
             }
         else:
-            found = _read_tables(client, run, tables)
+            found = _read_tables(client, run_id, run.info.artifact_uri, tables)
         for name, table in found.items():
             frames.setdefault(name, []).append((run_id, table))
     tables = {name: _with_run_ids(parts) for name, parts in frames.items()}
@@ -166,6 +199,8 @@ def _load_sweep(
         parent_name=parent.info.run_name,
         runs=pd.DataFrame(rows),
         tables=tables,
+        uri=uri,
+        artifact_uris=artifact_uris,
     )
 
 
@@ -243,7 +278,7 @@ def _infinite(value: float) -> float:
 
 
 def _read_tables(
-    client: Any, run: Any, names: Collection[str] | None
+    client: Any, run_id: str, artifact_uri: str, names: Collection[str] | None
 ) -> dict[str, pd.DataFrame]:
     import pandas as pd
 
@@ -254,9 +289,9 @@ def _read_tables(
             if names is None or p.stem in names
         }
 
-    local = local_artifact_dir(run.info.artifact_uri)
+    local = local_artifact_dir(artifact_uri)
     if local is not None and (local / TABLES_DIR).is_dir():
         return read(local / TABLES_DIR)
     with tempfile.TemporaryDirectory(prefix="depthlab-") as tmp:
-        path = client.download_artifacts(run.info.run_id, TABLES_DIR, tmp)
+        path = client.download_artifacts(run_id, TABLES_DIR, tmp)
         return read(Path(path))
