@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     TINY,
+    TINY_JOB,
     free_port,
     run_cli,
     search_runs,
@@ -81,3 +82,42 @@ def test_a_launcher_against_a_tracking_server(
     if launcher == "submitit_local":
         # submitit kept each job's own log folder and result.
         assert list((tmp_path / "multirun").rglob("*_result.pkl"))
+
+
+def test_a_report_reads_the_tables_it_needs_from_a_tracking_server(
+    tmp_path: Path, mlflow_server: str
+) -> None:
+    """Through the server (artifacts downloaded, not read in place): the
+    sweep's report is built, and the tables a report reads (each run's
+    REPORT_TABLES, the deepest runs' spectra) are the rows of a full read."""
+    import pandas as pd
+
+    from depthlab import tracking
+    from depthlab.report import prepare
+    from depthlab.tracking.read import REPORT_TABLES
+
+    out = run_cli(
+        tmp_path,
+        "depth=2..4",
+        "n_jobs=1",
+        f"tracking.uri={mlflow_server}",
+        *TINY_JOB,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "report failed" not in out.stderr
+    assert "Downloading artifacts" not in out.stderr  # no progress bars
+    assert list((tmp_path / "multirun").rglob("jacobian_spectrum.png"))
+    parent = tracking.latest_sweep_id(mlflow_server, "depthlab")
+    full = tracking.load_sweep(mlflow_server, parent)
+    some = tracking.load_sweep(mlflow_server, parent, tables=REPORT_TABLES)
+    assert set(some.tables) == set(REPORT_TABLES) & set(full.tables)
+    for name, table in some.tables.items():
+        pd.testing.assert_frame_equal(table, full.tables[name], check_exact=True)
+    deepest = prepare(some).deepest()["run_id"]
+    spectrum = full.tables["spectrum"]
+    expected = spectrum[spectrum["run_id"].isin(deepest)].reset_index(drop=True)
+    assert len(expected) > 0
+    pd.testing.assert_frame_equal(
+        some.read_table("spectrum", deepest), expected, check_exact=True
+    )

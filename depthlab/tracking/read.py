@@ -4,9 +4,11 @@ dashboard's address. The report never needs the process that ran the jobs."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -264,7 +266,8 @@ def _reused_run_ids(client: Any, parent: Any) -> list[str]:
         if REUSED_FILE not in names:
             return []
         with tempfile.TemporaryDirectory(prefix="depthlab-") as tmp:
-            path = client.download_artifacts(parent.info.run_id, REUSED_FILE, tmp)
+            with _no_progress_bars():
+                path = client.download_artifacts(parent.info.run_id, REUSED_FILE, tmp)
             return [line for line in Path(path).read_text().split() if line]
     except Exception:
         return []
@@ -275,6 +278,24 @@ def _infinite(value: float) -> float:
     if abs(value) >= _FLOAT_MAX:
         return math.copysign(math.inf, value)
     return value
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """No download progress bar on standard error (MLflow draws one for every
+    download from a tracking server), whatever the environment asked for."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+
+    name = MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name
+    before = os.environ.get(name)
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def _read_tables(
@@ -293,5 +314,16 @@ def _read_tables(
     if local is not None and (local / TABLES_DIR).is_dir():
         return read(local / TABLES_DIR)
     with tempfile.TemporaryDirectory(prefix="depthlab-") as tmp:
-        path = client.download_artifacts(run_id, TABLES_DIR, tmp)
-        return read(Path(path))
+        if names is None:
+            with _no_progress_bars():
+                folder = Path(client.download_artifacts(run_id, TABLES_DIR, tmp))
+            return read(folder)
+        # Only the tables asked for: the layers table is most of a run's bytes.
+        found = {}
+        for artifact in client.list_artifacts(run_id, TABLES_DIR):
+            name = Path(artifact.path)
+            if name.suffix == ".parquet" and name.stem in names:
+                with _no_progress_bars():
+                    local_file = client.download_artifacts(run_id, artifact.path, tmp)
+                found[name.stem] = pd.read_parquet(local_file)
+        return dict(sorted(found.items()))
