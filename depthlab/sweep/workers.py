@@ -426,6 +426,7 @@ class Pool:
         ]
         self._futures: dict[cf.Future, int] = {}
         self._seen: set[cf.Future] = set()
+        self._schedule = Schedule((), workers)
 
     def __enter__(self) -> Pool:
         return self
@@ -522,8 +523,7 @@ class Pool:
         """After :meth:`run` stopped early: cancel the jobs not started and yield
         ``(position, result)`` of those that end within ``timeout`` seconds."""
         futures = self._futures
-        if hasattr(self, "_schedule"):
-            self._schedule.clear()
+        self._schedule.clear()
         left = [f for f in futures if f not in self._seen and not f.cancel()]
         for future in _as_completed(left, timeout=timeout):
             self._seen.add(future)
@@ -532,8 +532,7 @@ class Pool:
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop the workers: SIGTERM, wait for the jobs in flight, then kill."""
         futures = self._futures
-        if hasattr(self, "_schedule"):
-            self._schedule.clear()
+        self._schedule.clear()
         for future in futures:
             future.cancel()
         processes = self.processes()
