@@ -141,6 +141,15 @@ def run_python(
     )
 
 
+def run_python_json(cwd: Path, code: str, *args: str) -> Any:
+    """The JSON object that ``python -c CODE ARGS`` prints last (it must exit 0)."""
+    import json
+
+    done = run_python(cwd, "-c", code, *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def run_cli(
     cwd: Path, *args: str, timeout: float = 240, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:

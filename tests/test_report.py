@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_JOB, run_python
+from conftest import TINY_JOB, run_python, run_python_json
 
 from depthlab import tracking
 from depthlab.report import FIGURE_NAMES, build_report
@@ -292,11 +292,7 @@ print(json.dumps({
 def test_the_warm_up_builds_the_mathtext_parser_and_changes_no_setting(
     tmp_path: Path,
 ) -> None:
-    import json
-
-    done = run_python(tmp_path, "-c", WARM_UP)
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout.splitlines()[-1])
+    out = run_python_json(tmp_path, WARM_UP)
     # What a process's first log axis pays (the grammar) is paid, the log
     # tick labels are in the shared parser's cache, and the report's style
     # was only borrowed.

@@ -222,13 +222,9 @@ print(json.dumps({"first": first, "found": found, "scans": len(scans),
 def test_mlflow_s_newest_schema_revision_is_found_once_per_process(
     tmp_path: Path,
 ) -> None:
-    import json
+    from conftest import run_python_json
 
-    from conftest import run_python
-
-    done = run_python(tmp_path, "-c", HEAD_REVISION_SCAN)
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout.splitlines()[-1])
+    out = run_python_json(tmp_path, HEAD_REVISION_SCAN)
     # Uncached, MLflow scanned its migrations for its own call; cached, the
     # first of the next calls scans once and the others (and head_revision)
     # read the cache: the same revision every time.

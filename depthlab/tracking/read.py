@@ -36,8 +36,9 @@ the :data:`DEEPEST_TABLES`."""
 DEEPEST_TABLES = ("spectrum",)
 """The tables a report draws for the deepest run of each config alone
 (:meth:`depthlab.report.ReportData.deepest`), read for those runs only
-(:meth:`Sweep.read_table`): the spectra of a 196-job depth sweep are 80% of its
-tables' rows, and its report draws 4 of them."""
+(:meth:`Sweep.read_table`): the spectra are most of a probe job's tables' rows
+(a row per singular value), and the report of a 196-job depth sweep draws 4
+runs' spectra."""
 
 
 KnownTables = Mapping[str, Mapping[str, "pd.DataFrame"]]
